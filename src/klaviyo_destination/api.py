@@ -1,0 +1,183 @@
+"""Routes only: parse, call one function, return; the work lives in service and protocol."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import SecretStr
+
+from . import service
+from .auth import check_token
+from .delivery import KlaviyoClient
+from .errors import DestinationError
+from .metrics import DeliveryMetrics
+from .payload import BadRequest, events_of, read_json
+from .responses import JsonResponse
+from .router import route
+from .rudder_protocol import process
+from .settings import Settings
+
+router = APIRouter()
+
+
+def _settings(request: Request) -> Settings:
+    return cast(Settings, request.state.settings)
+
+
+def _klaviyo(request: Request) -> KlaviyoClient:
+    return cast(KlaviyoClient, request.state.klaviyo)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+KlaviyoDep = Annotated[KlaviyoClient, Depends(_klaviyo)]
+
+
+def _authorized(request: Request, settings: SettingsDep) -> None:
+    check_token(request, settings)
+
+
+def _protocol_enabled(settings: SettingsDep) -> None:
+    if not settings.enable_rudder_protocol:
+        raise _NotFound("the rudder-server protocol endpoints are switched off", field="path")
+
+
+class _NotFound(DestinationError):
+    status = 404
+    code = "not_found"
+
+
+async def _body(request: Request, settings: Settings) -> Any:
+    return await read_json(
+        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+
+
+EVENTS_EXAMPLE = {
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "user-1",
+    "messageId": "msg-1",
+    "properties": {"revenue": 30, "currency": "USD"},
+    "context": {"traits": {"email": "ada@example.com"}},
+    "timestamp": "2026-11-28T12:00:00Z",
+}
+
+
+@router.post(
+    "/v1/events",
+    dependencies=[Depends(_authorized)],
+    summary="Deliver events to Klaviyo (webhook)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {}, "example": EVENTS_EXAMPLE}},
+        }
+    },
+)
+async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
+    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    config = service.destination_config(settings)
+    delivered = await service.deliver_events(events.items, config, klaviyo)
+    counter: Counter = request.state.events
+    for planned, outcome in delivered:
+        counter.labels(type=str(planned.header["type"]).lower(), outcome=outcome.status).inc()
+    outcomes = [outcome for _, outcome in delivered]
+    status = service.status_code(
+        [o.status for o in outcomes],
+        single=events.single,
+        throttled=any(o.throttled for o in outcomes if o.status == "failed"),
+    )
+    headers = {}
+    if (retry_after := service.retry_after_header(outcomes)) is not None:
+        headers["Retry-After"] = retry_after
+    results = [service.result_of(planned, outcome) for planned, outcome in delivered]
+    return JsonResponse({"results": results}, status_code=status, headers=headers)
+
+
+@router.post(
+    "/v1/transform",
+    dependencies=[Depends(_authorized)],
+    summary="Dry run: the Klaviyo requests /v1/events would send; nothing is sent",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {}, "example": EVENTS_EXAMPLE}},
+        }
+    },
+)
+async def post_transform(request: Request, settings: SettingsDep) -> Response:
+    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    config = service.destination_config(settings)
+    if config.private_api_key is None:
+        # The dry run shows the key masked anyway; it must work before a key is configured.
+        config = config.model_copy(update={"private_api_key": service.MASKED_KEY})
+    results = service.dry_run(events.items, config, settings.klaviyo_base_url)
+    status = service.status_code(
+        [r["status"] for r in results], single=events.single, throttled=False
+    )
+    return JsonResponse({"results": results}, status_code=status)
+
+
+@router.post(
+    "/v0/destinations/klaviyo",
+    dependencies=[Depends(_protocol_enabled)],
+    summary="rudder-server processor transform (private network)",
+)
+async def post_processor(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
+    body = await _body(request, settings)
+    if not isinstance(body, list):
+        raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
+    items = await process(
+        body,
+        _lookup(klaviyo),
+        filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
+    )
+    return JsonResponse(items)
+
+
+@router.post(
+    "/routerTransform",
+    dependencies=[Depends(_protocol_enabled)],
+    summary="rudder-server router transform (private network)",
+)
+async def post_router(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
+    body = await _body(request, settings)
+    jobs = body.get("input") if isinstance(body, dict) else None
+    outputs = await route(
+        jobs,
+        _lookup(klaviyo),
+        filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
+    )
+    return JsonResponse({"output": outputs})
+
+
+def _lookup(klaviyo: KlaviyoClient) -> Any:
+    async def lookup(body: dict[str, Any], key: SecretStr) -> tuple[int, Any]:
+        return await klaviyo.create_profile_once(body, api_key=key)
+
+    return lookup
+
+
+def _filter_code(header: str | None) -> bool:
+    """rudder-server sends ``X-Feature-Filter-Code: ?1`` (structured-field true) to ask for 299."""
+    return header is not None and header.strip().lower() not in ("", "?0", "false", "0")
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: settings loaded and the Klaviyo client open")
+async def ready(klaviyo: KlaviyoDep) -> Response:
+    if not klaviyo.is_open:
+        return JsonResponse({"status": "starting"}, status_code=503)
+    return JsonResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    registry = cast(DeliveryMetrics, request.state.metrics).registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,98 @@
+"""``create_app``: the FastAPI application, its lifespan-owned Klaviyo client and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import Counter
+from starlette.exceptions import HTTPException
+
+from . import __version__
+from .api import router
+from .delivery import KlaviyoClient
+from .errors import DestinationError
+from .metrics import DeliveryMetrics
+from .responses import JsonResponse
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    settings: Settings
+    klaviyo: KlaviyoClient
+    metrics: DeliveryMetrics
+    events: Counter
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    mounts: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build the service. ``transport`` replaces the network (tests, the embedded emulator);
+    ``mounts`` adds sub-applications (the embedded emulator's inspection endpoints)."""
+    settings = settings or Settings()
+    metrics = DeliveryMetrics()
+    events = Counter(
+        "klaviyo_destination_events",
+        "Events handled by /v1/events, by event type and outcome.",
+        ["type", "outcome"],
+        registry=metrics.registry,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        async with KlaviyoClient(settings, transport=transport, metrics=metrics) as klaviyo:
+            yield {"settings": settings, "klaviyo": klaviyo, "metrics": metrics, "events": events}
+
+    app = FastAPI(
+        title="klaviyo-destination",
+        version=__version__,
+        description=(
+            "Delivers RudderStack events (identify, track, screen, group) to Klaviyo's API at "
+            "revision 2023-02-22, and speaks rudder-server's transformer protocol."
+        ),
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.include_router(router)
+    for prefix, sub_app in (mounts or {}).items():
+        app.mount(prefix, sub_app)
+    _install_error_handlers(app)
+    return app
+
+
+def error_response(error: DestinationError) -> JsonResponse:
+    return JsonResponse({"error": error.to_dict()}, status_code=error.status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DestinationError)
+    async def destination_error(_: Request, error: DestinationError) -> JsonResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JsonResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(part) for part in first.get("loc", ()))
+        body = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
+        return JsonResponse({"error": body}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JsonResponse:
+        body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
+        return JsonResponse({"error": body}, status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JsonResponse:
+        logger.exception("unexpected error: %s", type(error).__name__)
+        body = {"code": "internal_error", "message": "unexpected error", "field": None}
+        return JsonResponse({"error": body}, status_code=500)

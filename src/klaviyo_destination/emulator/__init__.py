@@ -1,0 +1,21 @@
+"""In-process emulator of Klaviyo's API at revision 2023-02-22 (see ``app.create_emulator``)."""
+
+from klaviyo_destination.emulator.app import create_emulator
+from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.faults import FaultSpec
+from klaviyo_destination.emulator.gate import REVISION, DroppedConnection
+from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
+from klaviyo_destination.emulator.store import EmulatorStore, EventOutcome
+
+__all__ = [
+    "DEFAULT_RATE_LIMITS",
+    "REVISION",
+    "ApiError",
+    "DroppedConnection",
+    "EmulatorStore",
+    "EndpointClass",
+    "EventOutcome",
+    "FaultSpec",
+    "RateLimit",
+    "create_emulator",
+]

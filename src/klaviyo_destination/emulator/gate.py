@@ -1,0 +1,208 @@
+"""What stands in front of the Klaviyo routes: recording, faults, auth, revision, rate limits.
+
+A plain ASGI middleware rather than FastAPI dependencies because it must see every ``/api``
+request (also unknown paths), replay the body it read, add headers to any response, and abort a
+connection without answering, which only works from below Starlette's exception handling.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import httpx
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from klaviyo_destination.emulator import errors
+from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.faults import DropFault, StatusFault
+from klaviyo_destination.emulator.models import RecordedRequest
+from klaviyo_destination.emulator.ratelimit import Decision, classify
+from klaviyo_destination.emulator.store import EmulatorStore
+from klaviyo_destination.emulator.web import error_response
+
+REVISION: Final = "2023-02-22"
+_REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+_AUTH_SCHEME: Final = "Klaviyo-API-Key"
+
+
+class DroppedConnection(httpx.RemoteProtocolError):
+    """Aborts a response on purpose (the ``drop_connection`` fault).
+
+    It is raised after a response start has been sent, so Starlette does not answer 500 and
+    uvicorn closes the socket mid-response: the client reads a truncated response, which httpx
+    reports as ``RemoteProtocolError``. Under ``httpx.ASGITransport`` the exception itself
+    reaches the client, and being an httpx transport error it is handled like the real thing.
+    """
+
+
+class KlaviyoGate:
+    def __init__(self, app: ASGIApp, store: EmulatorStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        entry = self.store.record(
+            scope["method"],
+            scope["path"],
+            scope["query_string"].decode("latin-1"),
+            _redacted(Headers(scope=scope)),
+            _decoded(body),
+        )
+        await self._serve(scope, _replay(body, receive), send, entry)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, entry: RecordedRequest
+    ) -> None:
+        faults = self.store.faults
+        if faults.latency_ms:
+            await self.store.sleep(faults.latency_ms / 1000)
+        send = _recording(send, entry)
+        match faults.next_for(scope["path"]):
+            case StatusFault() as fault:
+                entry.fault = f"status:{fault.status}"
+                await _fault_response(fault)(scope, receive, send)
+            case DropFault(after_processing=after):
+                entry.fault = "drop_connection"
+                if after:
+                    await self._admitted(scope, receive, _discard)
+                # Raised before a response starts, Starlette would answer 500 itself; once one
+                # has started, the exception reaches uvicorn, which closes the socket.
+                await send({"type": "http.response.start", "status": 500, "headers": _UNFINISHED})
+                entry.status = None
+                raise DroppedConnection("connection dropped by an injected fault")
+            case None:
+                await self._admitted(scope, receive, send)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            decision = self._admit(scope)
+        except ApiError as error:
+            await error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, _with_rate_headers(send, decision))
+
+    def _admit(self, scope: Scope) -> Decision | None:
+        """Auth, then revision, then quota: a refused request does not use up quota."""
+        headers = Headers(scope=scope)
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        if scheme != _AUTH_SCHEME or not self.store.accepts_key(key.strip()):
+            raise errors.not_authenticated()
+        _check_revision(headers.get("revision"))
+        endpoint = classify(scope["method"], scope["path"])
+        limiter = self.store.limiter
+        decision = limiter.hit(key.strip(), endpoint) if endpoint else None
+        if decision is not None and not decision.allowed:
+            raise errors.throttled(decision.wait_seconds, send_retry_after=limiter.send_retry_after)
+        return decision
+
+
+#: A body is promised and never sent, so the client cannot mistake the drop for an answer.
+_UNFINISHED: Final = [(b"content-length", b"1")]
+
+
+def _check_revision(revision: str | None) -> None:
+    """The spec leaves the real wording UNKNOWN; these follow its ``invalid`` + parameter shape."""
+    if revision is None:
+        raise errors.invalid("Missing required header 'revision'.", parameter="revision")
+    if not _REVISION_FORMAT.match(revision):
+        detail = f"Invalid revision '{revision}': expected a date like {REVISION}."
+        raise errors.invalid(detail, parameter="revision")
+    if revision != REVISION:
+        detail = f"Revision '{revision}' is not supported: this API serves revision {REVISION}."
+        raise errors.invalid(detail, parameter="revision")
+
+
+def _fault_response(fault: StatusFault) -> Response:
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    if fault.body is not None:
+        media_type = fault.content_type or "text/plain; charset=utf-8"
+        return Response(fault.body, fault.status, headers=headers, media_type=media_type)
+    if fault.status == 429:
+        error = errors.throttled(fault.retry_after or 0, send_retry_after=bool(headers))
+    else:
+        error = errors.for_status(fault.status)
+    response = error_response(error)
+    response.headers.update(headers)
+    if fault.content_type:
+        response.headers["content-type"] = fault.content_type
+    return response
+
+
+def _with_rate_headers(send: Send, decision: Decision | None) -> Send:
+    if decision is None:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] != 429:
+            headers = MutableHeaders(scope=message)
+            headers["RateLimit-Limit"] = str(decision.limit)
+            headers["RateLimit-Remaining"] = str(decision.remaining)
+            headers["RateLimit-Reset"] = str(decision.reset)
+        await send(message)
+
+    return wrapped
+
+
+def _recording(send: Send, entry: RecordedRequest) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            entry.status = message["status"]
+        await send(message)
+
+    return wrapped
+
+
+async def _discard(message: Message) -> None:
+    """Swallows the answer of a request that is processed and then dropped."""
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _decoded(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def _redacted(headers: Headers) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if name == "authorization":
+            scheme, space, _ = value.partition(" ")
+            value = f"{scheme} ***" if space else "***"
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out

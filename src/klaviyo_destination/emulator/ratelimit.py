@@ -1,0 +1,125 @@
+"""Klaviyo's rate limiter: per account and endpoint class, a 1 s burst and a 60 s steady window.
+
+Both windows are fixed (aligned to the clock), as the v2023-02-22 docs describe; a request that
+finds either window full is refused and does not count.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+BURST_SECONDS: Final = 1.0
+STEADY_SECONDS: Final = 60.0
+
+
+class EndpointClass(StrEnum):
+    """Groups of operations sharing one quota (the OAS ``x-klaviyo-ratelimit`` tiers)."""
+
+    PROFILES = "profiles"
+    PROFILE_QUERIES = "profile_queries"
+    EVENTS = "events"
+    SUBSCRIPTIONS = "subscriptions"
+    LISTS = "lists"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    burst: int
+    steady: int
+
+
+#: Tier L (75/s, 700/min) for profile writes and subscriptions, XL for events, M for queries.
+DEFAULT_RATE_LIMITS: Final[Mapping[EndpointClass, RateLimit]] = {
+    EndpointClass.PROFILES: RateLimit(75, 700),
+    EndpointClass.PROFILE_QUERIES: RateLimit(10, 150),
+    EndpointClass.EVENTS: RateLimit(350, 3500),
+    EndpointClass.SUBSCRIPTIONS: RateLimit(75, 700),
+    EndpointClass.LISTS: RateLimit(10, 150),
+}
+
+_SUBSCRIPTION_JOBS: Final = re.compile(r"^/api/profile-(un)?subscription-bulk-create-jobs/?$")
+
+
+def classify(method: str, path: str) -> EndpointClass | None:
+    """The quota a request draws on; ``None`` for paths the emulator does not serve."""
+    if path.startswith("/api/events"):
+        return EndpointClass.EVENTS
+    if _SUBSCRIPTION_JOBS.match(path):
+        return EndpointClass.SUBSCRIPTIONS
+    if path.startswith("/api/lists/"):
+        return EndpointClass.LISTS
+    if path.rstrip("/") == "/api/profiles" and method == "GET":
+        return EndpointClass.PROFILE_QUERIES
+    if path.startswith("/api/profiles"):
+        return EndpointClass.PROFILES
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of one request. ``limit``/``remaining``/``reset`` describe the steady window."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    wait_seconds: float
+
+
+@dataclass(slots=True)
+class _Window:
+    index: int = -1
+    count: int = 0
+
+
+class RateLimiter:
+    """Counts requests; ``enabled`` and ``send_retry_after`` can be flipped at runtime."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        limits: Mapping[EndpointClass, RateLimit] | None = None,
+    ) -> None:
+        self._clock = clock
+        self.enabled = limits is not None
+        self.limits: dict[EndpointClass, RateLimit] = dict(limits or DEFAULT_RATE_LIMITS)
+        self.send_retry_after = True
+        self._windows: dict[tuple[str, EndpointClass], tuple[_Window, _Window]] = {}
+
+    def reset(self) -> None:
+        self._windows.clear()
+
+    def hit(self, account: str, endpoint: EndpointClass) -> Decision | None:
+        """Count one request; ``None`` when limiting is off."""
+        if not self.enabled:
+            return None
+        limit = self.limits[endpoint]
+        now = self._clock()
+        burst, steady = self._windows.setdefault((account, endpoint), (_Window(), _Window()))
+        burst_ends = _roll(burst, now, BURST_SECONDS)
+        steady_ends = _roll(steady, now, STEADY_SECONDS)
+        waits = []
+        if burst.count >= limit.burst:
+            waits.append(burst_ends - now)
+        if steady.count >= limit.steady:
+            waits.append(steady_ends - now)
+        if not waits:
+            burst.count += 1
+            steady.count += 1
+        remaining = max(0, limit.steady - steady.count)
+        reset = math.ceil(steady_ends - now)
+        return Decision(not waits, limit.steady, remaining, reset, max(waits, default=0.0))
+
+
+def _roll(window: _Window, now: float, length: float) -> float:
+    """Start a new window if the clock moved past the current one; return its end time."""
+    index = math.floor(now / length)
+    if index != window.index:
+        window.index = index
+        window.count = 0
+    return (index + 1) * length

@@ -1,0 +1,150 @@
+"""JSON:API renderings of the stored records (response bodies and the human state dump)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from klaviyo_destination.emulator.models import Consent, Event, Membership, Profile
+from klaviyo_destination.emulator.store import EmulatorStore
+
+JsonDict = dict[str, Any]
+
+_PROFILE_FIELDS: Final = (
+    "email",
+    "phone_number",
+    "external_id",
+    "anonymous_id",
+    "first_name",
+    "last_name",
+    "organization",
+    "title",
+    "image",
+)
+_LOCATION_FIELDS: Final = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+)
+
+
+def _time(value: datetime | None) -> str | None:
+    # Klaviyo renders "2023-02-21T20:07:38+00:00": whole seconds.
+    return None if value is None else value.replace(microsecond=0).isoformat()
+
+
+def _consent(consent: Consent | None, *, email: bool) -> JsonDict | None:
+    if consent is None:
+        return None
+    out: JsonDict = {
+        "consent": consent.consent,
+        "timestamp": _time(consent.timestamp),
+        "method": consent.method,
+        "method_detail": consent.method_detail,
+    }
+    if email:
+        out |= {
+            "custom_method_detail": consent.custom_method_detail,
+            "double_optin": False,
+            "suppressions": [],
+            "list_suppressions": [],
+        }
+    return out
+
+
+def profile(record: Profile, base_url: str) -> JsonDict:
+    """The profile resource as create/update/get return it (all keys present, nulls kept)."""
+    location = {name: record.location.get(name) for name in _LOCATION_FIELDS}
+    attributes = {name: record.fields.get(name) for name in _PROFILE_FIELDS}
+    email_consent = _consent(record.consent.get("email"), email=True)
+    sms_consent = _consent(record.consent.get("sms"), email=False)
+    attributes |= {
+        "created": _time(record.created),
+        "updated": _time(record.updated),
+        "last_event_date": _time(record.last_event_date),
+        "location": location,
+        "properties": dict(record.properties),
+        "subscriptions": {
+            "email": {"marketing": email_consent} if email_consent else None,
+            "sms": {"marketing": sms_consent} if sms_consent else None,
+        },
+    }
+    self_url = f"{base_url}/api/profiles/{record.id}/"
+    return {
+        "type": "profile",
+        "id": record.id,
+        "attributes": attributes,
+        "relationships": {
+            name: {"links": {"self": f"{self_url}relationships/{name}/"}}
+            for name in ("lists", "segments")
+        },
+        "links": {"self": self_url},
+    }
+
+
+def event(record: Event, base_url: str) -> JsonDict:
+    """Klaviyo's event attributes (``timestamp``, ``datetime``, ``uuid``, ``event_properties``)
+    plus the emulator's own ``metric_name``, ``profile_id``, ``unique_id`` and ``value``, so a
+    test can see what was stored without following relationships."""
+    return {
+        "type": "event",
+        "id": record.id,
+        "attributes": {
+            "timestamp": int(record.time.timestamp()),
+            "datetime": _time(record.time),
+            "uuid": record.id,
+            "event_properties": dict(record.properties),
+            "metric_name": record.metric_name,
+            "profile_id": record.profile_id,
+            "unique_id": record.unique_id,
+            "value": record.value,
+        },
+        "relationships": {
+            "profile": {"data": {"type": "profile", "id": record.profile_id}},
+        },
+        "links": {"self": f"{base_url}/api/events/{record.id}/"},
+    }
+
+
+def membership(record: Membership, member: Profile) -> JsonDict:
+    return {
+        "profile_id": record.profile_id,
+        "email": member.fields.get("email"),
+        "phone_number": member.fields.get("phone_number"),
+        "channels": list(record.channels),
+        "custom_source": record.custom_source,
+        "added": _time(record.added),
+    }
+
+
+def state(store: EmulatorStore, base_url: str) -> JsonDict:
+    """Everything the emulator holds, for people: what ``make run`` points them to."""
+    return {
+        "profiles": [profile(p, base_url) for p in store.profiles.values()],
+        "events": [event(e, base_url) for e in store.events],
+        "lists": {
+            list_id: [membership(m, store.profiles[m.profile_id]) for m in members.values()]
+            for list_id, members in store.lists.items()
+        },
+        "dropped_events": store.dropped_events,
+        "faults": store.faults.describe(),
+        "rate_limits": rate_limits(store),
+    }
+
+
+def rate_limits(store: EmulatorStore) -> JsonDict:
+    limiter = store.limiter
+    return {
+        "enabled": limiter.enabled,
+        "send_retry_after": limiter.send_retry_after,
+        "limits": {
+            name.value: {"burst": limit.burst, "steady": limit.steady}
+            for name, limit in limiter.limits.items()
+        },
+    }

@@ -1,0 +1,314 @@
+"""The emulator's state and Klaviyo's rules over it; no HTTP here.
+
+Everything runs on one event loop and no method awaits, so each call is atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from klaviyo_destination.emulator.errors import duplicate_profile, invalid, profile_not_found
+from klaviyo_destination.emulator.event_profile import EventProfile, read_event_profile
+from klaviyo_destination.emulator.faults import FaultPlan
+from klaviyo_destination.emulator.ids import IdFactory
+from klaviyo_destination.emulator.models import (
+    CHANNELS,
+    IDENTIFIERS,
+    Consent,
+    Event,
+    Membership,
+    Profile,
+    RecordedRequest,
+)
+from klaviyo_destination.emulator.ratelimit import (
+    DEFAULT_RATE_LIMITS,
+    EndpointClass,
+    RateLimit,
+    RateLimiter,
+)
+from klaviyo_destination.emulator.validation import (
+    EventAttributes,
+    ProfileAttributes,
+    SubscriptionEntry,
+    SubscriptionJobAttributes,
+    normalize_phone,
+    utc_now,
+)
+
+MAX_RECORDED: Final = 10_000
+_CHANNEL_IDENTIFIER: Final[Mapping[str, str]] = {"email": "email", "sms": "phone_number"}
+_EARLIEST_EVENT: Final = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+
+
+class EventOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    DROPPED = "dropped"
+
+
+class EmulatorStore:
+    """Profiles, events, list memberships, recorded requests, faults and rate-limit windows.
+
+    ``clock`` (epoch seconds) drives ids, timestamps and rate-limit windows; ``seed`` makes ids
+    reproducible; ``sleep`` is what injected latency awaits; ``api_keys`` restricts the accepted
+    private keys (``None``: any non-empty key); ``rate_limits=None`` turns limiting off.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+        rate_limits: Mapping[EndpointClass, RateLimit] | None = DEFAULT_RATE_LIMITS,
+        api_keys: Collection[str] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.ids = IdFactory(clock, seed)
+        self.limiter = RateLimiter(clock, rate_limits)
+        self.faults = FaultPlan()
+        self.profiles: dict[str, Profile] = {}
+        self.events: list[Event] = []
+        self.lists: dict[str, dict[str, Membership]] = {}
+        self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED)
+        self.dropped_events = 0
+        self._owners: dict[tuple[str, str], str] = {}
+        self._event_keys: set[tuple[str, str, str]] = set()
+        self._seq = 0
+
+    def now(self) -> datetime:
+        return utc_now(self.clock())
+
+    def reset(self) -> None:
+        """Forget all data, recordings, faults and rate-limit windows (not the configuration)."""
+        self.profiles.clear()
+        self.events.clear()
+        self.lists.clear()
+        self.requests.clear()
+        self.dropped_events = 0
+        self._owners.clear()
+        self._event_keys.clear()
+        self.faults.clear()
+        self.limiter.reset()
+
+    def accepts_key(self, key: str) -> bool:
+        return bool(key) and (self.api_keys is None or key in self.api_keys)
+
+    # Profiles
+
+    def get_profile(self, profile_id: str) -> Profile:
+        profile = self.profiles.get(profile_id)
+        if profile is None:
+            raise profile_not_found(profile_id)
+        return profile
+
+    def find_profiles(self, field: str, values: Iterable[str]) -> list[Profile]:
+        if field == "id":
+            return [self.profiles[v] for v in values if v in self.profiles]
+        if field == "phone_number":
+            values = [normalize_phone(value) or value for value in values]
+        owners = (self._owners.get(_key(field, value)) for value in values)
+        return [self.profiles[owner] for owner in dict.fromkeys(owners) if owner]
+
+    def create_profile(self, attributes: ProfileAttributes) -> Profile:
+        """201, or 409 ``duplicate_profile`` naming the profile that owns an identifier.
+
+        When the identifiers belong to two different profiles there is no single duplicate;
+        like Klaviyo (klaviyo-api-php#63) we still answer one 409 ``duplicate_profile``, naming
+        the owner of the first identifier in ``IDENTIFIERS`` order (email, phone, external id).
+        A client that PATCHes that profile then gets a second 409 naming the other owner.
+        """
+        identifiers = _given_identifiers(attributes)
+        if not identifiers:
+            detail = "A profile requires at least one of email, phone_number or external_id."
+            raise invalid(detail, pointer="/data/attributes")
+        owners = self._owners_of(identifiers)
+        if owners:
+            raise duplicate_profile(owners[0])
+        profile = self._new_profile()
+        self._apply(profile, attributes)
+        return profile
+
+    def update_profile(self, profile_id: str, attributes: ProfileAttributes) -> Profile:
+        """200, 404, or 409 naming the profile that already owns an identifier being set."""
+        profile = self.get_profile(profile_id)
+        others = [o for o in self._owners_of(_given_identifiers(attributes)) if o != profile_id]
+        if others:
+            raise duplicate_profile(others[0])
+        self._apply(profile, attributes)
+        profile.updated = self.now()
+        return profile
+
+    # Events
+
+    def create_event(self, attributes: EventAttributes) -> EventOutcome:
+        """Store one event unless Klaviyo would drop it or already has it.
+
+        The dedup key is (profile, metric name, ``unique_id``), where a missing ``unique_id``
+        defaults to the event time truncated to the second, as the OAS describes.
+        """
+        who = read_event_profile(attributes.profile)
+        received = self.now()
+        when = attributes.time or received.replace(microsecond=0)
+        if not _EARLIEST_EVENT < when <= received + timedelta(days=365):
+            detail = "The time must be after the year 2000 and at most 1 year in the future."
+            raise invalid(detail, pointer="/data/attributes/time")
+        if not who.identifiers:
+            self.dropped_events += 1
+            return EventOutcome.DROPPED
+        profile = self._match(who.identifiers) or self._new_profile()
+        self._absorb(profile, who)
+        unique_id = attributes.unique_id or when.isoformat()
+        key = (profile.id, attributes.metric.name, unique_id)
+        if key in self._event_keys:
+            return EventOutcome.DUPLICATE
+        self._event_keys.add(key)
+        value = None if attributes.value is None else float(attributes.value)
+        event = Event(
+            self.ids.new(),
+            attributes.metric.name,
+            profile.id,
+            dict(attributes.properties),
+            value,
+            when,
+            unique_id,
+            received,
+        )
+        self.events.append(event)
+        last = profile.last_event_date
+        profile.last_event_date = when if last is None else max(last, when)
+        return EventOutcome.STORED
+
+    # Subscriptions
+
+    def subscribe(self, job: SubscriptionJobAttributes) -> None:
+        """Add each entry's profile (matched or created) to the list with per-channel consent.
+
+        Channels: without ``channels``, every channel the entry has an identifier for (as the
+        2023-02-07 changelog says); with ``channels``, the listed ones. Either way a channel is
+        consented only if the profile ends up with that identifier (email / phone_number).
+        """
+        for index, entry in enumerate(job.subscriptions):
+            if entry.profile_id is not None and entry.profile_id not in self.profiles:
+                raise invalid(
+                    f"A profile with id {entry.profile_id} does not exist.",
+                    pointer=f"/data/attributes/subscriptions/{index}/profile_id",
+                )
+        now = self.now()
+        members = self.lists.setdefault(job.list_id, {})
+        for entry in job.subscriptions:
+            identifiers = _given_identifiers(entry)
+            if entry.profile_id is not None:
+                profile = self.profiles[entry.profile_id]
+            else:
+                profile = self._match(identifiers) or self._new_profile()
+            self._fill_identifiers(profile, identifiers)
+            channels = tuple(c for c in _requested_channels(entry) if _has_channel(profile, c))
+            for channel in channels:
+                profile.consent[channel] = Consent(
+                    "SUBSCRIBED", now, "API", "subscribe_profiles", job.custom_source
+                )
+            members[profile.id] = Membership(
+                job.list_id, profile.id, channels, job.custom_source, now
+            )
+
+    def list_members(self, list_id: str) -> list[Profile]:
+        return [self.profiles[pid] for pid in self.lists.get(list_id, {})]
+
+    # Recording
+
+    def record(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: Any
+    ) -> RecordedRequest:
+        self._seq += 1
+        entry = RecordedRequest(self._seq, self.now(), method, path, query, headers, body)
+        self.requests.append(entry)
+        return entry
+
+    # Internals
+
+    def _new_profile(self) -> Profile:
+        now = self.now()
+        profile = Profile(self.ids.new(), now, now)
+        self.profiles[profile.id] = profile
+        return profile
+
+    def _owners_of(self, identifiers: Mapping[str, str]) -> list[str]:
+        owners = (self._owners.get(_key(name, value)) for name, value in identifiers.items())
+        return [owner for owner in dict.fromkeys(owners) if owner]
+
+    def _match(self, identifiers: Mapping[str, str]) -> Profile | None:
+        owners = self._owners_of(identifiers)
+        return self.profiles[owners[0]] if owners else None
+
+    def _apply(self, profile: Profile, attributes: ProfileAttributes) -> None:
+        """Set what the body names; ``null`` clears; location and properties merge key-wise."""
+        for name in attributes.model_fields_set:
+            value = getattr(attributes, name)
+            if name == "location":
+                _merge(profile.location, value.model_dump(exclude_unset=True) if value else None)
+            elif name == "properties":
+                _merge(profile.properties, value)
+            else:
+                self._set_field(profile, name, value)
+
+    def _absorb(self, profile: Profile, who: EventProfile) -> None:
+        """An event's profile object updates the profile it resolved to."""
+        self._fill_identifiers(profile, who.identifiers)
+        for name, value in who.attributes.items():
+            self._set_field(profile, name, value)
+        _merge(profile.location, who.location)
+        _merge(profile.properties, who.properties)
+
+    def _fill_identifiers(self, profile: Profile, identifiers: Mapping[str, str]) -> None:
+        """Add identifiers the profile lacks, unless another profile owns them (never steal)."""
+        for name, value in identifiers.items():
+            if name not in profile.fields and _key(name, value) not in self._owners:
+                self._set_field(profile, name, value)
+
+    def _set_field(self, profile: Profile, name: str, value: Any) -> None:
+        if name in IDENTIFIERS:
+            old = profile.fields.get(name)
+            if old is not None:
+                self._owners.pop(_key(name, old), None)
+            if value is not None:
+                self._owners[_key(name, value)] = profile.id
+        if value is None:
+            profile.fields.pop(name, None)
+        else:
+            profile.fields[name] = value
+
+
+def _key(name: str, value: str) -> tuple[str, str]:
+    # Klaviyo matches email addresses case-insensitively.
+    return (name, value.lower() if name == "email" else value)
+
+
+def _given_identifiers(source: ProfileAttributes | SubscriptionEntry) -> dict[str, str]:
+    found = {name: getattr(source, name, None) for name in IDENTIFIERS}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _merge(target: dict[str, Any], update: Mapping[str, Any] | None) -> None:
+    if update is None:
+        target.clear()
+    else:
+        target.update(update)
+
+
+def _requested_channels(entry: SubscriptionEntry) -> tuple[str, ...]:
+    if entry.channels is None:
+        return tuple(c for c in CHANNELS if getattr(entry, _CHANNEL_IDENTIFIER[c]) is not None)
+    return tuple(c for c in CHANNELS if getattr(entry.channels, c))
+
+
+def _has_channel(profile: Profile, channel: str) -> bool:
+    return _CHANNEL_IDENTIFIER[channel] in profile.fields

@@ -1,0 +1,39 @@
+"""HTTP plumbing shared by the gate, the Klaviyo routes and the control routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.store import EmulatorStore
+
+#: What Klaviyo answers with (observed on a real 429 in March 2023), though the OAS says JSON.
+API_MEDIA_TYPE: Final = "application/vnd.api+json"
+
+
+class JsonApiResponse(Response):
+    media_type = API_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: ApiError) -> Response:
+    return JsonApiResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _store(request: Request) -> EmulatorStore:
+    store: EmulatorStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[EmulatorStore, Depends(_store)]
+
+
+def base_url(request: Request) -> str:
+    """Scheme and host the client used, for ``links.self`` (Klaviyo: https://a.klaviyo.com)."""
+    return str(request.base_url).rstrip("/")

@@ -1,0 +1,191 @@
+"""The project's error tree.
+
+Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's stat-tag
+``category``/``error_type`` (so the rudder-server protocol can report them) and the offending
+``field``. Messages of mapping errors are the reference transformer's exact texts.
+
+    DestinationError
+    ├── InvalidEvent            400 dataValidation/instrumentation
+    │   └── UnsupportedEvent    400 (an event type this destination does not handle)
+    ├── ConfigurationError      400 dataValidation/configuration
+    └── KlaviyoError            Klaviyo answered, or could not be reached
+        ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
+        │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
+        │   ├── KlaviyoRevisionRetired  410: Klaviyo no longer serves revision 2023-02-22
+        │   └── KlaviyoProfileConflict  409 that no PATCH can resolve
+        └── KlaviyoUnavailable  retryable: 5xx, 408, 429, HTML 403, transport errors, deadline
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+_RETIRED = (
+    "Klaviyo answered 410 Gone: API revision 2023-02-22 is retired there. Point "
+    "KLAVIYO_BASE_URL at the bundled emulator, or upgrade this service to a supported revision"
+)
+
+
+class DestinationError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    category: ClassVar[str] = "transformation"
+    error_type: ClassVar[str | None] = None
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error object the HTTP API renders: ``{"code", "message", "field"}``."""
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+class InvalidEvent(DestinationError):
+    status = 400
+    code = "invalid_event"
+    category = "dataValidation"
+    error_type = "instrumentation"
+
+
+class UnsupportedEvent(InvalidEvent):
+    code = "unsupported_event"
+
+
+class ConfigurationError(DestinationError):
+    status = 400
+    code = "configuration_error"
+    category = "dataValidation"
+    error_type = "configuration"
+
+
+def redact(text: str, secret: SecretStr | None) -> str:
+    """``text`` with the secret's value masked, should anything ever echo it back."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return text.replace(value, "**********") if value else text
+
+
+def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[dict[str, Any]]:
+    """Klaviyo's JSON:API ``errors[]`` reduced to ``{id, code, detail, source: {pointer}}``."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    out: list[dict[str, Any]] = []
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        source = error.get("source")
+        pointer = source.get("pointer") if isinstance(source, dict) else None
+        out.append(
+            {
+                "id": error.get("id"),
+                "code": error.get("code"),
+                "detail": redact(detail, secret)
+                if isinstance(detail := error.get("detail"), str)
+                else detail,
+                "source": {"pointer": pointer},
+            }
+        )
+    return out
+
+
+class KlaviyoError(DestinationError):
+    """Klaviyo answered with an error, or could not be reached; never carries the API key."""
+
+    category = "network"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        klaviyo_status: int | None = None,
+        klaviyo_errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.klaviyo_status = klaviyo_status
+        self.klaviyo_errors = klaviyo_errors or []
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["klaviyo_status"] = self.klaviyo_status
+        out["klaviyo_errors"] = self.klaviyo_errors
+        return out
+
+
+class KlaviyoRejected(KlaviyoError):
+    status = 400
+    code = "klaviyo_rejected"
+    error_type = "aborted"
+
+
+class KlaviyoAuthRejected(KlaviyoRejected):
+    code = "klaviyo_auth_rejected"
+    category = "dataValidation"
+    error_type = "configuration"
+
+
+class KlaviyoRevisionRetired(KlaviyoRejected):
+    code = "klaviyo_revision_retired"
+    category = "dataValidation"
+    error_type = "configuration"
+
+
+class KlaviyoProfileConflict(KlaviyoRejected):
+    code = "klaviyo_profile_conflict"
+
+
+class KlaviyoUnavailable(KlaviyoError):
+    """Retry later: ``retry_after`` is Klaviyo's (or our limiter's) wait when one is known.
+
+    ``throttled`` marks a rate limit (429 from Klaviyo or the client-side limiter): the HTTP
+    API answers 429 for those, because rudder-server retries 429 until the job expires but
+    gives up on 5xx after 180 minutes.
+    """
+
+    status = 503
+    code = "klaviyo_unavailable"
+    error_type = "retryable"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        throttled: bool = False,
+        klaviyo_status: int | None = None,
+        klaviyo_errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message, klaviyo_status=klaviyo_status, klaviyo_errors=klaviyo_errors)
+        self.retry_after = retry_after
+        self.throttled = throttled
+
+
+def klaviyo_rejection(status: int, body: Any, *, secret: SecretStr | None) -> KlaviyoRejected:
+    """The permanent error for a final non-2xx answer; its message says what to fix."""
+    errors = klaviyo_errors(body, secret=secret)
+    first = errors[0] if errors else {}
+    detail = first.get("detail") or _excerpt(body)
+    code = f" {first['code']}" if first.get("code") else ""
+    cls: type[KlaviyoRejected] = KlaviyoRejected
+    if status == 410:
+        cls, message = KlaviyoRevisionRetired, _RETIRED
+    elif status in (401, 403):
+        cls = KlaviyoAuthRejected
+        message = f"Klaviyo rejected the private API key ({status}{code}): {detail}"
+    else:
+        message = f"Klaviyo rejected the request ({status}{code}): {detail}"
+    pointer = first["source"]["pointer"] if errors else None
+    return cls(redact(message, secret), field=pointer, klaviyo_status=status, klaviyo_errors=errors)
+
+
+def _excerpt(body: Any) -> str:
+    if body in (None, ""):
+        return "empty body"
+    text = body if isinstance(body, str) else repr(body)
+    return text[:200]

@@ -1,0 +1,176 @@
+"""Every field table of the mapping, as data (spec Part B §5-§8).
+
+A rule is "Klaviyo key ← RudderStack paths in priority order"; code in the event modules walks
+these tables. Paths start at an event field (``traits``, ``context``, ``properties``, ``userId``,
+``anonymousId``, ``event``); item and ecommerce rules are relative to the object they map.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from .paths import Path, PathList
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Write ``key`` (dotted keys nest) from the first kept value of ``paths``."""
+
+    key: str
+    paths: PathList
+    as_float: bool = False  # ecommerce ``$value``: parseFloat, error when it does not parse
+
+
+def _paths(*texts: str) -> PathList:
+    return PathList(Path.parse(text) for text in texts)
+
+
+def _with_context(*names: str) -> PathList:
+    """``traits.<name>`` for each name, then ``context.traits.<name>`` for each name."""
+    return _paths(*(f"traits.{n}" for n in names), *(f"context.traits.{n}" for n in names))
+
+
+# --- §5.1 generic lookups -------------------------------------------------------------------
+USER_ID: Final = _paths(
+    "userId",
+    "traits.userId",
+    "traits.id",
+    "context.traits.userId",
+    "context.traits.id",
+    "anonymousId",
+)
+EMAIL_ONLY: Final = _paths("traits.email", "context.traits.email", "properties.email")
+SUBSCRIPTION_EMAIL: Final = PathList((*EMAIL_ONLY, *_paths("context.externalId.0.id")))
+PHONE: Final = _paths("traits.phone", "context.traits.phone", "properties.phone")
+FIRST_NAME: Final = _with_context("firstName", "firstname", "first_name")
+LAST_NAME: Final = _with_context("lastName", "lastname", "last_name")
+
+
+def _located(name: str, *, via_address: tuple[str, ...] | None = None) -> PathList:
+    """traits.x, traits.address.x, context.traits.x, context.traits.address.x, properties.x."""
+    keys = via_address or (name,)
+    return _paths(
+        *(f"traits.{k}" for k in keys),
+        *(f"traits.address.{k}" for k in keys),
+        *(f"context.traits.{k}" for k in keys),
+        *(f"context.traits.address.{k}" for k in keys),
+        *(f"properties.{k}" for k in keys),
+    )
+
+
+# --- §5.2 location and contact lookups ------------------------------------------------------
+CITY: Final = _located("city")
+REGION: Final = _paths(
+    "traits.region", "traits.address.region", "context.traits.region",
+    "context.traits.address.region", "properties.region", "traits.state", "traits.address.state",
+    "context.traits.address.state", "context.traits.state", "properties.state",
+)  # fmt: skip
+COUNTRY: Final = _located("country")
+ZIP: Final = _located("zip", via_address=("zip", "postalcode", "postalCode"))
+STREET: Final = _located("street")
+IMAGE: Final = _paths("traits.image", "context.traits.image", "properties.image")
+TITLE: Final = _paths("traits.title", "context.traits.title", "properties.title")
+ORGANIZATION: Final = _paths(
+    "traits.organization", "context.traits.organization", "properties.organization"
+)
+TIMEZONE: Final = _paths("traits.timezone", "context.traits.timezone", "properties.timezone")
+CONSENT: Final = _paths("context.traits.consent", "traits.consent", "properties.consent")
+
+# --- §6.3 identify: profile attributes, in emitted order ------------------------------------
+PROFILE_ATTRIBUTES: Final = (
+    Rule("external_id", USER_ID),
+    Rule("email", EMAIL_ONLY),
+    Rule("first_name", FIRST_NAME),
+    Rule("last_name", LAST_NAME),
+    Rule("phone_number", PHONE),
+    Rule("title", TITLE),
+    Rule("organization", ORGANIZATION),
+    Rule("location.city", CITY),
+    Rule("location.region", REGION),
+    Rule("location.country", COUNTRY),
+    Rule("location.zip", ZIP),
+    Rule("image", IMAGE),
+    Rule("location.timezone", TIMEZONE),
+    Rule("location.address1", STREET),
+)
+
+# --- §8.6 track/screen: the event's profile (no title/organization) -------------------------
+EVENT_PROFILE: Final = (
+    Rule("$email", EMAIL_ONLY),
+    Rule("$first_name", FIRST_NAME),
+    Rule("$last_name", LAST_NAME),
+    Rule("$phone_number", PHONE),
+    Rule("$city", CITY),
+    Rule("$region", REGION),
+    Rule("$country", COUNTRY),
+    Rule("$zip", ZIP),
+    Rule("$consent", CONSENT),
+    Rule("$image", IMAGE),
+    Rule("$address1", STREET),
+)
+
+# --- §5.3 custom traits: top-level trait keys that never become custom properties -----------
+EXCLUDED_TRAIT_KEYS: Final = frozenset({
+    "email", "firstName", "firstname", "first_name", "lastName", "lastname", "last_name",
+    "phone", "title", "organization", "city", "region", "country", "zip", "image", "timezone",
+    "id", "anonymousId", "userId", "properties",
+})  # fmt: skip
+
+# --- §8.3 ecommerce -------------------------------------------------------------------------
+
+
+def _relative(*pairs: tuple[str, str]) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(key, PathList([Path.relative("", tuple(source.split(".")))]), as_float=key == "$value")
+        for key, source in pairs
+    )
+
+
+VIEWED_PRODUCT: Final = _relative(
+    ("ProductName", "name"), ("ProductID", "product_id"), ("SKU", "sku"),
+    ("ImageURL", "image_url"), ("URL", "url"), ("Brand", "brand"), ("Price", "price"),
+    ("CompareAtPrice", "compare_at_price"), ("Categories", "categories"),
+)  # fmt: skip
+ADDED_TO_CART: Final = _relative(
+    ("$value", "value"), ("AddedItemProductName", "name"), ("AddedItemProductID", "product_id"),
+    ("AddedItemSKU", "sku"), ("AddedItemImageURL", "image_url"), ("AddedItemURL", "url"),
+    ("AddedItemPrice", "price"), ("AddedItemQuantity", "quantity"),
+    ("AddedItemCategories", "categories"), ("ItemNames", "item_names"),
+    ("CheckoutURL", "checkout_url"),
+)  # fmt: skip
+STARTED_CHECKOUT: Final = _relative(
+    ("$event_id", "order_id"), ("$value", "value"), ("Categories", "categories"),
+    ("CheckoutURL", "checkout_url"), ("ItemNames", "item_names"),
+)  # fmt: skip
+
+#: normalised event name (trimmed, lower-cased) → (Klaviyo metric name, property table)
+ECOMMERCE_EVENTS: Final[Mapping[str, tuple[str, tuple[Rule, ...]]]] = {
+    "product viewed": ("Viewed Product", VIEWED_PRODUCT),
+    "product clicked": ("Viewed Product", VIEWED_PRODUCT),
+    "product added": ("Added to Cart", ADDED_TO_CART),
+    "checkout started": ("Started Checkout", STARTED_CHECKOUT),
+}
+
+ITEM: Final = _relative(
+    ("ProductID", "product_id"), ("SKU", "sku"), ("ProductName", "name"),
+    ("Quantity", "quantity"), ("ItemPrice", "price"), ("RowTotal", "row_total"),
+    ("ProductURL", "url"), ("ImageURL", "image_url"), ("ProductCategories", "categories"),
+)  # fmt: skip
+ITEM_SOURCES: Final = ("items", "products")
+
+# --- §8.4 non-ecommerce events --------------------------------------------------------------
+EVENT_VALUE: Final = _paths("properties.revenue", "properties.total", "properties.value")
+METRIC_NAME: Final = _paths("event", "properties.event", "properties.name")
+STRIPPED_EVENT_PROPERTIES: Final = frozenset({"email", "phone", "revenue", "total", "value"})
+
+# --- §7.2 subscription channels -------------------------------------------------------------
+CHANNELS: Final = (("email", "email"), ("sms", "sms"))  # consent value → channel key
+MARKETING: Final = ("MARKETING",)
+
+# --- §10 messages built from the tables -----------------------------------------------------
+MISSING_METRIC_MESSAGE: Final = "Missing required value from " + json.dumps(
+    [path.text for path in METRIC_NAME], separators=(",", ":")
+)

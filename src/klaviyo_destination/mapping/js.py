@@ -1,0 +1,96 @@
+"""JavaScript value semantics the reference transformer relies on (spec Part B §1).
+
+The reference is JavaScript, so "is this value there?" follows JS truthiness, where ``{}``,
+``[]``, ``"0"`` and ``"false"`` are true and ``0``/``""`` are false. Python's rules differ, so
+every condition of the mapping goes through these helpers instead of ``if value:``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Final
+
+
+class _Missing:
+    """JavaScript's ``undefined``: a key that is absent, as opposed to one holding ``null``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = _Missing()
+
+
+def truthy(value: Any) -> bool:
+    """JS truthiness: false only for undefined, null, false, 0, -0, NaN and ""."""
+    if value is None or value is MISSING or value is False:
+        return False
+    if isinstance(value, str):
+        return bool(value)  # Python and JS agree on strings
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value != 0 and not math.isnan(value)
+    return True
+
+
+def kept(value: Any) -> bool:
+    """The reference's "write this value" rule: truthy, or exactly ``0``, or exactly ``false``."""
+    if value is None or value is MISSING:
+        return False
+    kind = type(value)
+    if kind is str:
+        return bool(value)  # Python and JS agree on strings
+    if kind is float:
+        return bool(value == value)  # NaN is the only float unequal to itself
+    return True  # booleans, integers (0 included), objects and arrays
+
+
+def js_string(value: Any) -> str:
+    """``String(value)`` for JSON values, as far as ``parseFloat(String(v))`` needs it."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join("" if item is None else js_string(item) for item in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return str(value)
+
+
+# JS whitespace that parseFloat skips, besides the ASCII ones str.lstrip() already knows.
+_JS_SPACE: Final = " \t\n\v\f\r\u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+_FLOAT_PREFIX: Final = re.compile(r"[+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)")
+
+
+def parse_float(value: Any) -> float | None:
+    """``parseFloat(String(value))``: the longest leading decimal literal, or ``None`` for NaN."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _FLOAT_PREFIX.match(js_string(value).lstrip(_JS_SPACE))
+    if match is None:
+        return None
+    literal = match.group(0)
+    if literal.endswith("Infinity"):
+        return -math.inf if literal.startswith("-") else math.inf
+    return float(literal)
+
+
+def js_number(value: float) -> int | float:
+    """A float as JavaScript writes it: ``20.0`` serialises as ``20``."""
+    if value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value

@@ -1,0 +1,104 @@
+"""Reading events through the field tables: first-kept lookups, rule tables, custom traits."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InvalidEvent
+from ..rudder import JsonObject, RudderEvent
+from .fields import EXCLUDED_TRAIT_KEYS, Rule
+from .js import MISSING, js_number, kept, parse_float
+from .paths import UNSAFE_KEYS, Path, PathList, set_path, walk
+
+
+def value_at(event: RudderEvent, path: Path) -> Any:
+    root = event.root(path.root)
+    if root is None:
+        return None if not path.segments else MISSING
+    return walk(root, path) if path.segments else root
+
+
+def lookup(event: RudderEvent, paths: PathList) -> Any:
+    """First kept value along ``paths`` (§1), or ``MISSING``."""
+    roots = event.roots
+    if not paths.could_match(roots):
+        return MISSING
+    for path in paths:
+        if path.below_context_traits is not None and "context.traits" in roots:
+            path = path.below_context_traits
+        root = roots.get(path.root)
+        if root is None:
+            continue
+        value = walk(root, path) if path.segments else root
+        if value is not MISSING and value is not None and kept(value):
+            return value
+    return MISSING
+
+
+def map_event(rules: Iterable[Rule], event: RudderEvent) -> JsonObject:
+    """Build an object from a rule table whose paths start at event fields."""
+    out: JsonObject = {}
+    for rule in rules:
+        value = lookup(event, rule.paths)
+        if value is not MISSING:
+            _write(out, rule.key, value)
+    return out
+
+
+def map_object(rules: Iterable[Rule], obj: Any) -> JsonObject:
+    """Build an object from a single-path rule table relative to ``obj`` (ecommerce, items).
+
+    A single-path rule reads the raw value and applies the kept-rule afterwards (§1), so an
+    empty string reaches the ``$value`` conversion and fails there, as in the reference.
+    """
+    out: JsonObject = {}
+    for rule in rules:
+        value = walk(obj, rule.paths[0])
+        if rule.as_float and value is not MISSING and value is not None:
+            _write(out, rule.key, _as_float(value))  # always written: 0 is kept, ±Infinity is null
+        elif kept(value):
+            _write(out, rule.key, value)
+    return out
+
+
+def _write(out: JsonObject, key: str, value: Any) -> None:
+    head, dot, tail = key.partition(".")
+    if dot:
+        out.setdefault(head, {})[tail] = value
+    else:
+        out[key] = value
+
+
+def _as_float(value: Any) -> int | float | None:
+    """``parseFloat`` for ``$value`` (§8.3); ±Infinity is ``null``, as JSON.stringify has it."""
+    number = parse_float(value)
+    if number is None:
+        raise InvalidEvent("Invalid float value", field="properties.value")
+    return None if math.isinf(number) else js_number(number)
+
+
+def custom_traits(event: RudderEvent) -> JsonObject:
+    """§5.3: top-level keys of ``traits`` then ``context.traits``, minus the excluded keys.
+
+    A later source overwrites an earlier key but keeps its position (dict update semantics);
+    dotted keys are then written as nested objects.
+    """
+    merged: JsonObject = {}
+    for source in (event.traits, event.context_traits):
+        if source:
+            for key, value in source.items():
+                if key not in EXCLUDED_TRAIT_KEYS and key not in UNSAFE_KEYS:
+                    merged[key] = value
+    if not any("." in key for key in merged):
+        return merged
+    nested: JsonObject = {}
+    for key, value in merged.items():
+        set_path(nested, key, value)
+    return nested
+
+
+def drop_nulls(obj: JsonObject) -> JsonObject:
+    """Shallow: nested nulls survive, as in the reference (§5.5)."""
+    return {key: value for key, value in obj.items() if value is not None}

@@ -1,0 +1,109 @@
+"""§8: track and screen → one create-event request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import klaviyo
+from ..errors import InvalidEvent
+from ..klaviyo import PlannedRequest
+from ..rudder import DestinationConfig, JsonObject, Screen, Track
+from .fields import (
+    ECOMMERCE_EVENTS,
+    EVENT_PROFILE,
+    EVENT_VALUE,
+    ITEM,
+    ITEM_SOURCES,
+    METRIC_NAME,
+    MISSING_METRIC_MESSAGE,
+    STRIPPED_EVENT_PROPERTIES,
+    USER_ID,
+    Rule,
+)
+from .identify import NO_EMAIL_OR_PHONE
+from .js import MISSING, truthy
+from .lookups import (
+    custom_traits,
+    lookup,
+    map_event,
+    map_object,
+    value_at,
+)
+from .paths import first_truthy, flatten
+
+
+def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedRequest]:
+    name = event.event
+    if truthy(name) and not isinstance(name, str):
+        raise InvalidEvent("Event type should be a string", field="event")
+    ecommerce = ECOMMERCE_EVENTS.get(name.strip().lower()) if isinstance(name, str) else None
+    if ecommerce is not None and event.properties is not None:
+        metric, table = ecommerce
+        attributes = _ecommerce(event.properties, metric, table)
+    else:
+        attributes = _custom_event(event)
+    if config.flatten_properties:
+        attributes["properties"] = flatten(attributes.get("properties"))
+        if "value" in attributes:  # keep the reference's key order: metric, properties, value
+            attributes["value"] = attributes.pop("value")
+    attributes["profile"] = _profile(event, config)
+    if truthy(event.timestamp):
+        attributes["time"] = event.timestamp
+    if truthy(event.message_id):
+        # D1: Klaviyo deduplicates on profile + metric + unique_id, so a replay counts once.
+        attributes["unique_id"] = str(event.message_id)
+    return [klaviyo.create_event(attributes)]
+
+
+def _ecommerce(properties: JsonObject, metric: str, table: tuple[Rule, ...]) -> JsonObject:
+    mapped = map_object(table, properties)
+    items = _items(properties)
+    if items:
+        mapped["items"] = items
+    return {"metric": {"name": metric}, "properties": mapped}
+
+
+def _items(properties: JsonObject) -> list[JsonObject]:
+    source: Any = MISSING
+    for key in ITEM_SOURCES:  # an empty but truthy ``items: []`` hides ``products`` (Q5)
+        if truthy(properties.get(key)):
+            source = properties[key]
+            break
+    if not isinstance(source, list):
+        return []
+    # map_object writes kept values only, so there are no nulls left to drop (§8.3).
+    items = (map_object(ITEM, element) for element in source)
+    return [item for item in items if item]
+
+
+def _custom_event(event: Track | Screen) -> JsonObject:
+    value = first_truthy(value_at(event, path) for path in EVENT_VALUE)
+    name = lookup(event, METRIC_NAME)
+    if name is MISSING:
+        raise InvalidEvent(MISSING_METRIC_MESSAGE, field="event")
+    attributes: JsonObject = {"metric": {"name": name}}
+    if event.properties is not None:
+        attributes["properties"] = {
+            key: item
+            for key, item in event.properties.items()
+            if key not in STRIPPED_EVENT_PROPERTIES
+        }
+    if value is not MISSING:
+        attributes["value"] = value
+    return attributes
+
+
+def _profile(event: Track | Screen, config: DestinationConfig) -> JsonObject:
+    """§8.6. Read from the untouched event, so ``properties.email`` reaches ``$email`` (Q4 fix)."""
+    profile = map_event(EVENT_PROFILE, event)
+    user_id = lookup(event, USER_ID)
+    custom = custom_traits(event)
+    if config.enforce_email_as_primary:
+        if not truthy(profile.get("$email")) and not truthy(profile.get("$phone_number")):
+            raise InvalidEvent(NO_EMAIL_OR_PHONE, field="traits.email")
+    elif user_id is not MISSING:
+        profile["$id"] = user_id
+    profile.update(custom)
+    if config.enforce_email_as_primary and user_id is not MISSING and "_id" not in custom:
+        profile["_id"] = user_id
+    return flatten(profile) if config.flatten_properties else profile

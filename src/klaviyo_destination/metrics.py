@@ -1,0 +1,75 @@
+"""Prometheus metrics of the Klaviyo delivery client.
+
+Each :class:`DeliveryMetrics` owns its registry instead of using prometheus-client's global
+one: several apps (and every test) can then build their own without "Duplicated timeseries"
+errors, and ``/metrics`` renders ``generate_latest(metrics.registry)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Klaviyo answers in tens to hundreds of milliseconds; the tail covers the 10 s read timeout.
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class DeliveryMetrics:
+    """Counters, latency and in-flight gauge of the requests sent to Klaviyo."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = Counter(
+            "klaviyo_requests",
+            "Requests sent to Klaviyo, by endpoint class and HTTP status (or transport error).",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "klaviyo_request_duration_seconds",
+            "Time from sending a request to Klaviyo to its answer (or transport error).",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "klaviyo_retries",
+            "Retries scheduled, by endpoint class and reason (status code or error kind).",
+            ["endpoint", "reason"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "klaviyo_throttled",
+            "429 answers from Klaviyo, by endpoint class.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "klaviyo_requests_in_flight",
+            "Requests to Klaviyo currently waiting for an answer.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+
+    @contextmanager
+    def timed(self, endpoint: str) -> Iterator[None]:
+        """Count one request in flight and observe its latency, whatever the outcome."""
+        gauge = self.in_flight.labels(endpoint=endpoint)
+        gauge.inc()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+            gauge.dec()
+
+    def answered(self, endpoint: str, status: int | str) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        if status == 429:
+            self.throttled.labels(endpoint=endpoint).inc()
+
+    def retried(self, endpoint: str, reason: str) -> None:
+        self.retries.labels(endpoint=endpoint, reason=reason).inc()

@@ -1,0 +1,94 @@
+"""Reading inbound bodies: size limit, JSON, nesting depth, and the three event-list shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from .errors import DestinationError
+
+
+class BadRequest(DestinationError):
+    status = 400
+    code = "invalid_request"
+    category = "dataValidation"
+    error_type = "instrumentation"
+
+
+class PayloadTooLarge(DestinationError):
+    status = 413
+    code = "payload_too_large"
+    category = "dataValidation"
+    error_type = "instrumentation"
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """The events of one request and whether the caller sent a single object or a batch."""
+
+    items: list[Any]
+    single: bool
+
+
+async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
+    """The request's JSON body, refusing it early when it grows past ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
+        chunks.append(chunk)
+    return parse_json(b"".join(chunks), max_depth=max_depth)
+
+
+def parse_json(raw: bytes, *, max_depth: int) -> Any:
+    if not raw.strip():
+        raise BadRequest("body is empty: send a JSON event, array of events or {batch: [...]}")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson's message names the position; it never contains more than a few input bytes.
+        raise BadRequest(f"body is not valid JSON (UTF-8): {exc}", field="body") from None
+    check_depth(value, max_depth)
+    return value
+
+
+def check_depth(value: Any, max_depth: int) -> None:
+    """Refuse JSON nested deeper than ``max_depth``, without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def events_of(body: Any, *, max_events: int) -> Events:
+    """One event object, a JSON array of events, or RudderStack's ``{"batch": [...]}``."""
+    if isinstance(body, dict) and "batch" in body and "type" not in body:
+        items, single, field = body["batch"], False, "batch"
+        if not isinstance(items, list):
+            raise BadRequest("batch must be a JSON array of events", field="batch")
+    elif isinstance(body, list):
+        items, single, field = body, False, "body"
+    elif isinstance(body, dict):
+        return Events([body], single=True)
+    else:
+        raise BadRequest(
+            "body must be a JSON event object, an array or {batch: [...]}", field="body"
+        )
+    if not items:
+        raise BadRequest("the batch holds no events", field=field)
+    if len(items) > max_events:
+        raise PayloadTooLarge(f"a batch holds at most {max_events} events", field=field)
+    return Events(items, single)

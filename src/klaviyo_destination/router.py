@@ -1,0 +1,162 @@
+"""``POST /routerTransform``: rudder-server's batched protocol (spec §12), with Q1 fixed.
+
+Events are grouped by destination, split into type-chunks that keep each user's order, and
+within a chunk subscription jobs to the same list are merged (≤ 100 profiles). Each identify
+PATCH travels in the batched output that holds its own subscription (Q1 fix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import SecretStr
+
+from .errors import DestinationError
+from .klaviyo import SUBSCRIPTIONS_PATH, JsonObject, PlannedRequest
+from .mapping import merge_subscriptions
+from .profile_lookup import ProfileLookup, Resolved
+from .rudder import check_api_version, parse_config
+from .rudder_protocol import Job, envelope, error_status, stat_tags, transform_job
+
+INVALID_EVENT_ARRAY = {
+    "metadata": [{"destType": "klaviyo"}],
+    "batched": False,
+    "statusCode": 400,
+    "error": "Invalid event array",
+}
+
+
+@dataclass(slots=True)
+class _Done:
+    job: Job
+    resolved: Resolved
+    key: SecretStr
+
+
+async def route(
+    raw_jobs: Any, lookup: ProfileLookup, *, filter_code: bool = False
+) -> list[JsonObject]:
+    if not isinstance(raw_jobs, list) or not raw_jobs:
+        return [dict(INVALID_EVENT_ARRAY)]
+    outputs: list[JsonObject] = []
+    for group in _destination_groups([Job.parse(raw) for raw in raw_jobs]):
+        outputs.extend(await _route_group(group, lookup, filter_code))
+    return outputs
+
+
+def _destination_groups(jobs: list[Job]) -> list[list[Job]]:
+    groups: dict[tuple[Any, bytes], list[Job]] = {}
+    for job in jobs:
+        dynamic = job.destination.get("hasDynamicConfig") is not False
+        config = orjson.dumps(job.config, option=orjson.OPT_SORT_KEYS) if dynamic else b""
+        groups.setdefault((str(job.destination.get("ID")), config), []).append(job)
+    return list(groups.values())
+
+
+async def _route_group(
+    jobs: list[Job], lookup: ProfileLookup, filter_code: bool
+) -> list[JsonObject]:
+    destination = jobs[0].destination
+    try:
+        check_api_version(parse_config(jobs[0].config))
+    except DestinationError as error:
+        return [_error_output(error, [job.metadata for job in jobs], destination)]
+    # The first event's destination serves the whole group, as in the reference.
+    jobs = [Job(job.message, job.metadata, destination) for job in jobs]
+    successes: list[JsonObject] = []
+    errors: list[JsonObject] = []
+    for chunk in _type_chunks(jobs):
+        done, failed = await _transform_chunk(chunk, lookup, filter_code)
+        successes.extend(_chunk_outputs(done, destination))
+        errors.extend(failed)
+    return successes + errors
+
+
+def _type_chunks(jobs: list[Job]) -> list[list[Job]]:
+    """§12.2: split so that batching never reorders one user's events."""
+    chunks: list[tuple[Any, list[Job]]] = []
+    last_chunk: dict[str, int] = {}
+    for job in jobs:
+        message = job.message if isinstance(job.message, dict) else {}
+        event_type = message.get("type")
+        user = str((job.metadata or {}).get("userId")) if isinstance(job.metadata, dict) else ""
+        start = last_chunk.get(user, 0)
+        index = next(
+            (i for i in range(start, len(chunks)) if chunks[i][0] == event_type), len(chunks)
+        )
+        if index == len(chunks):
+            chunks.append((event_type, []))
+        chunks[index][1].append(job)
+        last_chunk[user] = index
+    return [chunk for _, chunk in chunks]
+
+
+async def _transform_chunk(
+    chunk: list[Job], lookup: ProfileLookup, filter_code: bool
+) -> tuple[list[_Done], list[JsonObject]]:
+    async def one(job: Job) -> _Done | JsonObject:
+        try:
+            resolved, key = await transform_job(job, lookup, filter_code=filter_code)
+        except DestinationError as error:
+            return _error_output(error, [job.metadata], job.destination)
+        return _Done(job, resolved, key)
+
+    results = await asyncio.gather(*(one(job) for job in chunk))
+    done = [r for r in results if isinstance(r, _Done)]
+    return done, [r for r in results if not isinstance(r, _Done)]
+
+
+def _is_subscription(request: PlannedRequest) -> bool:
+    return request.path == SUBSCRIPTIONS_PATH
+
+
+def _chunk_outputs(done: list[_Done], destination: Any) -> list[JsonObject]:
+    subscribed = [d for d in done if _is_subscription(d.resolved.requests[-1])]
+    singles = [d for d in done if not _is_subscription(d.resolved.requests[-1])]
+    by_index = dict(enumerate(subscribed))
+    merged = merge_subscriptions([(i, d.resolved.requests[-1]) for i, d in by_index.items()])
+    outputs: list[JsonObject] = []
+    for request, indexes in merged:
+        members = [by_index[i] for i in indexes]
+        key = members[0].key
+        # Q1 fixed: each member's PATCH rides with its own subscription job, after it.
+        patches = [r for m in members for r in m.resolved.requests[:-1]]
+        outputs.append(
+            {
+                "batchedRequest": [envelope(r, key, processor=False) for r in [request, *patches]],
+                "metadata": [m.job.metadata for m in members],
+                "batched": True,
+                "statusCode": 200,
+                "destination": destination,
+            }
+        )
+    outputs.extend(_single_output(d, destination) for d in singles)
+    return outputs
+
+
+def _single_output(done: _Done, destination: Any) -> JsonObject:
+    output: JsonObject = {
+        "batchedRequest": envelope(done.resolved.requests[0], done.key, processor=False),
+        "metadata": [done.job.metadata],
+        "batched": False,
+        "statusCode": 200,
+        "destination": destination,
+    }
+    if done.resolved.suppressed is not None:
+        output.update(statusCode=299, error=done.resolved.suppressed)
+    return output
+
+
+def _error_output(error: DestinationError, metadata: Sequence[Any], destination: Any) -> JsonObject:
+    return {
+        "metadata": list(metadata),
+        "batched": False,
+        "statusCode": error_status(error),
+        "error": error.message,
+        "statTags": stat_tags(error, metadata[0] if metadata else None, feature="router"),
+        "destination": destination,
+    }

@@ -1,0 +1,132 @@
+"""rudder-server's transformer protocol: processor and router envelopes (spec §11, §12).
+
+Each event carries its own ``destination.Config`` (and so its own key). Identify performs the
+create-profile look-up here, through an injected ``ProfileLookup``, as the reference does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import SecretStr
+
+from .errors import DestinationError, InvalidEvent
+from .klaviyo import DEFAULT_BASE_URL, JsonObject, PlannedRequest, auth_headers
+from .mapping import transform
+from .profile_lookup import ProfileLookup, ProfileLookupError, Resolved, resolve_identify
+from .rudder import parse_config
+
+DEST_TYPE: Final = "KLAVIYO"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One element of a processor or router request."""
+
+    message: Any
+    metadata: Any
+    destination: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Job:
+        raw = raw if isinstance(raw, dict) else {}
+        destination = raw.get("destination")
+        return cls(
+            raw.get("message"),
+            raw.get("metadata"),
+            destination if isinstance(destination, dict) else {},
+        )
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        config = self.destination.get("Config")
+        return config if isinstance(config, dict) else {}
+
+
+async def transform_job(
+    job: Job, lookup: ProfileLookup, *, filter_code: bool
+) -> tuple[Resolved, SecretStr]:
+    """Plan one job and, for identify, resolve the profile id. Raises ``DestinationError``."""
+    if not isinstance(job.message, dict):
+        raise InvalidEvent("message must be a JSON object", field="message")
+    config = parse_config(job.config)
+    planned = transform(job.message, config)
+    key = config.private_api_key or SecretStr("")
+    if not planned[0].upsert:
+        return Resolved(planned), key
+    status, body = await lookup(planned[0].body, key)
+    return resolve_identify(planned, status, body, filter_code=filter_code), key
+
+
+def envelope(
+    request: PlannedRequest, key: SecretStr, *, processor: bool, base_url: str = DEFAULT_BASE_URL
+) -> JsonObject:
+    """The reference's REST envelope for one request (``userId`` only in processor mode)."""
+    out: JsonObject = {
+        "version": "1",
+        "type": "REST",
+        "method": request.method,
+        "endpoint": base_url + request.path,
+        "endpointPath": request.endpoint.value,
+        "headers": auth_headers(key),
+        "params": {},
+        "body": {"JSON": request.body, "JSON_ARRAY": {}, "XML": {}, "FORM": {}},
+        "files": {},
+    }
+    if processor:
+        out["userId"] = ""
+    return out
+
+
+def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonObject:
+    meta = metadata if isinstance(metadata, dict) else {}
+    tags: JsonObject = {"errorCategory": error.category}
+    kind = error.error_kind if isinstance(error, ProfileLookupError) else error.error_type
+    if kind is not None:
+        tags["errorType"] = kind
+    tags.update(
+        destType=DEST_TYPE,
+        module="destination",
+        implementation="native",
+        feature=feature,
+        destinationId=meta.get("destinationId"),
+        workspaceId=meta.get("workspaceId"),
+    )
+    return tags
+
+
+def error_status(error: DestinationError) -> int:
+    return error.http_status if isinstance(error, ProfileLookupError) else error.status
+
+
+async def process(
+    raw_jobs: Sequence[Any], lookup: ProfileLookup, *, filter_code: bool = False
+) -> list[JsonObject]:
+    """``POST /v0/destinations/klaviyo``: one item per produced request, in input order."""
+    jobs = [Job.parse(raw) for raw in raw_jobs]
+    results = await asyncio.gather(*(_process_one(job, lookup, filter_code) for job in jobs))
+    return [item for items in results for item in items]
+
+
+async def _process_one(job: Job, lookup: ProfileLookup, filter_code: bool) -> list[JsonObject]:
+    try:
+        resolved, key = await transform_job(job, lookup, filter_code=filter_code)
+    except DestinationError as error:
+        return [
+            {
+                "metadata": job.metadata,
+                "statusCode": error_status(error),
+                "error": error.message,
+                "statTags": stat_tags(error, job.metadata, feature="processor"),
+            }
+        ]
+    items = []
+    for request in resolved.requests:
+        output = envelope(request, key, processor=True)
+        if resolved.suppressed is not None:
+            output.update(statusCode=299, error=resolved.suppressed)
+        items.append({"output": output, "metadata": job.metadata, "statusCode": 200})
+    return items

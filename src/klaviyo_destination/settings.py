@@ -1,0 +1,61 @@
+"""Service settings, read once from the environment by ``create_app`` (never at import)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .klaviyo import DEFAULT_BASE_URL
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- destination config for /v1/events and /v1/transform (RudderStack dashboard names) ---
+    klaviyo_private_api_key: SecretStr | None = None
+    klaviyo_public_api_key: str | None = None
+    klaviyo_list_id: str | None = None
+    klaviyo_consent: Annotated[list[Literal["email", "sms"]], NoDecode] = Field(
+        default_factory=lambda: ["email"]  # type: ignore[arg-type]
+    )
+    klaviyo_enforce_email_as_primary: bool = False
+    klaviyo_flatten_properties: bool = False
+    klaviyo_base_url: str = DEFAULT_BASE_URL
+
+    # --- inbound ---
+    webhook_token: SecretStr | None = None
+    host: str | None = None
+    port: int = Field(default=8080, ge=1, le=65535)
+    enable_rudder_protocol: bool = True
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_batch_events: int = Field(default=1000, gt=0)
+    max_json_depth: int = Field(default=64, gt=0)
+
+    # --- delivery ---
+    connect_timeout: float = Field(default=3.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    write_timeout: float = Field(default=10.0, gt=0)
+    pool_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    max_keepalive_connections: int = Field(default=20, ge=0)
+    max_attempts: int = Field(default=5, ge=1)
+    delivery_deadline: float = Field(default=25.0, gt=0)
+    backoff_initial: float = Field(default=0.2, gt=0)
+    backoff_max: float = Field(default=5.0, gt=0)
+    delivery_concurrency: int = Field(default=16, ge=1)
+    profiles_rate_burst: int = Field(default=75, ge=1)
+    profiles_rate_steady: int = Field(default=700, ge=1)
+    events_rate_burst: int = Field(default=350, ge=1)
+    events_rate_steady: int = Field(default=3500, ge=1)
+
+    @field_validator("klaviyo_consent", mode="before")
+    @classmethod
+    def _split_consent(cls, value: object) -> object:
+        # The environment gives "email,sms"; code and tests may pass a list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

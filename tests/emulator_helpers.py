@@ -1,0 +1,97 @@
+"""Builders for Klaviyo request bodies, a controllable clock, and a loopback uvicorn server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import uvicorn
+from fastapi import FastAPI
+
+KEY: Final = "pk_0123456789abcdef0123456789abcdef01"
+HEADERS: Final = {
+    "Authorization": f"Klaviyo-API-Key {KEY}",
+    "revision": "2023-02-22",
+    "Accept": "application/json",
+}
+#: 2023-11-14T22:13:20.25Z: a quarter into a burst second, 20.25 s into a steady minute.
+EPOCH: Final = 1_700_000_000.25
+ULID: Final = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+
+Json = dict[str, Any]
+
+
+class FakeClock:
+    def __init__(self, now: float = EPOCH) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeSleep:
+    """Records what injected latency asked for instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def profile_body(**attributes: Any) -> Json:
+    return {"data": {"type": "profile", "attributes": attributes}}
+
+
+def patch_body(profile_id: str, **attributes: Any) -> Json:
+    return {"data": {"type": "profile", "id": profile_id, "attributes": attributes}}
+
+
+def event_body(profile: Json, metric: str = "Order Completed", **attributes: Any) -> Json:
+    body: Json = {"metric": {"name": metric}, "properties": {}, "profile": profile}
+    return {"data": {"type": "event", "attributes": body | attributes}}
+
+
+def subscription_body(list_id: str | None, *subscriptions: Json) -> Json:
+    attributes: Json = {"subscriptions": list(subscriptions)}
+    if list_id is not None:
+        attributes["list_id"] = list_id
+    return {"data": {"type": "profile-subscription-bulk-create-job", "attributes": attributes}}
+
+
+def without_id(error: Json) -> Json:
+    """An error object minus its random ``id`` (checked separately), for whole-object asserts."""
+    assert isinstance(error.pop("id"), str)
+    return error
+
+
+@contextmanager
+def loopback_server(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # log_config=None: leave the test run's logging alone.
+    config = uvicorn.Config(app, lifespan="off", log_config=None, log_level="critical")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:  # readiness poll, not a timing assertion
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

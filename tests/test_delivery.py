@@ -1,0 +1,711 @@
+"""KlaviyoClient against respx / MockTransport: retries, waits, 409 two-step, batches, secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+import stamina
+from pydantic import SecretStr
+
+from klaviyo_destination import klaviyo
+from klaviyo_destination.delivery import EventPlan, KlaviyoClient, Outcome, SentRequest, headers
+from klaviyo_destination.errors import InvalidEvent, KlaviyoRejected, KlaviyoUnavailable
+from klaviyo_destination.metrics import DeliveryMetrics
+from klaviyo_destination.ratelimit import RateLimiter
+from klaviyo_destination.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+KEY = "pk_live_SECRET_0123456789abcdef"
+BASE = "https://klaviyo.test"
+PROFILE_BODY = {"data": {"type": "profile", "attributes": {"email": "a@b.co"}}}
+BOTH_IDS_BODY = {
+    "data": {"type": "profile", "attributes": {"email": "a@b.co", "phone_number": "+15005550006"}}
+}
+
+
+class FakeClock:
+    """Limiter time that moves only when the limiter sleeps: waits are recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    # Backoffs become 0; attempts stay the client's own (cap=True never raises them).
+    stamina.set_testing(True, attempts=100, cap=True)
+    yield
+    stamina.set_testing(False)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        klaviyo_private_api_key=SecretStr(KEY),
+        klaviyo_base_url=BASE,
+        max_attempts=4,
+        delivery_deadline=5.0,
+        backoff_initial=0.01,
+        backoff_max=0.02,
+        delivery_concurrency=4,
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router() -> respx.MockRouter:
+    return respx.MockRouter(base_url=BASE, assert_all_called=False)
+
+
+Factory = Callable[..., KlaviyoClient]
+
+
+@pytest.fixture
+def make_client(settings: Settings, clock: FakeClock) -> Factory:
+    def make(transport: httpx.AsyncBaseTransport, **overrides: Any) -> KlaviyoClient:
+        s = settings.model_copy(update=overrides)
+        limits = RateLimiter.from_settings(s, clock=clock, sleep=clock.sleep)
+        return KlaviyoClient(s, transport=transport, rate_limiter=limits)
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Factory, router: respx.MockRouter) -> AsyncIterator[KlaviyoClient]:
+    async with make_client(httpx.MockTransport(router.async_handler)) as opened:
+        yield opened
+
+
+def error_body(status: int, code: str, detail: str, pointer: str = "/data/") -> dict[str, Any]:
+    return {
+        "errors": [
+            {
+                "id": f"err-{status}",
+                "status": status,
+                "code": code,
+                "title": "t",
+                "detail": detail,
+                "source": {"pointer": pointer},
+                "meta": {},
+            }
+        ]
+    }
+
+
+def conflict(profile_id: str | None) -> httpx.Response:
+    body = error_body(409, "duplicate_profile", "A profile already exists", "/data/attributes")
+    if profile_id is not None:
+        body["errors"][0]["meta"] = {"duplicate_profile_id": profile_id}
+    return httpx.Response(409, json=body)
+
+
+def event(name: str = "Order") -> klaviyo.PlannedRequest:
+    attributes = {"profile": {"$email": "a@b.co"}, "metric": {"name": name}, "properties": {}}
+    return klaviyo.create_event(attributes)
+
+
+def subscription(list_id: str, *emails: str) -> klaviyo.PlannedRequest:
+    subs = [{"email": email, "channels": {"email": ["MARKETING"]}} for email in emails]
+    return klaviyo.subscribe({"list_id": list_id, "subscriptions": subs})
+
+
+# --- identify two-step ------------------------------------------------------------------------
+
+
+async def test_201_completes_the_profile_without_patch(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    create = router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    assert outcome == Outcome("delivered", [SentRequest("POST", "/api/profiles", 201)])
+    assert create.call_count == 1
+    assert router.calls.call_count == 1
+
+
+async def test_any_2xx_with_an_id_is_a_created_profile(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").respond(200, json={"data": {"id": "P1"}})
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    assert outcome.status == "delivered"
+    assert router.calls.call_count == 1
+
+
+async def test_409_patches_the_duplicate_profile(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").mock(return_value=conflict("P9"))
+    patch = router.patch("/api/profiles/P9").respond(200, json={"data": {"id": "P9"}})
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    assert outcome.status == "delivered"
+    assert outcome.requests == [
+        SentRequest("POST", "/api/profiles", 409),
+        SentRequest("PATCH", "/api/profiles/P9", 200),
+    ]
+    sent = patch.calls.last.request
+    assert httpx.Response(200, content=sent.content).json() == {
+        "data": {"type": "profile", "attributes": {"email": "a@b.co"}, "id": "P9"}
+    }
+
+
+async def test_409_without_duplicate_id_is_rejected(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").mock(return_value=conflict(None))
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert outcome.error["code"] == "klaviyo_profile_conflict"
+    assert "duplicate_profile_id" in outcome.error["message"]
+    assert router.calls.call_count == 1
+
+
+async def test_409_on_the_patch_names_the_identifiers_to_fix(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").mock(return_value=conflict("P9"))
+    router.patch("/api/profiles/P9").mock(return_value=conflict(None))
+    outcome = await client.deliver([klaviyo.create_profile(BOTH_IDS_BODY)])
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert outcome.error["message"].startswith(
+        "email and phone_number belong to two different Klaviyo profiles;"
+    )
+    assert outcome.error["klaviyo_status"] == 409
+    assert [r.status_code for r in outcome.requests] == [409, 409]
+
+
+async def test_identify_with_subscription_sends_both_in_order(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
+    router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
+    plan = [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]
+    outcome = await client.deliver(plan)
+    assert [r.path for r in outcome.requests] == [
+        "/api/profiles",
+        "/api/profile-subscription-bulk-create-jobs",
+    ]
+
+
+async def test_stops_at_the_first_failure(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    router.post("/api/profiles").respond(400, json=error_body(400, "invalid", "Invalid email"))
+    subscribe = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY), subscription("L1", "x")])
+    assert outcome.status == "rejected"
+    assert subscribe.call_count == 0
+
+
+# --- retries and waits ------------------------------------------------------------------------
+
+
+def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    return [r.retry_wait for r in caplog.records if hasattr(r, "retry_wait")]
+
+
+async def test_429_retry_after_is_honoured(
+    client: KlaviyoClient,
+    router: respx.MockRouter,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="klaviyo_destination")
+    router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(202)]
+    )
+    outcome = await client.deliver([event()])
+    assert outcome.status == "delivered"
+    assert retry_waits(caplog) == [2.0]
+    assert clock.sleeps == [pytest.approx(2.0)]  # the endpoint was held for that long, too
+
+
+async def test_429_without_retry_after_uses_expected_available_hint(
+    client: KlaviyoClient,
+    router: respx.MockRouter,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="klaviyo_destination")
+    throttled = error_body(
+        429, "throttled", "Request was throttled. Expected available in 3 seconds."
+    )
+    router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, json=throttled), httpx.Response(202)]
+    )
+    outcome = await client.deliver([event()])
+    assert outcome.status == "delivered"
+    assert retry_waits(caplog) == [3.0]
+    assert clock.sleeps == [pytest.approx(3.0)]
+
+
+async def test_retry_after_beyond_the_deadline_fails_at_once(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/events").respond(429, headers={"Retry-After": "30"})
+    outcome = await client.deliver([event()])
+    assert outcome.status == "failed"
+    assert outcome.retry_after == 30.0
+    assert outcome.throttled is True
+    assert outcome.error is not None
+    assert outcome.error["klaviyo_status"] == 429
+    assert route.call_count == 1
+
+
+async def test_send_raises_unavailable_with_retry_after(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").respond(429, headers={"Retry-After": "30"})
+    with pytest.raises(KlaviyoUnavailable) as caught:
+        await client.send(event())
+    assert (caught.value.retry_after, caught.value.throttled) == (30.0, True)
+
+
+async def test_5xx_then_success(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    route = router.post("/api/events").mock(
+        side_effect=[httpx.Response(503), httpx.Response(500), httpx.Response(202)]
+    )
+    outcome = await client.deliver([event()])
+    assert outcome == Outcome("delivered", [SentRequest("POST", "/api/events", 202)])
+    assert route.call_count == 3
+
+
+async def test_5xx_until_attempts_run_out(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    route = router.post("/api/events").respond(503)
+    outcome = await client.deliver([event()])
+    assert outcome.status == "failed"
+    assert outcome.requests == [SentRequest("POST", "/api/events", 503)]
+    assert outcome.error is not None
+    assert outcome.error["klaviyo_status"] == 503
+    assert route.call_count == 4  # settings.max_attempts
+
+
+async def test_408_is_retried(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    route = router.post("/api/events").mock(side_effect=[httpx.Response(408), httpx.Response(202)])
+    assert (await client.deliver([event()])).status == "delivered"
+    assert route.call_count == 2
+
+
+async def test_read_timeout_is_retried(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    route = router.post("/api/events").mock(
+        side_effect=[httpx.ReadTimeout("timed out"), httpx.Response(202)]
+    )
+    assert (await client.deliver([event()])).status == "delivered"
+    assert route.call_count == 2
+
+
+async def test_timeouts_until_attempts_run_out(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/events").mock(side_effect=httpx.ReadTimeout("timed out"))
+    outcome = await client.deliver([event()])
+    assert outcome.status == "failed"
+    assert outcome.requests == [SentRequest("POST", "/api/events", None)]
+    assert outcome.error is not None
+    assert "ECONNABORTED" in outcome.error["message"]
+    assert route.call_count == 4
+
+
+async def test_connection_errors_are_retried(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/events").mock(
+        side_effect=httpx.ConnectError("[Errno 111] Connection refused")
+    )
+    outcome = await client.deliver([event()])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "[ECONNREFUSED] :: Connection refused" in outcome.error["message"]
+    assert route.call_count == 4
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (400, "invalid", "klaviyo_rejected"),
+        (401, "not_authenticated", "klaviyo_auth_rejected"),
+        (403, "permission_denied", "klaviyo_auth_rejected"),
+        (404, "not_found", "klaviyo_rejected"),
+    ],
+)
+async def test_json_4xx_is_not_retried(
+    client: KlaviyoClient, router: respx.MockRouter, status: int, code: str, expected: str
+) -> None:
+    route = router.post("/api/events").respond(status, json=error_body(status, code, "nope"))
+    outcome = await client.deliver([event()])
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert outcome.error["code"] == expected
+    assert "nope" in outcome.error["message"]
+    assert route.call_count == 1
+
+
+async def test_html_403_is_transient(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    page = httpx.Response(
+        403, html="<html>Just a moment...</html>", headers={"cf-mitigated": "challenge"}
+    )
+    route = router.post("/api/events").mock(side_effect=[page, httpx.Response(202)])
+    assert (await client.deliver([event()])).status == "delivered"
+    assert route.call_count == 2
+
+
+async def test_410_means_the_revision_is_retired(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").respond(410, json=error_body(410, "gone", "Gone"))
+    outcome = await client.deliver([event()])
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert outcome.error["code"] == "klaviyo_revision_retired"
+    assert "2023-02-22 is retired" in outcome.error["message"]
+    assert "emulator" in outcome.error["message"]
+
+
+async def test_rejection_carries_klaviyos_errors(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    pointer = "/data/attributes/phone_number"
+    body = error_body(400, "invalid", "Invalid phone number format", pointer)
+    router.post("/api/profiles").respond(400, json=body)
+    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    assert outcome.error == {
+        "code": "klaviyo_rejected",
+        "message": "Klaviyo rejected the request (400 invalid): Invalid phone number format",
+        "field": pointer,
+        "klaviyo_status": 400,
+        "klaviyo_errors": [
+            {
+                "id": "err-400",
+                "code": "invalid",
+                "detail": "Invalid phone number format",
+                "source": {"pointer": pointer},
+            }
+        ],
+    }
+
+
+async def test_send_raises_rejected(client: KlaviyoClient, router: respx.MockRouter) -> None:
+    router.post("/api/events").respond(400, json=error_body(400, "invalid", "bad"))
+    with pytest.raises(KlaviyoRejected, match="bad"):
+        await client.send(event())
+
+
+# --- headers and metrics ----------------------------------------------------------------------
+
+
+def test_headers_function() -> None:
+    assert headers(SecretStr("k1")) == {
+        "Authorization": "Klaviyo-API-Key k1",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "revision": "2023-02-22",
+    }
+
+
+async def test_every_request_carries_auth_and_revision(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/events").respond(202)
+    await client.send(event())
+    await client.send(event(), api_key=SecretStr("other-key"))
+    first, second = (call.request.headers for call in route.calls)
+    assert first["authorization"] == f"Klaviyo-API-Key {KEY}"
+    assert second["authorization"] == "Klaviyo-API-Key other-key"
+    for sent in (first, second):
+        assert sent["revision"] == "2023-02-22"
+        assert sent["accept"] == "application/json"
+        assert sent["content-type"] == "application/json"
+
+
+async def test_metrics_count_requests_retries_and_429(
+    make_client: Factory, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(202)]
+    )
+    metrics = DeliveryMetrics()
+    client = make_client(httpx.MockTransport(router.async_handler))
+    client.metrics = metrics
+    async with client:
+        await client.deliver([event()])
+    sample = metrics.registry.get_sample_value
+    labels = {"endpoint": "/api/events"}
+    assert sample("klaviyo_requests_total", {**labels, "status": "429"}) == 1
+    assert sample("klaviyo_requests_total", {**labels, "status": "202"}) == 1
+    assert sample("klaviyo_retries_total", {**labels, "reason": "429"}) == 1
+    assert sample("klaviyo_throttled_total", labels) == 1
+    assert sample("klaviyo_requests_in_flight", labels) == 0
+    assert sample("klaviyo_request_duration_seconds_count", labels) == 2
+
+
+# --- the inline create call of the rudder-server protocol ------------------------------------
+
+
+async def test_create_profile_once_returns_status_and_body(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
+    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == (
+        201,
+        {"data": {"id": "P1"}},
+    )
+
+
+async def test_create_profile_once_does_not_retry(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/profiles").respond(503)
+    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == (503, "")
+    assert route.call_count == 1
+
+
+REFUSED = (500, "[ECONNREFUSED] :: Connection refused")
+NOT_FOUND = (400, "[ENOTFOUND] :: DNS lookup failed")
+AGAIN = (500, "[EAI_AGAIN] :: Temporary failure in name resolution")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), REFUSED),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), NOT_FOUND),
+        (httpx.ConnectError("[Errno -3] Temporary failure in name resolution"), AGAIN),
+        (httpx.ConnectTimeout("timed out"), (500, "[ETIMEDOUT] :: Operation timed out")),
+        (httpx.ReadTimeout("timed out"), (500, "[ECONNABORTED] :: Connection aborted")),
+        (httpx.ReadError("reset"), (500, "[ECONNRESET] :: Connection reset by peer")),
+    ],
+)
+async def test_create_profile_once_maps_socket_errors(
+    client: KlaviyoClient,
+    router: respx.MockRouter,
+    error: Exception,
+    expected: tuple[int, str],
+) -> None:
+    router.post("/api/profiles").mock(side_effect=error)
+    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == expected
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
+
+
+def recording(log: list[tuple[str, str]], status: int = 202) -> Handler:
+    """A transport handler that records (path, what) in arrival order and yields once."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        body = httpx.Response(200, content=request.content).json()
+        attributes = body["data"].get("attributes", {})
+        what = attributes.get("metric", {}).get("name") or attributes.get("list_id") or ""
+        log.append((request.url.path, what))
+        await asyncio.sleep(0.001)
+        if request.url.path == "/api/profiles":
+            return httpx.Response(201, json={"data": {"id": "P"}})
+        return httpx.Response(status)
+
+    return handle
+
+
+async def test_batch_keeps_each_users_order(make_client: Factory) -> None:
+    log: list[tuple[str, str]] = []
+    events = [
+        EventPlan("A", [event("a1")]),
+        EventPlan("B", [event("b1")]),
+        EventPlan("A", [event("a2")]),
+        EventPlan("B", [event("b2")]),
+        EventPlan("A", [event("a3")]),
+    ]
+    async with make_client(httpx.MockTransport(recording(log))) as client:
+        outcomes = await client.deliver_batch(events)
+    assert [o.status for o in outcomes] == ["delivered"] * 5
+    names = [what for _, what in log]
+    assert [n for n in names if n.startswith("a")] == ["a1", "a2", "a3"]
+    assert [n for n in names if n.startswith("b")] == ["b1", "b2"]
+
+
+async def test_batch_subscription_never_overtakes_the_users_later_event(
+    make_client: Factory,
+) -> None:
+    log: list[tuple[str, str]] = []
+    events = [
+        EventPlan("A", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]),
+        EventPlan("A", [event("after")]),
+        EventPlan("B", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "b@b.co")]),
+    ]
+    async with make_client(httpx.MockTransport(recording(log))) as client:
+        outcomes = await client.deliver_batch(events)
+    assert [o.status for o in outcomes] == ["delivered"] * 3
+    assert log.index(("/api/profile-subscription-bulk-create-jobs", "L1")) < log.index(
+        ("/api/events", "after")
+    )
+    assert sum(path.endswith("jobs") for path, _ in log) == 1  # A and B merged
+
+
+async def test_batch_runs_users_concurrently_but_bounded(make_client: Factory) -> None:
+    in_flight = peak = 0
+
+    async def handle(_: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(202)
+
+    events = [EventPlan(f"user-{i}", [event()]) for i in range(7)]
+    async with make_client(httpx.MockTransport(handle), delivery_concurrency=3) as client:
+        outcomes = await client.deliver_batch(events)
+    assert len(outcomes) == 7
+    assert peak == 3
+
+
+def job_sizes(route: respx.Route) -> list[tuple[str, int]]:
+    sizes = []
+    for call in route.calls:
+        attributes = httpx.Response(200, content=call.request.content).json()["data"]["attributes"]
+        sizes.append((attributes["list_id"], len(attributes["subscriptions"])))
+    return sizes
+
+
+async def test_batch_merges_subscriptions_of_one_list(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/profiles").respond(201, json={"data": {"id": "P"}})
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
+    events = [
+        EventPlan(f"u{i}", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", f"{i}@b.co")])
+        for i in range(3)
+    ]
+    outcomes = await client.deliver_batch(events)
+    assert job_sizes(jobs) == [("L1", 3)]
+    for outcome in outcomes:
+        assert outcome.status == "delivered"
+        assert outcome.requests == [
+            SentRequest("POST", "/api/profiles", 201),
+            SentRequest("POST", "/api/profile-subscription-bulk-create-jobs", 202),
+        ]
+
+
+async def test_batch_splits_jobs_at_100_profiles(
+    make_client: Factory, router: respx.MockRouter
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
+    events = [EventPlan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(150)]
+    async with make_client(httpx.MockTransport(router.async_handler)) as client:
+        outcomes = await client.deliver_batch(events)
+    assert sorted(job_sizes(jobs)) == [("L1", 50), ("L1", 100)]
+    assert [o.status for o in outcomes] == ["delivered"] * 150
+
+
+async def test_batch_makes_one_job_per_list(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
+    events = [
+        EventPlan("u1", [subscription("L1", "1@b.co")]),
+        EventPlan("u2", [subscription("L2", "2@b.co")]),
+        EventPlan("u3", [subscription("L1", "3@b.co")]),
+    ]
+    await client.deliver_batch(events)
+    assert sorted(job_sizes(jobs)) == [("L1", 2), ("L2", 1)]
+
+
+@pytest.mark.parametrize(("status", "expected"), [(400, "rejected"), (503, "failed")])
+async def test_failed_merged_job_fails_each_of_its_events(
+    client: KlaviyoClient, router: respx.MockRouter, status: int, expected: str
+) -> None:
+    router.post("/api/profile-subscription-bulk-create-jobs").respond(
+        status, json=error_body(status, "invalid", "bad list")
+    )
+    events = [EventPlan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(3)]
+    outcomes = await client.deliver_batch(events)
+    assert [o.status for o in outcomes] == [expected] * 3
+    assert all(o.error is not None and o.error["klaviyo_status"] == status for o in outcomes)
+
+
+async def test_batch_precomputed_error_is_rejected_without_sending(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").respond(202)
+    events = [
+        EventPlan("A", error=InvalidEvent("bad event", field="type")),
+        EventPlan("A", [event()]),
+    ]
+    outcomes = await client.deliver_batch(events)
+    assert outcomes[0].status == "rejected"
+    assert outcomes[0].error is not None
+    assert outcomes[0].error["field"] == "type"
+    assert outcomes[1].status == "delivered"
+    assert router.calls.call_count == 1
+
+
+async def test_batch_holds_a_users_later_events_after_a_retryable_failure(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    route = router.post("/api/events").respond(503)
+    outcomes = await client.deliver_batch([EventPlan("A", [event("1")]), EventPlan("A", [event()])])
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert outcomes[1].requests == []
+    assert outcomes[1].error is not None
+    assert outcomes[1].error["message"].startswith("not sent: an earlier event")
+    assert route.call_count == 4  # only the first event's attempts
+
+
+# --- the key stays secret ---------------------------------------------------------------------
+
+
+async def test_api_key_never_in_logs_errors_or_outcomes(
+    client: KlaviyoClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "stamina", "klaviyo_destination"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    router.post("/api/profiles").mock(return_value=conflict("P9"))
+    router.patch("/api/profiles/P9").mock(side_effect=[httpx.Response(503), conflict(None)])
+    echo = error_body(400, "invalid", f"bad key {KEY}")
+    router.post("/api/events").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "0"}),
+            httpx.Response(400, json=echo),
+        ]
+    )
+    router.post("/api/profile-subscription-bulk-create-jobs").mock(
+        side_effect=httpx.ConnectError("refused")
+    )
+    outcomes = [
+        await client.deliver([klaviyo.create_profile(BOTH_IDS_BODY)]),
+        await client.deliver([event()]),
+        await client.deliver([subscription("L1", "a@b.co")]),
+    ]
+    caught: list[KlaviyoRejected | KlaviyoUnavailable] = []
+    for request in (event(), subscription("L1", "x")):
+        router.post("/api/events").respond(401, json=error_body(401, "not_authenticated", KEY))
+        try:
+            await client.send(request)
+        except (KlaviyoRejected, KlaviyoUnavailable) as exc:
+            caught.append(exc)
+    assert len(caught) == 2
+    assert caplog.records, "the client logged nothing: the check would prove nothing"
+    texts = [caplog.text, repr(outcomes), *(f"{e!s} {e!r} {e.to_dict()}" for e in caught)]
+    texts += [repr(vars(record)) for record in caplog.records]
+    for text in texts:
+        assert KEY not in text

@@ -1,0 +1,152 @@
+"""Client-side rate limiter: sliding burst + steady windows, holds, Klaviyo's wait hints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from klaviyo_destination.klaviyo import Endpoint
+from klaviyo_destination.ratelimit import EndpointLimiter, RateLimited, RateLimiter, retry_after
+from klaviyo_destination.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeClock:
+    """Time that moves only when the limiter sleeps, so tests are exact and instant."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def max_in_any_window(stamps: Sequence[float], period: float) -> int:
+    return max(sum(1 for t in stamps if start <= t < start + period) for start in stamps)
+
+
+def limiter(clock: FakeClock, burst: int, steady: int) -> EndpointLimiter:
+    return EndpointLimiter(burst, steady, clock=clock, sleep=clock.sleep)
+
+
+async def test_never_more_than_burst_or_steady_per_window() -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=3, steady=5)
+    stamps = []
+    for _ in range(17):
+        await limit.acquire()
+        stamps.append(clock.now)
+    assert max_in_any_window(stamps, 1.0) == 3
+    assert max_in_any_window(stamps, 60.0) == 5
+    # Three minutes of slots took one computed sleep per wait, never a polling loop.
+    assert len(clock.sleeps) <= len(stamps)
+    assert all(s > 0 for s in clock.sleeps)
+
+
+async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=4, steady=1000)
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await limit.acquire()
+        stamps.append(clock.now)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(13):
+            group.create_task(one())
+    assert len(stamps) == 13
+    assert max_in_any_window(stamps, 1.0) == 4
+
+
+async def test_max_wait_raises_with_the_wait_instead_of_sleeping() -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=1, steady=100)
+    await limit.acquire()
+    with pytest.raises(RateLimited) as caught:
+        await limit.acquire(max_wait=0.5)
+    assert caught.value.wait == pytest.approx(1.0)
+    assert clock.sleeps == []
+
+
+async def test_remaining_zero_holds_the_endpoint_until_reset() -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=100, steady=100)
+    limit.observe(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "7"}))
+    await limit.acquire()
+    assert clock.sleeps == [pytest.approx(7.0)]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"RateLimit-Remaining": "12", "RateLimit-Reset": "7"},
+        {"RateLimit-Remaining": "0"},
+        {"RateLimit-Remaining": "zero", "RateLimit-Reset": "7"},
+        {},
+    ],
+)
+async def test_other_ratelimit_headers_do_not_hold(headers: dict[str, str]) -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=100, steady=100)
+    limit.observe(httpx.Headers(headers))
+    await limit.acquire()
+    assert clock.sleeps == []
+
+
+async def test_hold_is_honoured_and_ignores_nonsense() -> None:
+    clock = FakeClock()
+    limit = limiter(clock, burst=100, steady=100)
+    limit.hold(float("nan"))
+    limit.hold(-3)
+    limit.hold(2.5)
+    await limit.acquire()
+    assert clock.sleeps == [pytest.approx(2.5)]
+
+
+async def test_one_limiter_per_endpoint_from_settings() -> None:
+    clock = FakeClock()
+    settings = Settings(profiles_rate_burst=1, events_rate_burst=2)
+    limits = RateLimiter.from_settings(settings, clock=clock, sleep=clock.sleep)
+    await limits[Endpoint.PROFILES].acquire()
+    await limits[Endpoint.SUBSCRIPTIONS].acquire()
+    await limits[Endpoint.EVENTS].acquire()
+    await limits[Endpoint.EVENTS].acquire()
+    assert clock.sleeps == []  # separate quotas: nobody waited
+    await limits[Endpoint.PROFILES].acquire()
+    assert clock.sleeps == [pytest.approx(1.0)]
+
+
+def test_retry_after_header_in_seconds() -> None:
+    assert retry_after(httpx.Headers({"Retry-After": "3"}), "") == 3.0
+
+
+def test_retry_after_http_date() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    wait = retry_after(httpx.Headers({"Retry-After": when}), "")
+    assert wait is not None
+    assert 25 <= wait <= 31
+
+
+def test_retry_after_from_expected_available_detail() -> None:
+    body = {"errors": [{"code": "throttled", "detail": "Expected available in 1 second."}]}
+    assert retry_after(httpx.Headers(), body) == 1.0
+
+
+def test_retry_after_absent() -> None:
+    assert (
+        retry_after(httpx.Headers({"Retry-After": "soon"}), {"errors": [{"detail": "x"}]}) is None
+    )
+    assert retry_after(httpx.Headers(), "<html>") is None
