@@ -429,3 +429,12 @@ async def test_protocol_endpoints_can_be_switched_off(klaviyo: respx.MockRouter)
     async for c in _client(_settings(enable_rudder_protocol=False), klaviyo):
         assert (await c.post("/v0/destinations/klaviyo", json=[])).status_code == 404
         assert (await c.post("/routerTransform", json={"input": []})).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_openapi_shows_the_seed_samples(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path in ("/v1/events", "/v1/transform"):
+        content = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert set(content["examples"]) == {"identify", "track", "screen", "group", "batch"}
+    assert (await client.get("/docs")).status_code == 200

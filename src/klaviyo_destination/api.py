@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from . import service
@@ -17,6 +17,7 @@ from .payload import BadRequest, events_of, read_json
 from .responses import JsonResponse
 from .router import route
 from .rudder_protocol import process
+from .samples import request_body_examples
 from .settings import Settings
 
 router = APIRouter()
@@ -54,58 +55,26 @@ async def _body(request: Request, settings: Settings) -> Any:
     )
 
 
-EVENTS_EXAMPLE = {
-    "type": "track",
-    "event": "Order Completed",
-    "userId": "user-1",
-    "messageId": "msg-1",
-    "properties": {"revenue": 30, "currency": "USD"},
-    "context": {"traits": {"email": "ada@example.com"}},
-    "timestamp": "2026-11-28T12:00:00Z",
-}
-
-
 @router.post(
     "/v1/events",
     dependencies=[Depends(_authorized)],
     summary="Deliver events to Klaviyo (webhook)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {}, "example": EVENTS_EXAMPLE}},
-        }
-    },
+    openapi_extra=request_body_examples(),
 )
 async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
     config = service.destination_config(settings)
     delivered = await service.deliver_events(events.items, config, klaviyo)
-    counter: Counter = request.state.events
-    for planned, outcome in delivered:
-        counter.labels(type=str(planned.header["type"]).lower(), outcome=outcome.status).inc()
-    outcomes = [outcome for _, outcome in delivered]
-    status = service.status_code(
-        [o.status for o in outcomes],
-        single=events.single,
-        throttled=any(o.throttled for o in outcomes if o.status == "failed"),
-    )
-    headers = {}
-    if (retry_after := service.retry_after_header(outcomes)) is not None:
-        headers["Retry-After"] = retry_after
-    results = [service.result_of(planned, outcome) for planned, outcome in delivered]
-    return JsonResponse({"results": results}, status_code=status, headers=headers)
+    service.count(delivered, request.state.events)
+    body, status, headers = service.webhook_answer(delivered, single=events.single)
+    return JsonResponse(body, status_code=status, headers=headers)
 
 
 @router.post(
     "/v1/transform",
     dependencies=[Depends(_authorized)],
     summary="Dry run: the Klaviyo requests /v1/events would send; nothing is sent",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {}, "example": EVENTS_EXAMPLE}},
-        }
-    },
+    openapi_extra=request_body_examples(),
 )
 async def post_transform(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)

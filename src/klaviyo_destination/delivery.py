@@ -43,6 +43,7 @@ from .klaviyo import (
     Endpoint,
     JsonObject,
     PlannedRequest,
+    auth_headers,
     create_profile,
     patch_profile,
 )
@@ -66,14 +67,8 @@ _SOCKET_ERRORS = {
 }
 
 
-def headers(api_key: SecretStr) -> dict[str, str]:
-    """The four headers of every Klaviyo call, spelled as the reference's outputs spell them."""
-    return {
-        "Authorization": f"Klaviyo-API-Key {api_key.get_secret_value()}",
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "revision": REVISION,
-    }
+#: The four headers of every Klaviyo call (one definition, shared with the dry run).
+headers = auth_headers
 
 
 class KlaviyoClient:

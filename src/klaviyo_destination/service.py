@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from .delivery import EventPlan, KlaviyoClient, Outcome
@@ -102,6 +103,28 @@ async def deliver_events(
     plans = [EventPlan(p.user_key, p.requests, p.error) for p in planned]
     outcomes = await client.deliver_batch(plans, api_key=config.private_api_key)
     return list(zip(planned, outcomes, strict=True))
+
+
+def count(delivered: Sequence[tuple[Planned, Outcome]], counter: Counter) -> None:
+    for planned, outcome in delivered:
+        counter.labels(type=str(planned.header["type"]).lower(), outcome=outcome.status).inc()
+
+
+def webhook_answer(
+    delivered: Sequence[tuple[Planned, Outcome]], *, single: bool
+) -> tuple[JsonObject, int, dict[str, str]]:
+    """Body, HTTP status and headers of a ``/v1/events`` answer."""
+    outcomes = [outcome for _, outcome in delivered]
+    status = status_code(
+        [o.status for o in outcomes],
+        single=single,
+        throttled=any(o.throttled for o in outcomes if o.status == "failed"),
+    )
+    headers = {}
+    if (retry_after := retry_after_header(outcomes)) is not None:
+        headers["Retry-After"] = retry_after
+    results = [result_of(planned, outcome) for planned, outcome in delivered]
+    return {"results": results}, status, headers
 
 
 def result_of(planned: Planned, outcome: Outcome) -> JsonObject:

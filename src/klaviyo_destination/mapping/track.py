@@ -96,14 +96,13 @@ def _custom_event(event: Track | Screen) -> JsonObject:
 def _profile(event: Track | Screen, config: DestinationConfig) -> JsonObject:
     """§8.6. Read from the untouched event, so ``properties.email`` reaches ``$email`` (Q4 fix)."""
     profile = map_event(EVENT_PROFILE, event)
-    user_id = lookup(event, USER_ID)
-    custom = custom_traits(event)
+    id_key = "$id"
     if config.enforce_email_as_primary:
         if not truthy(profile.get("$email")) and not truthy(profile.get("$phone_number")):
             raise InvalidEvent(NO_EMAIL_OR_PHONE, field="traits.email")
-    elif user_id is not MISSING:
-        profile["$id"] = user_id
-    profile.update(custom)
-    if config.enforce_email_as_primary and user_id is not MISSING and "_id" not in custom:
-        profile["_id"] = user_id
+        id_key = "_id"
+    user_id = lookup(event, USER_ID)
+    if user_id is not MISSING:
+        profile[id_key] = user_id  # part of the base profile: custom traits overwrite it in place
+    profile.update(custom_traits(event))
     return flatten(profile) if config.flatten_properties else profile
