@@ -438,3 +438,17 @@ async def test_openapi_shows_the_seed_samples(client: httpx.AsyncClient) -> None
         content = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert set(content["examples"]) == {"identify", "track", "screen", "group", "batch"}
     assert (await client.get("/docs")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_protocol_envelopes_point_at_the_configured_base_url() -> None:
+    emulator = respx.MockRouter(base_url="http://emulator:8081", assert_all_called=False)
+    job = {
+        "message": {**TRACK},
+        "metadata": {"jobId": 7},
+        "destination": {"ID": "d1", "Config": {"privateApiKey": "pk_job"}},
+    }
+    async for c in _client(_settings(klaviyo_base_url="http://emulator:8081"), emulator):
+        [item] = (await c.post("/v0/destinations/klaviyo", json=[job])).json()
+        assert item["output"]["endpoint"] == "http://emulator:8081/api/events"
+        assert item["output"]["headers"]["Authorization"] == "Klaviyo-API-Key pk_job"

@@ -102,6 +102,7 @@ async def post_processor(request: Request, settings: SettingsDep, klaviyo: Klavi
         body,
         _lookup(klaviyo),
         filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
+        base_url=settings.klaviyo_base_url,
     )
     return JsonResponse(items)
 
@@ -118,6 +119,7 @@ async def post_router(request: Request, settings: SettingsDep, klaviyo: KlaviyoD
         jobs,
         _lookup(klaviyo),
         filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
+        base_url=settings.klaviyo_base_url,
     )
     return JsonResponse({"output": outputs})
 

@@ -16,7 +16,7 @@ import orjson
 from pydantic import SecretStr
 
 from .errors import DestinationError
-from .klaviyo import SUBSCRIPTIONS_PATH, JsonObject, PlannedRequest
+from .klaviyo import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, JsonObject, PlannedRequest
 from .mapping import merge_subscriptions
 from .profile_lookup import ProfileLookup, Resolved
 from .rudder import check_api_version, parse_config
@@ -38,13 +38,17 @@ class _Done:
 
 
 async def route(
-    raw_jobs: Any, lookup: ProfileLookup, *, filter_code: bool = False
+    raw_jobs: Any,
+    lookup: ProfileLookup,
+    *,
+    filter_code: bool = False,
+    base_url: str = DEFAULT_BASE_URL,
 ) -> list[JsonObject]:
     if not isinstance(raw_jobs, list) or not raw_jobs:
         return [dict(INVALID_EVENT_ARRAY)]
     outputs: list[JsonObject] = []
     for group in _destination_groups([Job.parse(raw) for raw in raw_jobs]):
-        outputs.extend(await _route_group(group, lookup, filter_code))
+        outputs.extend(await _route_group(group, lookup, filter_code, base_url))
     return outputs
 
 
@@ -58,7 +62,7 @@ def _destination_groups(jobs: list[Job]) -> list[list[Job]]:
 
 
 async def _route_group(
-    jobs: list[Job], lookup: ProfileLookup, filter_code: bool
+    jobs: list[Job], lookup: ProfileLookup, filter_code: bool, base_url: str
 ) -> list[JsonObject]:
     destination = jobs[0].destination
     try:
@@ -71,7 +75,7 @@ async def _route_group(
     errors: list[JsonObject] = []
     for chunk in _type_chunks(jobs):
         done, failed = await _transform_chunk(chunk, lookup, filter_code)
-        successes.extend(_chunk_outputs(done, destination))
+        successes.extend(_chunk_outputs(done, destination, base_url))
         errors.extend(failed)
     return successes + errors
 
@@ -114,7 +118,7 @@ def _is_subscription(request: PlannedRequest) -> bool:
     return request.path == SUBSCRIPTIONS_PATH
 
 
-def _chunk_outputs(done: list[_Done], destination: Any) -> list[JsonObject]:
+def _chunk_outputs(done: list[_Done], destination: Any, base_url: str) -> list[JsonObject]:
     subscribed = [d for d in done if _is_subscription(d.resolved.requests[-1])]
     singles = [d for d in done if not _is_subscription(d.resolved.requests[-1])]
     by_index = dict(enumerate(subscribed))
@@ -127,20 +131,25 @@ def _chunk_outputs(done: list[_Done], destination: Any) -> list[JsonObject]:
         patches = [r for m in members for r in m.resolved.requests[:-1]]
         outputs.append(
             {
-                "batchedRequest": [envelope(r, key, processor=False) for r in [request, *patches]],
+                "batchedRequest": [
+                    envelope(r, key, processor=False, base_url=base_url)
+                    for r in [request, *patches]
+                ],
                 "metadata": [m.job.metadata for m in members],
                 "batched": True,
                 "statusCode": 200,
                 "destination": destination,
             }
         )
-    outputs.extend(_single_output(d, destination) for d in singles)
+    outputs.extend(_single_output(d, destination, base_url) for d in singles)
     return outputs
 
 
-def _single_output(done: _Done, destination: Any) -> JsonObject:
+def _single_output(done: _Done, destination: Any, base_url: str) -> JsonObject:
     output: JsonObject = {
-        "batchedRequest": envelope(done.resolved.requests[0], done.key, processor=False),
+        "batchedRequest": envelope(
+            done.resolved.requests[0], done.key, processor=False, base_url=base_url
+        ),
         "metadata": [done.job.metadata],
         "batched": False,
         "statusCode": 200,

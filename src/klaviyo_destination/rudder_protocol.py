@@ -103,15 +103,27 @@ def error_status(error: DestinationError) -> int:
 
 
 async def process(
-    raw_jobs: Sequence[Any], lookup: ProfileLookup, *, filter_code: bool = False
+    raw_jobs: Sequence[Any],
+    lookup: ProfileLookup,
+    *,
+    filter_code: bool = False,
+    base_url: str = DEFAULT_BASE_URL,
 ) -> list[JsonObject]:
-    """``POST /v0/destinations/klaviyo``: one item per produced request, in input order."""
+    """``POST /v0/destinations/klaviyo``: one item per produced request, in input order.
+
+    ``base_url`` prefixes the endpoints rudder-server will call (``KLAVIYO_BASE_URL``), so the
+    look-up and the returned requests go to the same Klaviyo.
+    """
     jobs = [Job.parse(raw) for raw in raw_jobs]
-    results = await asyncio.gather(*(_process_one(job, lookup, filter_code) for job in jobs))
+    results = await asyncio.gather(
+        *(_process_one(job, lookup, filter_code, base_url) for job in jobs)
+    )
     return [item for items in results for item in items]
 
 
-async def _process_one(job: Job, lookup: ProfileLookup, filter_code: bool) -> list[JsonObject]:
+async def _process_one(
+    job: Job, lookup: ProfileLookup, filter_code: bool, base_url: str
+) -> list[JsonObject]:
     try:
         resolved, key = await transform_job(job, lookup, filter_code=filter_code)
     except DestinationError as error:
@@ -125,7 +137,7 @@ async def _process_one(job: Job, lookup: ProfileLookup, filter_code: bool) -> li
         ]
     items = []
     for request in resolved.requests:
-        output = envelope(request, key, processor=True)
+        output = envelope(request, key, processor=True, base_url=base_url)
         if resolved.suppressed is not None:
             output.update(statusCode=299, error=resolved.suppressed)
         items.append({"output": output, "metadata": job.metadata, "statusCode": 200})

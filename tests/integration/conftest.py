@@ -17,19 +17,22 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from klaviyo_destination.settings import Settings
-
 ROOT: Final = Path(__file__).resolve().parents[2]
 COMPOSE_FILE: Final = ROOT / "docker-compose.yml"
+DOCKERFILE: Final = ROOT / "Dockerfile"
 CONSOLE_SCRIPT: Final = "klaviyo-destination"
 EMULATOR_SERVICE: Final = "emulator"
 DESTINATION_SERVICE: Final = "klaviyo-destination"
+
+#: The paths the fixtures poll; compose's and the Dockerfile's healthchecks use the same.
+EMULATOR_HEALTH: Final = "/__emulator/health"
+SERVICE_HEALTH: Final = "/health"
 
 LOOPBACK: Final = "127.0.0.1"
 PRIVATE_KEY: Final = "pk_test"
@@ -39,6 +42,9 @@ LIST_ID: Final = "LoopList1"
 DELIVERY_DEADLINE: Final = 5
 STARTUP_DEADLINE: Final = 20.0
 STOP_TIMEOUT: Final = 10.0
+
+#: What the subprocesses inherit from this one (coverage's ``COVERAGE_*`` too).
+_PASSED_ENV: Final = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"})
 
 Json = dict[str, Any]
 
@@ -59,6 +65,23 @@ def compose_command(name: str) -> list[str]:
     command = compose_service(name)["command"]
     assert isinstance(command, list), f"{name}: command must be an exec-form list"
     return [str(part) for part in command]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` per Dockerfile instruction, continuations joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    return instructions
 
 
 #: What compose runs; the fixtures below run exactly these, moved to loopback.
@@ -130,10 +153,9 @@ def _free_port() -> int:
 
 
 def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment minus every service setting, plus ``extra``."""
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
-    return env | {"PYTHONUNBUFFERED": "1"} | dict(extra)
+    """A minimal environment plus ``extra``: no setting leaks in from the developer's shell."""
+    kept = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith("COVERAGE_")}
+    return kept | {"PYTHONUNBUFFERED": "1"} | dict(extra)
 
 
 def _wait_healthy(server: Server, path: str) -> None:
@@ -156,8 +178,7 @@ def _start(
     name: str, argv: list[str], env: Mapping[str, str], port: int, logs: Path, health: str
 ) -> Server:
     stdout, stderr = logs / f"{name}.stdout", logs / f"{name}.stderr"
-    out: IO[bytes]
-    err: IO[bytes]
+    # Files, not pipes: a chatty server cannot block on a full pipe nobody reads.
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=_clean_env(env), cwd=logs)  # noqa: S603 -- our own argv
     server = Server(name, f"http://{LOOPBACK}:{port}", process, stdout, stderr)
@@ -170,20 +191,23 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     port = _free_port()
     argv = local_argv(EMULATOR_COMMAND, host=LOOPBACK, port=port)
     logs = tmp_path_factory.mktemp("emulator")
-    server = _start("emulator", argv, {}, port, logs, "/__emulator/health")
+    server = _start("emulator", argv, {}, port, logs, EMULATOR_HEALTH)
     yield server
     server.stop()
+
+
+def start_service(emulator: Server, logs: Path) -> Server:
+    """The service as compose runs it, delivering to ``emulator``; output goes under ``logs``."""
+    port = _free_port()
+    argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
+    return _start("service", argv, local_service_env(emulator.url), port, logs, SERVICE_HEALTH)
 
 
 @pytest.fixture(scope="session")
 def service_server(
     emulator_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    port = _free_port()
-    argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
-    logs = tmp_path_factory.mktemp("service")
-    env = local_service_env(emulator_server.url)
-    server = _start("service", argv, env, port, logs, "/health")
+    server = start_service(emulator_server, tmp_path_factory.mktemp("service"))
     yield server
     server.stop()
     assert PRIVATE_KEY not in server.output(), "the private key reached the service's output"
@@ -210,6 +234,9 @@ class Emulator:
         response.raise_for_status()
         recorded: list[Json] = response.json()["requests"]
         return recorded
+
+    def forget_requests(self) -> None:
+        self.client.delete("/__emulator/requests").raise_for_status()
 
     def fault(self, **spec: Any) -> None:
         self.client.post("/__emulator/faults", json=spec).raise_for_status()

@@ -7,19 +7,29 @@ injected in the emulator; the claim is "nothing accepted is lost or duplicated".
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.integration.conftest import (
+    EMULATOR_COMMAND,
+    EMULATOR_SERVICE,
     LIST_ID,
     PRIVATE_KEY,
     WEBHOOK_TOKEN,
     Emulator,
     Json,
     Server,
+    compose_service,
+    dockerfile_instructions,
+    option,
     start_service,
 )
 
@@ -99,7 +109,7 @@ def _consent(profile: Json) -> dict[str, str | None]:
 
 def _location(**given: str) -> Json:
     fields = ("address1", "address2", "city", "country", "latitude", "longitude")
-    return {name: None for name in (*fields, "region", "zip", "timezone")} | given
+    return dict.fromkeys((*fields, "region", "zip", "timezone")) | given
 
 
 def _events(state: Json) -> list[Json]:
@@ -260,12 +270,12 @@ def test_product_added_maps_items_and_value(service: httpx.Client, emulator: Emu
 
 
 def test_screen_is_stored_as_an_event(service: httpx.Client, emulator: Emulator) -> None:
-    screen = {
+    screen = {  # as the mobile SDKs send it: the screen's name in name and properties.name
         "type": "screen",
-        "event": "Home Screen",
+        "name": "Home Screen",
         "userId": "user-1",
         "messageId": "screen-1",
-        "properties": {"section": "top"},
+        "properties": {"name": "Home Screen", "section": "top"},
         "context": {"traits": {"email": EMAIL}},
     }
 
@@ -279,7 +289,7 @@ def test_screen_is_stored_as_an_event(service: httpx.Client, emulator: Emulator)
             "profile_id": profile["id"],
             "unique_id": "screen-1",
             "value": None,
-            "properties": {"section": "top"},
+            "properties": {"name": "Home Screen", "section": "top"},
         }
     ]
 
@@ -356,11 +366,14 @@ def test_lost_answer_is_retried_without_a_duplicate(
     _delivered(_send(service, _track("Signed Up", "dropped-1", {"plan": "pro"})))
 
     assert [e["unique_id"] for e in _events(emulator.state())] == ["dropped-1"]
-    assert _calls(emulator.requests()) == [("POST", "/api/events", None), ("POST", "/api/events", 202)]
+    assert _calls(emulator.requests()) == [
+        ("POST", "/api/events", None),
+        ("POST", "/api/events", 202),
+    ]
 
 
 @pytest.fixture
-def fresh_service(emulator_server: Server, tmp_path: Any) -> Iterator[httpx.Client]:
+def fresh_service(emulator_server: Server, tmp_path: Path) -> Iterator[httpx.Client]:
     """A service of its own: a long 429 pauses a process's deliveries to that endpoint class."""
     server = start_service(emulator_server, tmp_path)
     headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
@@ -421,3 +434,34 @@ def test_private_key_never_reaches_the_service_output(
     assert "/api/events" in output  # the capture works: the request was logged
     assert PRIVATE_KEY not in output
     assert PRIVATE_KEY not in response.text
+
+
+# --- the images' healthchecks, run against the live servers ----------------------------------
+
+
+def _exec_form(test: list[str]) -> list[str]:
+    """A ``["CMD", "python", ...]`` healthcheck as argv for this interpreter."""
+    kind, program, *args = test
+    assert (kind, program) == ("CMD", "python"), test
+    return [sys.executable, *args]
+
+
+def test_compose_emulator_healthcheck_passes(emulator_server: Server) -> None:
+    port = urlsplit(emulator_server.url).port
+    argv = _exec_form(compose_service(EMULATOR_SERVICE)["healthcheck"]["test"])
+    compose_port = option(EMULATOR_COMMAND, "--port")
+    argv = [part.replace(f"127.0.0.1:{compose_port}/", f"127.0.0.1:{port}/") for part in argv]
+
+    run = subprocess.run(argv, capture_output=True, timeout=10, check=False)  # noqa: S603
+
+    assert run.returncode == 0, run.stderr.decode()
+
+
+def test_dockerfile_healthcheck_passes(service_server: Server) -> None:
+    [arguments] = [args for name, args in dockerfile_instructions() if name == "HEALTHCHECK"]
+    test = ["CMD", *json.loads(arguments.partition(" CMD ")[2])]
+    env = {"PORT": str(urlsplit(service_server.url).port)}
+
+    run = subprocess.run(_exec_form(test), capture_output=True, env=env, timeout=10, check=False)  # noqa: S603
+
+    assert run.returncode == 0, run.stderr.decode()

