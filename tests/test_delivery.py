@@ -20,6 +20,8 @@ from klaviyo_destination.metrics import DeliveryMetrics
 from klaviyo_destination.ratelimit import RateLimiter
 from klaviyo_destination.settings import Settings
 
+from .fakes import FakeClock
+
 pytestmark = pytest.mark.anyio
 
 KEY = "pk_live_SECRET_0123456789abcdef"
@@ -28,22 +30,6 @@ PROFILE_BODY = {"data": {"type": "profile", "attributes": {"email": "a@b.co"}}}
 BOTH_IDS_BODY = {
     "data": {"type": "profile", "attributes": {"email": "a@b.co", "phone_number": "+15005550006"}}
 }
-
-
-class FakeClock:
-    """Limiter time that moves only when the limiter sleeps: waits are recorded, not slept."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from klaviyo_destination.errors import ProfileLookupError
 from klaviyo_destination.klaviyo import PlannedRequest
-from klaviyo_destination.profile_lookup import ProfileLookupError, resolve_identify
+from klaviyo_destination.profile_lookup import resolve_identify
 
 ATTRIBUTES = {"external_id": "u1", "email": "a@b.co"}
 CREATE = PlannedRequest(

@@ -14,23 +14,9 @@ from klaviyo_destination.klaviyo import Endpoint
 from klaviyo_destination.ratelimit import EndpointLimiter, RateLimited, RateLimiter, retry_after
 from klaviyo_destination.settings import Settings
 
+from .fakes import FakeClock
+
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    """Time that moves only when the limiter sleeps, so tests are exact and instant."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def max_in_any_window(stamps: Sequence[float], period: float) -> int:
@@ -42,7 +28,7 @@ def limiter(clock: FakeClock, burst: int, steady: int) -> EndpointLimiter:
 
 
 async def test_never_more_than_burst_or_steady_per_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=3, steady=5)
     stamps = []
     for _ in range(17):
@@ -56,7 +42,7 @@ async def test_never_more_than_burst_or_steady_per_window() -> None:
 
 
 async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=4, steady=1000)
     stamps: list[float] = []
 
@@ -72,7 +58,7 @@ async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
 
 
 async def test_max_wait_raises_with_the_wait_instead_of_sleeping() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=1, steady=100)
     await limit.acquire()
     with pytest.raises(RateLimited) as caught:
@@ -82,7 +68,7 @@ async def test_max_wait_raises_with_the_wait_instead_of_sleeping() -> None:
 
 
 async def test_remaining_zero_holds_the_endpoint_until_reset() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=100, steady=100)
     limit.observe(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "7"}))
     await limit.acquire()
@@ -99,7 +85,7 @@ async def test_remaining_zero_holds_the_endpoint_until_reset() -> None:
     ],
 )
 async def test_other_ratelimit_headers_do_not_hold(headers: dict[str, str]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=100, steady=100)
     limit.observe(httpx.Headers(headers))
     await limit.acquire()
@@ -107,7 +93,7 @@ async def test_other_ratelimit_headers_do_not_hold(headers: dict[str, str]) -> N
 
 
 async def test_hold_is_honoured_and_ignores_nonsense() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limit = limiter(clock, burst=100, steady=100)
     limit.hold(float("nan"))
     limit.hold(-3)
@@ -117,7 +103,7 @@ async def test_hold_is_honoured_and_ignores_nonsense() -> None:
 
 
 async def test_one_limiter_per_endpoint_from_settings() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     settings = Settings(profiles_rate_burst=1, events_rate_burst=2)
     limits = RateLimiter.from_settings(settings, clock=clock, sleep=clock.sleep)
     await limits[Endpoint.PROFILES].acquire()

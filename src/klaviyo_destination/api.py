@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from . import service
 from .auth import check_token
 from .delivery import KlaviyoClient
-from .errors import DestinationError
+from .errors import BadRequest, NotFound
 from .metrics import DeliveryMetrics
-from .payload import BadRequest, events_of, read_json
+from .payload import events_of, read_json
 from .responses import JsonResponse
 from .router import route
 from .rudder_protocol import process
@@ -41,12 +41,7 @@ def _authorized(request: Request, settings: SettingsDep) -> None:
 
 def _protocol_enabled(settings: SettingsDep) -> None:
     if not settings.enable_rudder_protocol:
-        raise _NotFound("the rudder-server protocol endpoints are switched off", field="path")
-
-
-class _NotFound(DestinationError):
-    status = 404
-    code = "not_found"
+        raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
 
 
 async def _body(request: Request, settings: Settings) -> Any:

@@ -8,15 +8,8 @@ import hmac
 
 from starlette.requests import Request
 
-from .errors import DestinationError
+from .errors import Unauthorized
 from .settings import Settings
-
-
-class Unauthorized(DestinationError):
-    status = 401
-    code = "unauthorized"
-    category = "dataValidation"
-    error_type = "configuration"
 
 
 def check_token(request: Request, settings: Settings) -> None:

@@ -8,6 +8,12 @@ Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's st
     ├── InvalidEvent            400 dataValidation/instrumentation
     │   └── UnsupportedEvent    400 (an event type this destination does not handle)
     ├── ConfigurationError      400 dataValidation/configuration
+    ├── RequestError            the HTTP request as a whole, before any event is read
+    │   ├── BadRequest          400 invalid JSON or UTF-8, too deep, wrong shape
+    │   ├── Unauthorized        401 missing or wrong webhook token
+    │   ├── NotFound            404 an endpoint that is switched off
+    │   └── PayloadTooLarge     413 body or batch over its limit
+    ├── ProfileLookupError      identify's inline create call gave no profile id (§6.7)
     └── KlaviyoError            Klaviyo answered, or could not be reached
         ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
         │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import SecretStr
 
 _RETIRED = (
@@ -39,6 +46,16 @@ class DestinationError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    @property
+    def http_status(self) -> int:
+        """This error's status; the class's, unless the instance carries another (look-ups)."""
+        return self.status
+
+    @property
+    def error_kind(self) -> str | None:
+        """RudderStack's ``statTags.errorType`` for this error."""
+        return self.error_type
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON error object the HTTP API renders: ``{"code", "message", "field"}``."""
@@ -189,3 +206,58 @@ def _excerpt(body: Any) -> str:
         return "empty body"
     text = body if isinstance(body, str) else repr(body)
     return text[:200]
+
+
+class RequestError(DestinationError):
+    category = "dataValidation"
+    error_type = "instrumentation"
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(RequestError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+def js_stringify(value: Any) -> str:
+    """``JSON.stringify``: compact, non-ASCII kept as is."""
+    return orjson.dumps(value).decode()
+
+
+class ProfileLookupError(DestinationError):
+    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
+
+    code: ClassVar[str] = "profile_lookup_failed"
+    category: ClassVar[str] = "network"
+
+    def __init__(self, status: int, body: Any) -> None:
+        text = js_stringify(body)
+        message = js_stringify(
+            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
+        )
+        super().__init__(message, field=None)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+    @property
+    def error_kind(self) -> str:
+        if 500 <= self._status < 600:
+            return "retryable"
+        return "throttled" if self._status == 429 else "aborted"

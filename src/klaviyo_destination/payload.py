@@ -8,21 +8,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from .errors import DestinationError
-
-
-class BadRequest(DestinationError):
-    status = 400
-    code = "invalid_request"
-    category = "dataValidation"
-    error_type = "instrumentation"
-
-
-class PayloadTooLarge(DestinationError):
-    status = 413
-    code = "payload_too_large"
-    category = "dataValidation"
-    error_type = "instrumentation"
+from .errors import BadRequest, PayloadTooLarge
 
 
 @dataclass(frozen=True, slots=True)

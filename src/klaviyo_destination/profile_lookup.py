@@ -9,42 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-import orjson
 from pydantic import SecretStr
 
-from .errors import DestinationError
+from .errors import ProfileLookupError, js_stringify
 from .klaviyo import JsonObject, PlannedRequest, patch_profile
 
 #: ``(create-profile body, api key) -> (HTTP status, parsed JSON body or "")``
 ProfileLookup = Callable[[JsonObject, SecretStr], Awaitable[tuple[int, Any]]]
-
-
-def js_stringify(value: Any) -> str:
-    """``JSON.stringify``: compact, non-ASCII kept as is."""
-    return orjson.dumps(value).decode()
-
-
-class ProfileLookupError(DestinationError):
-    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
-
-    code: ClassVar[str] = "profile_lookup_failed"
-    category: ClassVar[str] = "network"
-
-    def __init__(self, status: int, body: Any) -> None:
-        text = js_stringify(body)
-        message = js_stringify(
-            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
-        )
-        super().__init__(message, field=None)
-        self.http_status = status
-
-    @property
-    def error_kind(self) -> str:
-        if 500 <= self.http_status < 600:
-            return "retryable"
-        return "throttled" if self.http_status == 429 else "aborted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from .klaviyo import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, JsonObject, PlannedRe
 from .mapping import merge_subscriptions
 from .profile_lookup import ProfileLookup, Resolved
 from .rudder import check_api_version, parse_config
-from .rudder_protocol import Job, envelope, error_status, stat_tags, transform_job
+from .rudder_protocol import Job, envelope, stat_tags, transform_job
 
 INVALID_EVENT_ARRAY = {
     "metadata": [{"destType": "klaviyo"}],
@@ -164,7 +164,7 @@ def _error_output(error: DestinationError, metadata: Sequence[Any], destination:
     return {
         "metadata": list(metadata),
         "batched": False,
-        "statusCode": error_status(error),
+        "statusCode": error.http_status,
         "error": error.message,
         "statTags": stat_tags(error, metadata[0] if metadata else None, feature="router"),
         "destination": destination,

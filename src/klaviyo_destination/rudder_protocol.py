@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from .errors import DestinationError, InvalidEvent
 from .klaviyo import DEFAULT_BASE_URL, JsonObject, PlannedRequest, auth_headers
 from .mapping import transform
-from .profile_lookup import ProfileLookup, ProfileLookupError, Resolved, resolve_identify
+from .profile_lookup import ProfileLookup, Resolved, resolve_identify
 from .rudder import parse_config
 
 DEST_TYPE: Final = "KLAVIYO"
@@ -84,7 +84,7 @@ def envelope(
 def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonObject:
     meta = metadata if isinstance(metadata, dict) else {}
     tags: JsonObject = {"errorCategory": error.category}
-    kind = error.error_kind if isinstance(error, ProfileLookupError) else error.error_type
+    kind = error.error_kind
     if kind is not None:
         tags["errorType"] = kind
     tags.update(
@@ -96,10 +96,6 @@ def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonOb
         workspaceId=meta.get("workspaceId"),
     )
     return tags
-
-
-def error_status(error: DestinationError) -> int:
-    return error.http_status if isinstance(error, ProfileLookupError) else error.status
 
 
 async def process(
@@ -130,7 +126,7 @@ async def _process_one(
         return [
             {
                 "metadata": job.metadata,
-                "statusCode": error_status(error),
+                "statusCode": error.http_status,
                 "error": error.message,
                 "statTags": stat_tags(error, job.metadata, feature="processor"),
             }
