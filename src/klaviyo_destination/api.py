@@ -60,7 +60,7 @@ async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoD
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
     config = service.destination_config(settings)
     delivered = await service.deliver_events(events.items, config, klaviyo)
-    service.count(delivered, request.state.events)
+    service.record(delivered, request.state.events)
     body, status, headers = service.webhook_answer(delivered, single=events.single)
     return JsonResponse(body, status_code=status, headers=headers)
 

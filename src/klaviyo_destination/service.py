@@ -5,6 +5,7 @@ Routes call :func:`dry_run` or :func:`deliver_events`; everything here is indepe
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from .klaviyo import JsonObject, PlannedRequest, auth_headers
 from .mapping import transform
 from .rudder import DestinationConfig
 from .settings import Settings
+
+logger = logging.getLogger(__name__)
 
 #: Shown instead of the key in dry-run headers.
 MASKED_KEY: Final = SecretStr("***")
@@ -105,9 +108,21 @@ async def deliver_events(
     return list(zip(planned, outcomes, strict=True))
 
 
-def count(delivered: Sequence[tuple[Planned, Outcome]], counter: Counter) -> None:
+def record(delivered: Sequence[tuple[Planned, Outcome]], counter: Counter) -> None:
+    """Count outcomes per event type, and log one line per request (per event at debug only)."""
+    tally = {"delivered": 0, "rejected": 0, "failed": 0}
     for planned, outcome in delivered:
         counter.labels(type=str(planned.header["type"]).lower(), outcome=outcome.status).inc()
+        tally[outcome.status] += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            code = (outcome.error or {}).get("code")
+            logger.debug("event %s %s: %s %s", *planned.header.values(), outcome.status, code)
+    logger.info(
+        "events: %d delivered, %d rejected, %d failed",
+        tally["delivered"],
+        tally["rejected"],
+        tally["failed"],
+    )
 
 
 def webhook_answer(
