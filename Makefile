@@ -27,8 +27,14 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Long fuzz runs; `make test` runs the same tests with a few examples each.
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_fuzz_mapping.py tests/test_schemathesis.py
+
 bench: $(STAMP)
-	$(BIN)/python bench/bench_mapping.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Events per second through the pure mapping, validation included, on one core.
 
-    make bench      # or: .venv/bin/python bench/bench_mapping.py [--events 1000] [--rounds 20]
+    .venv/bin/python bench/bench_mapping.py [--events 1000] [--rounds 20]   # part of make bench
 
 Reports two figures for the same deterministic 1,000-event mix (bench/corpus.py):
 ``transform()`` on parsed events (validation + plan), and bytes in to JSON bytes out
@@ -29,20 +29,13 @@ def _rate(count: int, seconds: list[float]) -> tuple[float, float]:
     return statistics.median(rates), max(rates)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=20)
-    args = parser.parse_args()
-
-    events = corpus(args.events)
+def measure(count: int = 1000, rounds: int = 20) -> tuple[float, float, float]:
+    """Median events/s of ``transform()`` and of bytes -> JSON bytes; average event size."""
+    events = corpus(count)
     raw = [orjson.dumps(e) for e in events]
     config = parse_config(CONFIG)
-    size = sum(map(len, raw)) / len(raw)
-    print(f"corpus: {len(events)} events, {size:,.0f} bytes each on average")
-
     plan_times, wire_times = [], []
-    for round_number in range(args.rounds):
+    for round_number in range(rounds):
         start = time.perf_counter()
         for message in events:
             transform(message, config)
@@ -52,16 +45,20 @@ def main() -> None:
         for body in raw:
             orjson.dumps([r.as_dict() for r in transform(orjson.loads(body), config)])
         wire_times.append(time.perf_counter() - start)
-        print(f"  round {round_number + 1}/{args.rounds}", end="\r", file=sys.stderr)
+        print(f"  round {round_number + 1}/{rounds}", end="\r", file=sys.stderr)
+    size = sum(map(len, raw)) / len(raw)
+    return _rate(len(events), plan_times)[0], _rate(len(events), wire_times)[0], size
 
-    median, best = _rate(len(events), plan_times)
-    print(
-        f"transform() (validate + plan):        {median:>10,.0f} events/s median, {best:,.0f} best"
-    )
-    median, best = _rate(len(events), wire_times)
-    print(
-        f"bytes -> transform() -> JSON bytes:    {median:>10,.0f} events/s median, {best:,.0f} best"
-    )
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    plan_rate, wire_rate, size = measure(args.events, args.rounds)
+    print(f"corpus: {args.events} events, {size:,.0f} bytes each on average")
+    print(f"transform() (validate + plan):        {plan_rate:>10,.0f} events/s median")
+    print(f"bytes -> transform() -> JSON bytes:    {wire_rate:>10,.0f} events/s median")
 
 
 if __name__ == "__main__":

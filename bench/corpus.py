@@ -1,4 +1,4 @@
-"""A deterministic event corpus for the benchmarks: 60% track, 20% screen, 20% group.
+"""A deterministic event corpus for the benchmarks: 60% track, 20% screen, 20% group, no identify.
 
 Track events are half ecommerce (with product lists) and half custom events; every event carries
 the context a RudderStack SDK sends, about 1.9 KB of JSON each. The same seed gives the same
@@ -43,6 +43,38 @@ def _context(rng: random.Random, user: str) -> dict[str, Any]:
             "age": rng.randrange(18, 80),
         },
         "ip": "203.0.113.7",
+        "timezone": "Europe/London",
+        "sessionId": 1732795200000 + rng.randrange(10**6),
+        "sessionStart": False,
+        "instanceId": f"inst-{rng.randrange(10**9):09d}",
+        "device": {
+            "id": f"dev-{rng.randrange(10**9):09d}",
+            "manufacturer": "Apple",
+            "model": "MacBookPro18,3",
+            "type": "desktop",
+            "adTrackingEnabled": False,
+        },
+        "network": {"bluetooth": False, "cellular": False, "wifi": True, "carrier": "unknown"},
+        "campaign": {
+            "name": "winter-sale",
+            "source": "newsletter",
+            "medium": "email",
+            "term": "board games",
+            "content": f"variant-{rng.choice('ABC')}",
+        },
+        "consentManagement": {
+            "deniedConsentIds": [],
+            "allowedConsentIds": ["C0001", "C0002", "C0003"],
+            "provider": "oneTrust",
+        },
+        "userAgentClientHint": {
+            "brands": [
+                {"brand": "Chromium", "version": "131"},
+                {"brand": "Google Chrome", "version": "131"},
+            ],
+            "mobile": False,
+            "platform": "macOS",
+        },
     }
 
 

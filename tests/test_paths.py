@@ -131,6 +131,7 @@ SET_PATH = [
     ({}, "a\\.b.c", 1, {"a.b": {"c": 1}}, "escaped and real dots together"),
     ({}, "a.b.", 1, {"a": {"b": 1}}, "a trailing dot is ignored"),
     ({}, "x.0", 5, {"x": [5]}, "an integer segment creates an array"),
+    ({}, "a.007", 1, {"a": {"007": 1}}, "a leading zero is not an index: an object key"),
     ({}, "x.1", 5, {"x": [None, 5]}, "holes serialise as null"),
     ({}, "x.0.y", 5, {"x": [{"y": 5}]}, "objects inside a created array"),
     ({"a": 1}, "a.b", 2, {"a": {"b": 2}}, "a primitive on the path is replaced"),

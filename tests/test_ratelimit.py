@@ -136,3 +136,23 @@ def test_retry_after_absent() -> None:
         retry_after(httpx.Headers({"Retry-After": "soon"}), {"errors": [{"detail": "x"}]}) is None
     )
     assert retry_after(httpx.Headers(), "<html>") is None
+
+
+async def test_a_slot_counts_until_a_period_after_the_request_completes() -> None:
+    # Klaviyo sees a request somewhere between admission and answer: a slow request must keep
+    # its slot until a whole period after the answer, or a late departure crowds a window.
+    clock = FakeClock(1000.0)
+    limit = limiter(clock, burst=2, steady=100)
+    async with limit.slot(), limit.slot():
+        await clock.sleep(0.5)  # both requests take half a second
+    admitted_at = clock.now  # 1000.5: both answered now
+    await limit.acquire()
+    assert clock.now == pytest.approx(admitted_at + 1.0)
+
+
+async def test_unanswered_requests_fill_the_window() -> None:
+    clock = FakeClock(1000.0)
+    limit = limiter(clock, burst=1, steady=100)
+    async with limit.slot():
+        with pytest.raises(RateLimited):
+            await limit.acquire(max_wait=0.005)

@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if app is not None:
         if args.workers > 1:
             _say("Embedded emulator: running one worker (each worker would hold its own state).")
-        uvicorn.run(app, host=host, port=port, log_config=None)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
         return 0
     _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
     uvicorn.run(
@@ -94,6 +94,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=args.workers,
         log_config=None,
+        access_log=False,  # /v1/events logs one line per request itself
     )
     return 0
 

@@ -9,6 +9,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from . import service
+from .api_models import (
+    EVENTS_RESPONSES,
+    PROCESSOR_RESPONSES,
+    ROUTER_RESPONSES,
+    TRANSFORM_RESPONSES,
+    processor_body,
+    router_body,
+)
 from .auth import check_token
 from .delivery import KlaviyoClient
 from .errors import BadRequest, NotFound
@@ -23,11 +31,11 @@ from .settings import Settings
 router = APIRouter()
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return cast(Settings, request.state.settings)
 
 
-def _klaviyo(request: Request) -> KlaviyoClient:
+async def _klaviyo(request: Request) -> KlaviyoClient:
     return cast(KlaviyoClient, request.state.klaviyo)
 
 
@@ -35,11 +43,11 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 KlaviyoDep = Annotated[KlaviyoClient, Depends(_klaviyo)]
 
 
-def _authorized(request: Request, settings: SettingsDep) -> None:
+async def _authorized(request: Request, settings: SettingsDep) -> None:
     check_token(request, settings)
 
 
-def _protocol_enabled(settings: SettingsDep) -> None:
+async def _protocol_enabled(settings: SettingsDep) -> None:
     if not settings.enable_rudder_protocol:
         raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
 
@@ -55,6 +63,7 @@ async def _body(request: Request, settings: Settings) -> Any:
     dependencies=[Depends(_authorized)],
     summary="Deliver events to Klaviyo (webhook)",
     openapi_extra=request_body_examples(),
+    responses=EVENTS_RESPONSES,
 )
 async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
@@ -70,6 +79,7 @@ async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoD
     dependencies=[Depends(_authorized)],
     summary="Dry run: the Klaviyo requests /v1/events would send; nothing is sent",
     openapi_extra=request_body_examples(),
+    responses=TRANSFORM_RESPONSES,
 )
 async def post_transform(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
@@ -88,6 +98,8 @@ async def post_transform(request: Request, settings: SettingsDep) -> Response:
     "/v0/destinations/klaviyo",
     dependencies=[Depends(_protocol_enabled)],
     summary="rudder-server processor transform (private network)",
+    openapi_extra=processor_body(),
+    responses=PROCESSOR_RESPONSES,
 )
 async def post_processor(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
     body = await _body(request, settings)
@@ -106,6 +118,8 @@ async def post_processor(request: Request, settings: SettingsDep, klaviyo: Klavi
     "/routerTransform",
     dependencies=[Depends(_protocol_enabled)],
     summary="rudder-server router transform (private network)",
+    openapi_extra=router_body(),
+    responses=ROUTER_RESPONSES,
 )
 async def post_router(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
     body = await _body(request, settings)

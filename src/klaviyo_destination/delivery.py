@@ -37,6 +37,7 @@ from .errors import (
     klaviyo_errors,
     klaviyo_rejection,
     redact,
+    redact_json,
 )
 from .klaviyo import (
     REVISION,
@@ -89,6 +90,7 @@ class KlaviyoClient:
         )
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self._connections = asyncio.Semaphore(settings.max_connections)
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -160,16 +162,17 @@ class KlaviyoClient:
         No retries here because rudder-server retries the whole job; still rate-limited.
         """
         request = create_profile(body)
+        limiter = self.limits[request.endpoint]
         try:
-            await self.limits[request.endpoint].acquire(max_wait=self.settings.delivery_deadline)
+            async with limiter.slot(max_wait=self.settings.delivery_deadline), self._connections:
+                response = await self._request(request, api_key)
         except RateLimited as exc:
             detail = f"Client-side rate limit. Expected available in {exc.wait:.0f} seconds."
             return 429, {"errors": [{"status": 429, "code": "throttled", "detail": detail}]}
-        try:
-            response = await self._request(request, api_key)
         except httpx.TransportError as exc:
             return _socket_error(exc)
-        body_out = _body(response)
+        # Returned into the protocol's error messages: a key Klaviyo echoes must not be in them.
+        body_out = redact_json(_body(response), api_key)
         self._note_throttle(request, response, body_out)
         return response.status_code or 500, "" if body_out in (None, "", False, 0) else body_out
 
@@ -200,16 +203,23 @@ class KlaviyoClient:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        async with asyncio.timeout(remaining):
-            try:
-                await self.limits[request.endpoint].acquire(max_wait=remaining)
-            except RateLimited as exc:
-                raise KlaviyoUnavailable(
-                    f"client-side rate limit for {request.endpoint.value}",
-                    retry_after=exc.wait,
-                    throttled=True,
-                ) from None
-            response = await self._request(request, key)
+        # The rate-limit slot spans the whole exchange (so a late departure cannot crowd one of
+        # Klaviyo's windows); the connection semaphore keeps requests from queueing inside
+        # httpcore's pool, whose bookkeeping grows with its queue.
+        limiter = self.limits[request.endpoint]
+        try:
+            async with (
+                asyncio.timeout(remaining),
+                limiter.slot(max_wait=remaining),
+                self._connections,
+            ):
+                response = await self._request(request, key)
+        except RateLimited as exc:
+            raise KlaviyoUnavailable(
+                f"client-side rate limit for {request.endpoint.value}",
+                retry_after=exc.wait,
+                throttled=True,
+            ) from None
         body = _body(response)
         self._note_throttle(request, response, body)
         if (error := _transient(response, body, key)) is not None:

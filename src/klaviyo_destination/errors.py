@@ -86,6 +86,16 @@ def redact(text: str, secret: SecretStr | None) -> str:
     return text.replace(value, "**********") if value else text
 
 
+def redact_json(value: Any, secret: SecretStr | None) -> Any:
+    """A parsed JSON answer with the secret masked in every string, keys included."""
+    text = secret.get_secret_value() if secret is not None else ""
+    if not text:
+        return value
+    raw = orjson.dumps(value)
+    encoded = orjson.dumps(text)[1:-1]  # the secret as it appears inside a JSON string
+    return orjson.loads(raw.replace(encoded, b"**********")) if encoded in raw else value
+
+
 def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[dict[str, Any]]:
     """Klaviyo's JSON:API ``errors[]`` reduced to ``{id, code, detail, source: {pointer}}``."""
     errors = body.get("errors") if isinstance(body, dict) else None

@@ -22,7 +22,13 @@ class Events:
 async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
     """The request's JSON body, refusing it early when it grows past ``max_bytes``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
+    if (
+        declared
+        and declared.isascii()
+        and declared.isdigit()
+        and (len(declared) > 18 or int(declared) > max_bytes)
+    ):
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
     chunks: list[bytes] = []
     size = 0
@@ -42,21 +48,37 @@ def parse_json(raw: bytes, *, max_depth: int) -> Any:
     except orjson.JSONDecodeError as exc:
         # orjson's message names the position; it never contains more than a few input bytes.
         raise BadRequest(f"body is not valid JSON (UTF-8): {exc}", field="body") from None
-    check_depth(value, max_depth)
+    # Nothing can nest deeper than the number of brackets, plus one for a scalar inside them
+    # (brackets in strings only raise the bound): small bodies skip the walk.
+    if raw.count(b"{") + raw.count(b"[") >= max_depth:
+        check_depth(value, max_depth)
     return value
 
 
 def check_depth(value: Any, max_depth: int) -> None:
-    """Refuse JSON nested deeper than ``max_depth``, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
+    """Refuse JSON nested deeper than ``max_depth``, without recursion.
+
+    Walks one nesting level at a time and only ever steps into containers, so scalars (most of
+    a payload) cost one type test each inside a comprehension, not a stack push and pop.
+    """
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        below: list[Any] = []
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(node.values())
+            elif isinstance(node, list):
+                below.extend(node)
+        if below and depth >= max_depth:
             raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
+        level = [child for child in below if isinstance(child, _CONTAINERS)]
+        depth += 1
+    if max_depth < 1:
+        raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
+
+
+_CONTAINERS = (dict, list)
 
 
 def events_of(body: Any, *, max_events: int) -> Events:

@@ -54,8 +54,9 @@ def resolve_identify(
     created = _created_id(status, body)
     profile_id = created or _duplicate_id(status, body)
     if profile_id is None:
-        # A 201/409 without an id is retryable (500); other answers keep Klaviyo's status.
-        raise ProfileLookupError(500 if status in (201, 409) else status, body)
+        # A success or 409 without an id is retryable (500), never a 2xx that rudder-server
+        # would take as delivered (Q9 fixed); other answers keep Klaviyo's status.
+        raise ProfileLookupError(500 if status == 409 or 200 <= status < 300 else status, body)
     patch = patch_profile(create, profile_id)
     if not (filter_code and created):
         return Resolved([patch, *rest])

@@ -25,7 +25,8 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -40,6 +41,8 @@ _EXPECTED_AVAILABLE = re.compile(r"expected available in (\d+(?:\.\d+)?) seconds
 
 BURST_PERIOD = 1.0
 STEADY_PERIOD = 60.0
+#: How soon to look again when all of a window's slots are taken by unanswered requests.
+IN_FLIGHT_POLL = 0.01
 
 
 class RateLimited(Exception):
@@ -51,18 +54,26 @@ class RateLimited(Exception):
 
 
 class _Window:
-    """At most ``limit`` admissions in any span of ``period`` seconds."""
+    """At most ``limit`` requests in any span of ``period`` seconds.
+
+    A request counts from its admission until ``period`` after it completed: Klaviyo sees it
+    at some instant in between, so no window on Klaviyo's side can hold more than ``limit``,
+    however late the request leaves or how long it travels.
+    """
 
     def __init__(self, limit: int, period: float) -> None:
         self.limit = limit
         self.period = period
+        self.in_flight = 0
         self._stamps: deque[float] = deque()
 
     def wait(self, now: float) -> float:
         while self._stamps and self._stamps[0] <= now - self.period:
             self._stamps.popleft()
-        if len(self._stamps) < self.limit:
+        if len(self._stamps) + self.in_flight < self.limit:
             return 0.0
+        if not self._stamps:  # every slot is an unanswered request: look again shortly
+            return IN_FLIGHT_POLL
         return self._stamps[0] + self.period - now
 
     def record(self, now: float) -> None:
@@ -93,15 +104,33 @@ class EndpointLimiter:
         return max(self._hold_until - now, *(window.wait(now) for window in self._windows))
 
     async def acquire(self, max_wait: float | None = None) -> None:
-        """Wait for a slot; raise :class:`RateLimited` if that would take more than ``max_wait``."""
+        """Wait for a slot for an instant request; :class:`RateLimited` past ``max_wait``."""
+        await self._admit(max_wait)
+        now = self._clock()
+        for window in self._windows:
+            window.record(now)
+
+    @asynccontextmanager
+    async def slot(self, max_wait: float | None = None) -> AsyncIterator[None]:
+        """Hold a slot for the duration of one request (see :class:`_Window`)."""
+        await self._admit(max_wait)
+        for window in self._windows:
+            window.in_flight += 1
+        try:
+            yield
+        finally:
+            now = self._clock()
+            for window in self._windows:
+                window.in_flight -= 1
+                window.record(now)
+
+    async def _admit(self, max_wait: float | None) -> None:
         start = self._clock()
         async with self._lock:
             while True:
                 now = self._clock()
                 wait = self._wait(now)
                 if wait <= 0:
-                    for window in self._windows:
-                        window.record(now)
                     return
                 if max_wait is not None and (now - start) + wait > max_wait:
                     raise RateLimited(wait)

@@ -52,7 +52,9 @@ def _group_key(list_id: object) -> str:
 
 def _js_key_order(first_seen: list[str]) -> Callable[[str], tuple[int, int]]:
     def order(key: str) -> tuple[int, int]:
-        if key.isdigit() and (key == "0" or not key.startswith("0")) and int(key) < 2**32 - 1:
+        # ASCII digits only ("²".isdigit() is true); array indexes have at most 10 digits.
+        is_index = key.isascii() and key.isdigit() and len(key) <= 10
+        if is_index and (key == "0" or not key.startswith("0")) and int(key) < 2**32 - 1:
             return (0, int(key))
         return (1, first_seen.index(key))
 

@@ -10,9 +10,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..errors import InvalidEvent
 from .js import MISSING, kept, truthy
 
 UNSAFE_KEYS: Final = frozenset({"__proto__", "constructor", "prototype"})
+#: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
+_CONTAINERS: Final = (dict, list)
+#: Integer segments of dotted keys create arrays padded with nulls up to the index; a larger
+#: index would turn a few bytes of input into megabytes of nulls, so the event is refused.
+MAX_ARRAY_INDEX: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,7 @@ def walk(value: Any, path: Path) -> Any:
     product arrays of primitives depend on it). Keys that literally contain dots match too:
     at each level the whole remaining path is tried first, then shorter joins.
     """
-    if not isinstance(value, dict | list):
+    if not isinstance(value, _CONTAINERS):
         return value
     segments, levels = path.segments, path.levels
     index, count = 0, len(segments)
@@ -143,7 +149,7 @@ def set_path(target: dict[str, Any], key: str, value: Any) -> None:
     for position, segment in enumerate(segments[:-1]):
         child = _get_child(container, segment)
         if not isinstance(child, dict | list):
-            child = [] if segments[position + 1].isdigit() else {}
+            child = [] if _is_index(segments[position + 1]) else {}
             _set_child(container, segment, child)
         container = child
     _set_child(container, segments[-1], value)
@@ -172,18 +178,30 @@ def _split_key(key: str) -> list[str]:
     return segments or [key]
 
 
+def _is_index(segment: str) -> bool:
+    # The writer's rule for array indexes: "0" or digits without a leading zero ("007" is a
+    # key), ASCII only ("²".isdigit() is true, but int("²") raises).
+    return segment.isascii() and segment.isdigit() and (segment == "0" or segment[0] != "0")
+
+
 def _get_child(container: Any, segment: str) -> Any:
     if isinstance(container, list):
-        index = int(segment) if segment.isdigit() else -1
+        index = int(segment) if _is_index(segment) and len(segment) < 10 else -1
         return container[index] if 0 <= index < len(container) else MISSING
     return container.get(segment, MISSING)
 
 
 def _set_child(container: Any, segment: str, value: Any) -> None:
     if isinstance(container, list):
-        if not segment.isdigit():
+        if not _is_index(segment):
             return  # a named key on an array is not representable in JSON
-        index = int(segment)
+        index = int(segment) if len(segment) < 10 else MAX_ARRAY_INDEX + 1
+        if index > MAX_ARRAY_INDEX:
+            raise InvalidEvent(
+                f"a dotted key names array index {segment[:20]}; at most {MAX_ARRAY_INDEX} is "
+                "supported",
+                field=segment[:20],
+            )
         container.extend([None] * (index + 1 - len(container)))
         container[index] = value
     else:
