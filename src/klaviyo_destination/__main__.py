@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"klaviyo-destination: invalid settings: {exc}", file=sys.stderr)  # noqa: T201
+        # Field and reason only: an input value could be a secret.
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        print(f"klaviyo-destination: invalid settings: {reasons}", file=sys.stderr)  # noqa: T201
         return 2
     result: int = args.run(args, settings)
     return result
@@ -53,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="run the Klaviyo 2023-02-22 emulator")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8081")))
+    emulator.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     emulator.set_defaults(run=_emulator)
     return parser
 

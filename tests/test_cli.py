@@ -1,0 +1,91 @@
+"""The ``klaviyo-destination`` command: transform (offline dry run) and serve's safety checks."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from klaviyo_destination.__main__ import main
+
+TRACK = {
+    "type": "track",
+    "event": "Signed Up",
+    "userId": "u1",
+    "messageId": "m1",
+    "properties": {"plan": "pro"},
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KLAVIYO_PRIVATE_API_KEY", "WEBHOOK_TOKEN", "HOST", "PORT", "KLAVIYO_LIST_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_transform_a_file_prints_the_planned_requests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([TRACK, {"type": "page"}]))
+
+    assert main(["transform", str(events)]) == 0
+
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["status"] for r in results] == ["planned", "rejected"]
+    [request] = results[0]["requests"]
+    assert request["url"] == "https://a.klaviyo.com/api/events"
+    assert request["headers"]["Authorization"] == "Klaviyo-API-Key ***"
+    assert request["body"]["data"]["attributes"]["unique_id"] == "m1"
+    assert results[1]["error"]["message"] == "Event type page is not supported"
+
+
+def test_transform_reads_stdin_and_masks_a_configured_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KLAVIYO_PRIVATE_API_KEY", "pk_cli_secret")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(json.dumps(TRACK).encode())))
+
+    assert main(["transform", "-"]) == 0
+
+    out = capsys.readouterr().out
+    assert json.loads(out)["results"][0]["status"] == "planned"
+    assert "pk_cli_secret" not in out
+
+
+def test_transform_exits_1_when_every_event_is_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "page.json"
+    events.write_text(json.dumps({"type": "page"}))
+    assert main(["transform", str(events)]) == 1
+    assert json.loads(capsys.readouterr().out)["results"][0]["status"] == "rejected"
+
+
+def test_transform_refuses_invalid_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "broken.json"
+    events.write_text("{nope")
+    assert main(["transform", str(events)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_public_address_without_a_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--host", "0.0.0.0"]) == 2  # noqa: S104 -- the refusal under test
+    assert "WEBHOOK_TOKEN" in capsys.readouterr().err
+
+
+def test_invalid_settings_are_reported_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KLAVIYO_CONSENT", "email,fax")
+    monkeypatch.setenv("PORT", "not-a-port")
+    assert main(["transform", "-"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err
+    assert "KLAVIYO_CONSENT" in err
+    assert "PORT" in err
+    assert "not-a-port" not in err  # reasons, never the values
