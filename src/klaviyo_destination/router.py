@@ -7,7 +7,6 @@ PATCH travels in the batched output that holds its own subscription (Q1 fix).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from .klaviyo import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, JsonObject, PlannedRe
 from .mapping import merge_subscriptions
 from .profile_lookup import ProfileLookup, Resolved
 from .rudder import check_api_version, parse_config
-from .rudder_protocol import Job, envelope, stat_tags, transform_job
+from .rudder_protocol import Job, envelope, stat_tags, transform_jobs
 
 INVALID_EVENT_ARRAY = {
     "metadata": [{"destType": "klaviyo"}],
@@ -102,16 +101,16 @@ def _type_chunks(jobs: list[Job]) -> list[list[Job]]:
 async def _transform_chunk(
     chunk: list[Job], lookup: ProfileLookup, filter_code: bool
 ) -> tuple[list[_Done], list[JsonObject]]:
-    async def one(job: Job) -> _Done | JsonObject:
-        try:
-            resolved, key = await transform_job(job, lookup, filter_code=filter_code)
-        except DestinationError as error:
-            return _error_output(error, [job.metadata], job.destination)
-        return _Done(job, resolved, key)
-
-    results = await asyncio.gather(*(one(job) for job in chunk))
-    done = [r for r in results if isinstance(r, _Done)]
-    return done, [r for r in results if not isinstance(r, _Done)]
+    done: list[_Done] = []
+    failed: list[JsonObject] = []
+    for job, result in zip(
+        chunk, await transform_jobs(chunk, lookup, filter_code=filter_code), strict=True
+    ):
+        if isinstance(result, DestinationError):
+            failed.append(_error_output(result, [job.metadata], job.destination))
+        else:
+            done.append(_Done(job, *result))
+    return done, failed
 
 
 def _is_subscription(request: PlannedRequest) -> bool:

@@ -46,19 +46,55 @@ class Job:
         return config if isinstance(config, dict) else {}
 
 
-async def transform_job(
-    job: Job, lookup: ProfileLookup, *, filter_code: bool
-) -> tuple[Resolved, SecretStr]:
-    """Plan one job and, for identify, resolve the profile id. Raises ``DestinationError``."""
+#: One job after transformation: its requests and key, or why it failed.
+Transformed = tuple[Resolved, SecretStr] | DestinationError
+
+
+async def transform_jobs(
+    jobs: Sequence[Job], lookup: ProfileLookup, *, filter_code: bool
+) -> list[Transformed]:
+    """Plan every job, then make identify's look-ups concurrently; one result per job, in order.
+
+    Only look-ups become tasks: a batch of track events is planned without scheduling any.
+    """
+    results: list[Transformed | None] = []
+    pending: list[tuple[int, list[PlannedRequest], SecretStr]] = []
+    for job in jobs:
+        try:
+            planned, key = _plan(job)
+        except DestinationError as error:
+            results.append(error)
+            continue
+        if planned[0].upsert:
+            pending.append((len(results), planned, key))
+            results.append(None)
+        else:
+            results.append((Resolved(planned), key))
+    if pending:
+        answers = await asyncio.gather(
+            *(_resolve(planned, key, lookup, filter_code) for _, planned, key in pending)
+        )
+        for (index, _, _), answer in zip(pending, answers, strict=True):
+            results[index] = answer
+    return [result for result in results if result is not None]
+
+
+def _plan(job: Job) -> tuple[list[PlannedRequest], SecretStr]:
     if not isinstance(job.message, dict):
         raise InvalidEvent("message must be a JSON object", field="message")
     config = parse_config(job.config)
     planned = transform(job.message, config)
-    key = config.private_api_key or SecretStr("")
-    if not planned[0].upsert:
-        return Resolved(planned), key
+    return planned, config.private_api_key or SecretStr("")
+
+
+async def _resolve(
+    planned: list[PlannedRequest], key: SecretStr, lookup: ProfileLookup, filter_code: bool
+) -> Transformed:
     status, body = await lookup(planned[0].body, key)
-    return resolve_identify(planned, status, body, filter_code=filter_code), key
+    try:
+        return resolve_identify(planned, status, body, filter_code=filter_code), key
+    except DestinationError as error:
+        return error
 
 
 def envelope(
@@ -111,26 +147,24 @@ async def process(
     look-up and the returned requests go to the same Klaviyo.
     """
     jobs = [Job.parse(raw) for raw in raw_jobs]
-    results = await asyncio.gather(
-        *(_process_one(job, lookup, filter_code, base_url) for job in jobs)
-    )
-    return [item for items in results for item in items]
+    results = await transform_jobs(jobs, lookup, filter_code=filter_code)
+    items: list[JsonObject] = []
+    for job, result in zip(jobs, results, strict=True):
+        items.extend(_processor_items(job, result, base_url))
+    return items
 
 
-async def _process_one(
-    job: Job, lookup: ProfileLookup, filter_code: bool, base_url: str
-) -> list[JsonObject]:
-    try:
-        resolved, key = await transform_job(job, lookup, filter_code=filter_code)
-    except DestinationError as error:
+def _processor_items(job: Job, result: Transformed, base_url: str) -> list[JsonObject]:
+    if isinstance(result, DestinationError):
         return [
             {
                 "metadata": job.metadata,
-                "statusCode": error.http_status,
-                "error": error.message,
-                "statTags": stat_tags(error, job.metadata, feature="processor"),
+                "statusCode": result.http_status,
+                "error": result.message,
+                "statTags": stat_tags(result, job.metadata, feature="processor"),
             }
         ]
+    resolved, key = result
     items = []
     for request in resolved.requests:
         output = envelope(request, key, processor=True, base_url=base_url)
