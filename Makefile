@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean
+.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/klaviyo-destination serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench reliability
+	$(BIN)/ruff format --check src tests bench reliability
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -35,6 +35,14 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
+reliability: $(STAMP)
+	$(BIN)/python -m reliability.fault_matrix
+
+# Two minutes of 500 events/s; prints throughput and the service's RSS every 10 s.
+soak: $(STAMP)
+	$(BIN)/python -m reliability.soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import respx
 import stamina
@@ -255,6 +256,31 @@ async def test_retry_after_beyond_the_deadline_fails_at_once(
     assert outcome.error is not None
     assert outcome.error["klaviyo_status"] == 429
     assert route.call_count == 1
+
+
+async def test_deadline_reached_while_throttled_stays_a_throttle(
+    make_client: Factory, router: respx.MockRouter
+) -> None:
+    # A 429, then an answer slower than the time left: callers retry 429 far longer than 5xx,
+    # so running out of time during a throttle must still report one.
+    calls = 0
+
+    async def answer(_: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(429, headers={"Retry-After": "0"})
+        await asyncio.sleep(5)
+        return httpx.Response(202)
+
+    router.post("/api/events").mock(side_effect=answer)
+    async with make_client(httpx.MockTransport(router.async_handler), delivery_deadline=0.2) as c:
+        outcome = await c.deliver([event()])
+    assert outcome.status == "failed"
+    assert outcome.throttled is True
+    assert outcome.error is not None
+    assert outcome.error["klaviyo_status"] == 429
+    assert calls == 2
 
 
 async def test_send_raises_unavailable_with_retry_after(
@@ -613,6 +639,28 @@ async def test_batch_makes_one_job_per_list(
     ]
     await client.deliver_batch(events)
     assert sorted(job_sizes(jobs)) == [("L1", 2), ("L2", 1)]
+
+
+async def test_a_subscription_without_email_or_phone_is_not_merged(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    # Klaviyo rejects a whole job for one entry naming nobody; it must not sink the others.
+    def answer(request: httpx.Request) -> httpx.Response:
+        subs = orjson.loads(request.content)["data"]["attributes"]["subscriptions"]
+        if any("email" not in sub for sub in subs):
+            return httpx.Response(400, json=error_body(400, "invalid", "needs an email"))
+        return httpx.Response(202)
+
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").mock(side_effect=answer)
+    nobody = klaviyo.subscribe({"list_id": "L1", "subscriptions": [{"channels": {}}]})
+    events = [
+        EventPlan("u1", [subscription("L1", "1@b.co")]),
+        EventPlan("u2", [nobody]),
+        EventPlan("u3", [subscription("L1", "3@b.co")]),
+    ]
+    outcomes = await client.deliver_batch(events)
+    assert [o.status for o in outcomes] == ["delivered", "rejected", "delivered"]
+    assert sorted(job_sizes(jobs)) == [("L1", 1), ("L1", 2)]
 
 
 @pytest.mark.parametrize(("status", "expected"), [(400, "rejected"), (503, "failed")])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from .errors import KlaviyoError, KlaviyoUnavailable
-from .klaviyo import Endpoint, PlannedRequest
+from .klaviyo import Endpoint, PlannedRequest, subscriptions_of
 from .mapping import merge_subscriptions
 from .outcomes import EventPlan, Outcome, SentRequest
 
@@ -24,6 +24,21 @@ def _split_tail(requests: Sequence[PlannedRequest]) -> tuple[list[PlannedRequest
     while cut and requests[cut - 1].endpoint is Endpoint.SUBSCRIPTIONS:
         cut -= 1
     return list(requests[:cut]), list(requests[cut:])
+
+
+def _identified(request: PlannedRequest) -> bool:
+    return all("email" in sub or "phone_number" in sub for sub in subscriptions_of(request))
+
+
+def _jobs(parked: list[tuple[int, PlannedRequest]]) -> list[tuple[PlannedRequest, list[int]]]:
+    """Merged jobs for the subscriptions that name a person; the others go alone.
+
+    Klaviyo rejects a whole job for one entry without an email or phone number, so such an
+    entry must not take other users' subscriptions down with it.
+    """
+    mergeable = [(index, request) for index, request in parked if _identified(request)]
+    alone = [(request, [index]) for index, request in parked if not _identified(request)]
+    return [*merge_subscriptions(mergeable), *alone]
 
 
 class Batch:
@@ -101,7 +116,7 @@ class Batch:
     async def _send_parked(self) -> None:
         parked, self.parked = self.parked, []
         async with asyncio.TaskGroup() as group:
-            for job, members in merge_subscriptions(parked):
+            for job, members in _jobs(parked):
                 group.create_task(self._send_job(job, members))
         for index in dict.fromkeys(index for index, _ in parked):
             if self.outcomes[index] is None:

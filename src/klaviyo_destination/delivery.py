@@ -249,7 +249,16 @@ class KlaviyoClient:
         except httpx.TransportError as exc:
             raise KlaviyoUnavailable(f"Klaviyo unreachable: {_socket_error(exc)[1]}") from None
         except TimeoutError:
-            raise KlaviyoUnavailable("delivery deadline reached waiting for Klaviyo") from None
+            # Still a throttle if Klaviyo was throttling: callers retry 429 far longer than 5xx.
+            last = hook.last_unavailable
+            throttled = last is not None and last.throttled
+            raise KlaviyoUnavailable(
+                "delivery deadline reached waiting for Klaviyo"
+                + (" (throttled)" if throttled else ""),
+                retry_after=last.retry_after if throttled and last else None,
+                throttled=throttled,
+                klaviyo_status=last.klaviyo_status if last else None,
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _note_throttle(self, request: PlannedRequest, response: httpx.Response, body: Any) -> None:
@@ -327,6 +336,7 @@ class _RetryHook:
         self._endpoint = endpoint
         self._deadline = deadline
         self._retries = 0
+        self.last_unavailable: KlaviyoUnavailable | None = None
 
     def __call__(self, exc: Exception) -> bool | float:
         wait, reason = self._wait(exc)
@@ -343,6 +353,7 @@ class _RetryHook:
     def _wait(self, exc: Exception) -> tuple[float | None, str]:
         remaining = self._deadline - time.monotonic()
         if isinstance(exc, KlaviyoUnavailable):
+            self.last_unavailable = exc
             reason = str(exc.klaviyo_status or "rate_limiter")
             if exc.retry_after is not None:
                 # Klaviyo named the wait: take it, or stop now if it outlasts the deadline.

@@ -1,0 +1,1 @@
+"""Reliability runs against real servers: the fault matrix and the soak (docs/reliability.md)."""
