@@ -283,6 +283,27 @@ async def test_deadline_reached_while_throttled_stays_a_throttle(
     assert calls == 2
 
 
+async def test_deadline_reached_while_another_request_was_throttled_is_a_throttle(
+    make_client: Factory, router: respx.MockRouter
+) -> None:
+    # B's answer is still outstanding when the batch's time runs out, but A has just been told
+    # to wait: the batch ran out of time because of the throttle, so B is throttled too.
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if orjson.loads(request.content)["data"]["attributes"]["metric"]["name"] == "A":
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        await asyncio.sleep(5)
+        return httpx.Response(202)
+
+    router.post("/api/events").mock(side_effect=answer)
+    async with make_client(httpx.MockTransport(router.async_handler), delivery_deadline=0.2) as c:
+        outcomes = await c.deliver_batch(
+            [EventPlan("A", [event("A")]), EventPlan("B", [event("B")])]
+        )
+    assert [(o.status, o.throttled) for o in outcomes] == [("failed", True), ("failed", True)]
+    assert outcomes[1].requests == [SentRequest("POST", "/api/events", None)]
+    assert outcomes[1].retry_after is not None
+
+
 async def test_send_raises_unavailable_with_retry_after(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:

@@ -156,3 +156,16 @@ async def test_unanswered_requests_fill_the_window() -> None:
     async with limit.slot():
         with pytest.raises(RateLimited):
             await limit.acquire(max_wait=0.005)
+
+
+async def test_held_within_remembers_klaviyos_wait() -> None:
+    clock = FakeClock(1000.0)
+    limits = RateLimiter.from_settings(Settings(), clock=clock, sleep=clock.sleep)
+    assert not limits.held_within(25)
+    limits[Endpoint.EVENTS].hold(2)
+    await clock.sleep(10)
+    assert limits.held_within(25)
+    assert limits[Endpoint.EVENTS].held_within(10)
+    assert not limits[Endpoint.PROFILES].held_within(25)
+    await clock.sleep(20)
+    assert not limits.held_within(25)

@@ -55,6 +55,8 @@ from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: Retry-After to suggest when a delivery ran out of time while Klaviyo was throttling.
+DEFAULT_THROTTLE_WAIT = 1
 # Klaviyo's "Expected available in 0 seconds" still means "not this instant".
 _MIN_SERVER_WAIT = 0.1
 _IDENTIFIERS = ("email", "phone_number", "external_id")
@@ -232,7 +234,7 @@ class KlaviyoClient:
         """Retries until a final answer; raises :class:`KlaviyoUnavailable` when out of budget."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise KlaviyoUnavailable("delivery deadline reached before sending")
+            raise self._out_of_time(request, None, "delivery deadline reached before sending")
         hook = _RetryHook(self, request.endpoint, deadline)
         s = self.settings
         try:
@@ -249,17 +251,32 @@ class KlaviyoClient:
         except httpx.TransportError as exc:
             raise KlaviyoUnavailable(f"Klaviyo unreachable: {_socket_error(exc)[1]}") from None
         except TimeoutError:
-            # Still a throttle if Klaviyo was throttling: callers retry 429 far longer than 5xx.
-            last = hook.last_unavailable
-            throttled = last is not None and last.throttled
-            raise KlaviyoUnavailable(
-                "delivery deadline reached waiting for Klaviyo"
-                + (" (throttled)" if throttled else ""),
-                retry_after=last.retry_after if throttled and last else None,
-                throttled=throttled,
-                klaviyo_status=last.klaviyo_status if last else None,
+            raise self._out_of_time(
+                request, hook.last_unavailable, "delivery deadline reached waiting for Klaviyo"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _out_of_time(
+        self, request: PlannedRequest, last: KlaviyoUnavailable | None, message: str
+    ) -> KlaviyoUnavailable:
+        """The deadline ran out. Still a throttle if rate limits were the reason (Klaviyo's
+        429s during this delivery's time, or our limiter holding the endpoint): callers retry
+        429 far longer than 5xx."""
+        limited = self.limits[request.endpoint].throttling()
+        if limited is None and self.limits.held_within(self.settings.delivery_deadline):
+            limited = float(DEFAULT_THROTTLE_WAIT)
+        if last is not None and last.throttled:
+            return KlaviyoUnavailable(
+                f"{message} (throttled)",
+                retry_after=last.retry_after or limited,
+                throttled=True,
+                klaviyo_status=last.klaviyo_status,
+            )
+        if limited is not None:
+            return KlaviyoUnavailable(
+                f"{message} (rate limited)", retry_after=limited, throttled=True
+            )
+        return KlaviyoUnavailable(message, klaviyo_status=last.klaviyo_status if last else None)
 
     def _note_throttle(self, request: PlannedRequest, response: httpx.Response, body: Any) -> None:
         wait = retry_after(response.headers, body) if response.status_code == 429 else None

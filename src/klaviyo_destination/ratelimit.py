@@ -97,6 +97,7 @@ class EndpointLimiter:
         self._clock = clock
         self._sleep = sleep
         self._hold_until = 0.0
+        self._held_at = -math.inf
         # Waiters queue on the lock, so slots are handed out first come, first served.
         self._lock = asyncio.Lock()
 
@@ -136,10 +137,22 @@ class EndpointLimiter:
                     raise RateLimited(wait)
                 await self._sleep(wait)
 
+    def throttling(self) -> float | None:
+        """Seconds until a slot when this endpoint is limited now (waiters or no free slot)."""
+        wait = self._wait(self._clock())
+        if wait > 0:
+            return wait
+        return IN_FLIGHT_POLL if self._lock.locked() else None
+
     def hold(self, seconds: float) -> None:
         """Admit nothing for ``seconds`` (Klaviyo said so: ``Retry-After`` or remaining 0)."""
         if math.isfinite(seconds) and seconds > 0:
-            self._hold_until = max(self._hold_until, self._clock() + seconds)
+            self._held_at = self._clock()
+            self._hold_until = max(self._hold_until, self._held_at + seconds)
+
+    def held_within(self, seconds: float) -> bool:
+        """Whether Klaviyo asked this endpoint to wait during the last ``seconds``."""
+        return self._clock() - self._held_at <= seconds
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Honour ``RateLimit-Remaining``/``RateLimit-Reset`` (steady window) of a response."""
@@ -175,6 +188,10 @@ class RateLimiter:
 
     def __getitem__(self, endpoint: Endpoint) -> EndpointLimiter:
         return self._limits[endpoint]
+
+    def held_within(self, seconds: float) -> bool:
+        """Whether Klaviyo asked any endpoint to wait during the last ``seconds``."""
+        return any(limiter.held_within(seconds) for limiter in self._limits.values())
 
 
 def _number(value: str | None) -> float | None:
