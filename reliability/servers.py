@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     WEBHOOK_TOKEN,
     local_argv,
     local_service_env,
+    stop_process,
 )
 
 STARTUP_DEADLINE: Final = 20.0
@@ -75,13 +76,7 @@ class Process:
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT)
+        stop_process(self.process)
 
 
 @dataclass(frozen=True)
