@@ -9,7 +9,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from prometheus_client import Counter
 from pydantic import SecretStr
@@ -152,9 +152,6 @@ def result_of(planned: Planned, outcome: Outcome) -> JsonObject:
     if outcome.retry_after is not None:
         result["retry_after"] = outcome.retry_after
     return result
-
-
-Verdict = Literal["delivered", "planned", "rejected", "failed"]
 
 
 def status_code(statuses: Sequence[str], *, single: bool, throttled: bool) -> int:

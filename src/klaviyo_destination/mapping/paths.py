@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import InvalidEvent
-from .js import MISSING, kept, truthy
+from .js import MISSING, truthy
 
 UNSAFE_KEYS: Final = frozenset({"__proto__", "constructor", "prototype"})
 #: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
@@ -118,14 +118,6 @@ def walk(value: Any, path: Path) -> Any:
         else:
             return MISSING
     return value
-
-
-def first_kept(values: Iterable[Any]) -> Any:
-    """The first value the reference would write (truthy, 0 or false), else ``MISSING``."""
-    for value in values:
-        if value is not MISSING and value is not None and kept(value):
-            return value
-    return MISSING
 
 
 def first_truthy(values: Iterable[Any]) -> Any:
