@@ -12,11 +12,14 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
 from tests.integration.conftest import (
@@ -253,3 +256,13 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
         for source in shlex.split(arguments)[:-1]
     }
     assert copied == allowed
+
+
+def test_the_lock_pins_every_declared_dependency() -> None:
+    # pip-audit in CI reads requirements.lock: a dependency missing there would go unaudited.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
+    pinned = {canonicalize_name(line.split("==")[0]) for line in lock if "==" in line}
+    missing = [r for r in declared if canonicalize_name(Requirement(r).name) not in pinned]
+    assert missing == [], f"run: python -m reliability.lock > requirements.lock ({missing})"
