@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from klaviyo_destination.__main__ import main
+from klaviyo_destination.__main__ import main, worker_app
 
 TRACK = {
     "type": "track",
@@ -89,3 +91,26 @@ def test_invalid_settings_are_reported_without_a_traceback(
     assert "KLAVIYO_CONSENT" in err
     assert "PORT" in err
     assert "not-a-port" not in err  # reasons, never the values
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Put the root logger back as it was: the worker installs its handler process-wide."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_a_worker_process_configures_its_own_redacting_logs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KLAVIYO_PRIVATE_API_KEY", "pk_worker_secret")
+    app = worker_app()
+    logging.getLogger("klaviyo_destination.test").warning("echo pk_worker_secret")
+    assert app.title == "klaviyo-destination"
+    out = capsys.readouterr().out
+    assert "echo ***" in out
+    assert "pk_worker_secret" not in out

@@ -76,12 +76,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    secrets = [
-        s.get_secret_value()
-        for s in (settings.klaviyo_private_api_key, settings.webhook_token)
-        if s
-    ]
-    logs.configure(secrets)
+    _configure_logs(settings)
     app = _embedded_app(settings, host, port) if settings.klaviyo_private_api_key is None else None
     if settings.webhook_token is None:
         _say(f"No WEBHOOK_TOKEN set: listening on loopback only ({host}:{port}).")
@@ -92,7 +87,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
     uvicorn.run(
-        "klaviyo_destination.app:create_app",
+        "klaviyo_destination.__main__:worker_app",
         factory=True,
         host=host,
         port=port,
@@ -101,6 +96,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,  # /v1/events logs one line per request itself
     )
     return 0
+
+
+def _configure_logs(settings: Settings) -> None:
+    secrets = (settings.klaviyo_private_api_key, settings.webhook_token)
+    logs.configure([secret.get_secret_value() for secret in secrets if secret is not None])
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker: a fresh process needs its own logging (and redaction)."""
+    settings = Settings()
+    _configure_logs(settings)
+    return create_app(settings)
 
 
 def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
