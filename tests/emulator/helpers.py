@@ -1,14 +1,16 @@
-"""Builders for Klaviyo request bodies, a controllable clock, and a loopback uvicorn server."""
+"""Helpers for the emulator tests: Klaviyo request-body builders, a controllable clock, an
+in-process client and error unpacking, and a loopback uvicorn server."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -23,6 +25,8 @@ EPOCH: Final = 1_700_000_000.25
 ULID: Final = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
 
 Json = dict[str, Any]
+
+INVALID = {"status": 400, "code": "invalid", "title": "Invalid input.", "links": {}, "meta": {}}
 
 
 class FakeClock:
@@ -95,3 +99,28 @@ def loopback_server(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def connect(app: FastAPI, headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+    """An in-process client; without ``headers`` it sends no auth or revision."""
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://emulator", headers=headers)
+
+
+async def create(client: httpx.AsyncClient, **attributes: Any) -> str:
+    response = await client.post("/api/profiles", json=profile_body(**attributes))
+    assert response.status_code == 201, response.text
+    profile_id: str = response.json()["data"]["id"]
+    return profile_id
+
+
+async def events(client: httpx.AsyncClient) -> list[Json]:
+    data: list[Json] = (await client.get("/api/events")).json()["data"]
+    return [e["attributes"] for e in data]
+
+
+async def only_error(response: httpx.Response, status: int) -> Json:
+    assert response.status_code == status, response.text
+    errors: list[Json] = response.json()["errors"]
+    assert len(errors) == 1, errors
+    return without_id(errors[0])
