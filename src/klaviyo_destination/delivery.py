@@ -50,6 +50,7 @@ from .klaviyo import (
 )
 from .metrics import DeliveryMetrics
 from .outcomes import EventPlan, Outcome, SentRequest
+from .profile_lookup import created_id, duplicate_id
 from .ratelimit import RateLimited, RateLimiter, retry_after
 from .settings import Settings
 
@@ -422,19 +423,15 @@ def _upsert_follow_up(
     """The PATCH that completes an upsert, or ``None`` when there is nothing to follow up."""
     status, body = response.status_code, _body(response)
     if response.is_success:
-        data = body.get("data") if isinstance(body, dict) else None
-        if isinstance(data, dict) and data.get("id"):
+        if created_id(status, body) is not None:
             return None
         # The reference retries a create answered without an id; a retry meets 409 → PATCH.
         msg = f"Klaviyo answered {status} to create-profile without data.id"
         raise KlaviyoUnavailable(msg, klaviyo_status=status)
     if status != 409:
         return None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    first = errors[0] if isinstance(errors, list) and errors else None
-    meta = first.get("meta") if isinstance(first, dict) else None
-    profile_id = meta.get("duplicate_profile_id") if isinstance(meta, dict) else None
-    if not isinstance(profile_id, str) or not profile_id:
+    profile_id = duplicate_id(status, body)
+    if profile_id is None:
         raise KlaviyoProfileConflict(
             "Klaviyo answered 409 to create-profile without meta.duplicate_profile_id, so there "
             "is no profile to update; check the email, phone_number and external_id sent",

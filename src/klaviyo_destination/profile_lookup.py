@@ -28,7 +28,8 @@ class Resolved:
     suppressed: str | None = None
 
 
-def _created_id(status: int, body: Any) -> str | None:
+def created_id(status: int, body: Any) -> str | None:
+    """The new profile's id from a create answer (any 2xx carrying ``data.id``), else None."""
     # Q9 fixed: any 2xx carrying data.id is a created profile, not only 201.
     if 200 <= status < 300 and isinstance(body, dict) and isinstance(body.get("data"), dict):
         profile_id = body["data"].get("id")
@@ -36,7 +37,8 @@ def _created_id(status: int, body: Any) -> str | None:
     return None
 
 
-def _duplicate_id(status: int, body: Any) -> str | None:
+def duplicate_id(status: int, body: Any) -> str | None:
+    """The existing profile's id from a 409 (``errors[0].meta.duplicate_profile_id``)."""
     if status != 409 or not isinstance(body, dict):
         return None
     errors = body.get("errors")
@@ -51,8 +53,8 @@ def resolve_identify(
 ) -> Resolved:
     """Turn ``[create, (subscribe)]`` plus the create answer into what the reference emits."""
     create, rest = planned[0], planned[1:]
-    created = _created_id(status, body)
-    profile_id = created or _duplicate_id(status, body)
+    created = created_id(status, body)
+    profile_id = created or duplicate_id(status, body)
     if profile_id is None:
         # A success or 409 without an id is retryable (500), never a 2xx that rudder-server
         # would take as delivered (Q9 fixed); other answers keep Klaviyo's status.
