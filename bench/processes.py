@@ -8,37 +8,20 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from tests.processes import free_port, stop_process, wait_healthy
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=1) as answer,  # noqa: S310 -- loopback
-        ):
-            if answer.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
+    if not wait_healthy(url, process, timeout):
+        raise RuntimeError(f"{process.args!r} not ready at {url} (exit code {process.poll()})")
 
 
 @contextlib.contextmanager
@@ -52,12 +35,7 @@ def _running(
         _wait_ready(ready_url, process)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextlib.contextmanager

@@ -7,32 +7,23 @@ The commands and the service's base environment come from ``tests/integration/co
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import httpx
 from tests.integration.conftest import (
     EMULATOR_COMMAND,
     EMULATOR_HEALTH,
-    LOOPBACK,
     SERVICE_COMMAND,
     SERVICE_HEALTH,
     WEBHOOK_TOKEN,
     local_argv,
     local_service_env,
-    stop_process,
 )
-
-STARTUP_DEADLINE: Final = 20.0
-STOP_TIMEOUT: Final = 10.0
-_PASSED_ENV: Final = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"})
+from tests.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
 
 #: Service settings for fast fault runs: short timeouts and backoff, limits far above the load.
 FAST_SERVICE_ENV: Final[Mapping[str, str]] = {
@@ -89,35 +80,19 @@ class Servers:
         return {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start(
     name: str, command: list[str], env: Mapping[str, str], logs: Path, health: str
 ) -> Process:
-    port = _free_port()
+    port = free_port()
     argv = local_argv(command, host=LOOPBACK, port=port)
-    kept = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith("COVERAGE_")}
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 -- our own argv
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=kept | {"PYTHONUNBUFFERED": "1"} | dict(env),
-            cwd=logs,
+            argv, stdout=out, stderr=subprocess.STDOUT, env=clean_env(env), cwd=logs
         )
     server = Process(name, f"http://{LOOPBACK}:{port}", process, log)
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(server.url + health, timeout=1).status_code == 200:
-                return server
-        time.sleep(0.05)
+    if wait_healthy(server.url + health, process):
+        return server
     server.stop()
     raise StartupError(f"{name} did not become healthy; its output:\n{server.output()}")
 

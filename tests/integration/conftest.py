@@ -9,11 +9,8 @@ an emptied emulator.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,14 @@ from typing import Any, Final
 import httpx
 import pytest
 from ruamel.yaml import YAML
+
+from tests.processes import (
+    LOOPBACK,
+    clean_env,
+    free_port,
+    stop_process,
+    wait_healthy,
+)
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 COMPOSE_FILE: Final = ROOT / "docker-compose.yml"
@@ -34,17 +39,12 @@ DESTINATION_SERVICE: Final = "klaviyo-destination"
 EMULATOR_HEALTH: Final = "/__emulator/health"
 SERVICE_HEALTH: Final = "/health"
 
-LOOPBACK: Final = "127.0.0.1"
 PRIVATE_KEY: Final = "pk_test"
 WEBHOOK_TOKEN: Final = "loopback-webhook-token"
 LIST_ID: Final = "LoopList1"
 #: Short enough that a Retry-After of a minute is beyond it; long enough for a few retries.
 DELIVERY_DEADLINE: Final = 5
-STARTUP_DEADLINE: Final = 20.0
-STOP_TIMEOUT: Final = 10.0
 
-#: What the subprocesses inherit from this one (coverage's ``COVERAGE_*`` too).
-_PASSED_ENV: Final = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT"})
 
 Json = dict[str, Any]
 
@@ -139,44 +139,10 @@ class Server:
         stop_process(self.process)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Terminate, wait, and kill if it does not go: no server outlives its test run."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """A minimal environment plus ``extra``: no setting leaks in from the developer's shell."""
-    kept = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith("COVERAGE_")}
-    return kept | {"PYTHONUNBUFFERED": "1"} | dict(extra)
-
-
 def _wait_healthy(server: Server, path: str) -> None:
-    """Poll ``path`` until it answers 200, the process dies, or the start-up deadline passes."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        try:
-            if httpx.get(server.url + path, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    pytest.fail(f"{server.name} did not become healthy; its output:\n{server.output()}")
+    if not wait_healthy(server.url + path, server.process):
+        server.stop()
+        pytest.fail(f"{server.name} did not become healthy; its output:\n{server.output()}")
 
 
 def _start(
@@ -185,7 +151,7 @@ def _start(
     stdout, stderr = logs / f"{name}.stdout", logs / f"{name}.stderr"
     # Files, not pipes: a chatty server cannot block on a full pipe nobody reads.
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(argv, stdout=out, stderr=err, env=_clean_env(env), cwd=logs)  # noqa: S603 -- our own argv
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=clean_env(env), cwd=logs)  # noqa: S603 -- our own argv
     server = Server(name, f"http://{LOOPBACK}:{port}", process, stdout, stderr)
     _wait_healthy(server, health)
     return server
@@ -193,7 +159,7 @@ def _start(
 
 @pytest.fixture(scope="session")
 def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     argv = local_argv(EMULATOR_COMMAND, host=LOOPBACK, port=port)
     logs = tmp_path_factory.mktemp("emulator")
     server = _start("emulator", argv, {}, port, logs, EMULATOR_HEALTH)
@@ -203,7 +169,7 @@ def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 def start_service(emulator: Server, logs: Path) -> Server:
     """The service as compose runs it, delivering to ``emulator``; output goes under ``logs``."""
-    port = _free_port()
+    port = free_port()
     argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
     return _start("service", argv, local_service_env(emulator.url), port, logs, SERVICE_HEALTH)
 
