@@ -148,9 +148,7 @@ def _transform(args: argparse.Namespace, settings: Settings) -> int:
     except DestinationError as error:
         print(f"klaviyo-destination: {error.message}", file=sys.stderr)  # noqa: T201
         return 2
-    config = service.destination_config(settings)
-    if config.private_api_key is None:
-        config = config.model_copy(update={"private_api_key": service.MASKED_KEY})
+    config = service.dry_run_config(service.destination_config(settings))
     results = service.dry_run(events.items, config, settings.klaviyo_base_url)
     sys.stdout.write(orjson.dumps({"results": results}, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 1 if all(r["status"] == "rejected" for r in results) else 0

@@ -24,6 +24,7 @@ from .metrics import DeliveryMetrics
 from .payload import events_of, read_json
 from .responses import JsonResponse
 from .router import route
+from .rudder import DestinationConfig
 from .rudder_protocol import process
 from .samples import request_body_examples
 from .settings import Settings
@@ -71,7 +72,7 @@ async def _body(request: Request, settings: Settings) -> Any:
 )
 async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
-    config = service.destination_config(settings)
+    config = cast(DestinationConfig, request.state.config)
     delivered = await service.deliver_events(events.items, config, klaviyo)
     service.record(delivered, request.state.events)
     body, status, headers = service.webhook_answer(delivered, single=events.single)
@@ -87,10 +88,7 @@ async def post_events(request: Request, settings: SettingsDep, klaviyo: KlaviyoD
 )
 async def post_transform(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
-    config = service.destination_config(settings)
-    if config.private_api_key is None:
-        # The dry run shows the key masked anyway; it must work before a key is configured.
-        config = config.model_copy(update={"private_api_key": service.MASKED_KEY})
+    config = cast(DestinationConfig, request.state.dry_run_config)
     results = service.dry_run(events.items, config, settings.klaviyo_base_url)
     status = service.status_code(
         [r["status"] for r in results], single=events.single, throttled=False

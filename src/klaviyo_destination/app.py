@@ -14,12 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
 from starlette.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, service
 from .api import router
 from .delivery import KlaviyoClient
 from .errors import DestinationError
 from .metrics import DeliveryMetrics
 from .responses import JsonResponse
+from .rudder import DestinationConfig
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 class State(TypedDict):
     settings: Settings
+    #: the settings as a destination config, built once: for /v1/events and the dry run
+    config: DestinationConfig
+    dry_run_config: DestinationConfig
     klaviyo: KlaviyoClient
     metrics: DeliveryMetrics
     events: Counter
@@ -44,6 +48,7 @@ def create_app(
     """Build the service. ``transport`` replaces the network (tests, the embedded emulator);
     ``mounts`` adds sub-applications (the embedded emulator's inspection endpoints)."""
     settings = settings or Settings()
+    config = service.destination_config(settings)
     metrics = DeliveryMetrics()
     events = Counter(
         "klaviyo_destination_events",
@@ -59,7 +64,14 @@ def create_app(
             # young generation less often (requests allocate many short-lived dicts).
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
-            yield {"settings": settings, "klaviyo": klaviyo, "metrics": metrics, "events": events}
+            yield {
+                "settings": settings,
+                "config": config,
+                "dry_run_config": service.dry_run_config(config),
+                "klaviyo": klaviyo,
+                "metrics": metrics,
+                "events": events,
+            }
 
     app = FastAPI(
         title="klaviyo-destination",

@@ -43,6 +43,13 @@ def destination_config(settings: Settings) -> DestinationConfig:
     )
 
 
+def dry_run_config(config: DestinationConfig) -> DestinationConfig:
+    """The config for a dry run: it shows the key masked anyway, so it works without one."""
+    if config.private_api_key is not None:
+        return config
+    return config.model_copy(update={"private_api_key": MASKED_KEY})
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """One input event after the mapping: its requests, or why it cannot be sent."""
