@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/klaviyo-destination serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench reliability
-	$(BIN)/ruff format --check src tests bench reliability
+	$(BIN)/ruff check src tests bench reliability support
+	$(BIN)/ruff format --check src tests bench reliability support
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

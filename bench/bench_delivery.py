@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import processes
-from bench.corpus import corpus
+from support.emulator_control import EmulatorControl
+from support.events import corpus
+from support.servers import start_emulator, start_uvicorn_service
 
 EVENTS = 1000
 REQUESTS = 10
@@ -91,17 +93,17 @@ async def _send(url: str, batches: list[bytes]) -> tuple[float, int]:
     return seconds, delivered
 
 
-def _control(klaviyo: httpx.Client) -> None:
-    klaviyo.post("/__emulator/reset").raise_for_status()
-    klaviyo.post("/__emulator/rate-limits", json={"enabled": False}).raise_for_status()
-    klaviyo.delete("/__emulator/faults").raise_for_status()
-    klaviyo.post("/__emulator/faults", json={"latency_ms": LATENCY_MS}).raise_for_status()
-    klaviyo.delete("/__emulator/requests").raise_for_status()
+def _prepare(klaviyo: EmulatorControl) -> None:
+    klaviyo.reset()
+    klaviyo.rate_limits(enabled=False)
+    klaviyo.clear_faults()
+    klaviyo.fault(latency_ms=LATENCY_MS)
+    klaviyo.forget_requests()
 
 
-def _request_times(klaviyo: httpx.Client) -> list[float]:
-    recorded = klaviyo.get("/__emulator/requests", params={"path": "/api/events"}).json()
-    return [datetime.fromisoformat(r["time"]).timestamp() for r in recorded["requests"]]
+def _request_times(klaviyo: EmulatorControl) -> list[float]:
+    recorded = klaviyo.requests("/api/events")
+    return [datetime.fromisoformat(r["time"]).timestamp() for r in recorded]
 
 
 def run(progress: Callable[[str], None]) -> list[Delivery]:
@@ -109,19 +111,24 @@ def run(progress: Callable[[str], None]) -> list[Delivery]:
     size = EVENTS // REQUESTS
     batches = [orjson.dumps(events[i : i + size]) for i in range(0, EVENTS, size)]
     results = []
-    with processes.emulator() as klaviyo_url, httpx.Client(base_url=klaviyo_url) as klaviyo:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as logs,
+        start_emulator(Path(logs)) as emulator,
+        httpx.Client(base_url=emulator.url) as client,
+    ):
+        klaviyo = EmulatorControl(client)
         for label, burst, steady in (
             ("default limit", 350, 3500),
             ("limit raised", 100_000, 1_000_000),
         ):
             progress(f"delivery: {EVENTS} track events, {LATENCY_MS} ms upstream, {label} ...")
-            _control(klaviyo)
+            _prepare(klaviyo)
             env = {
                 "EVENTS_RATE_BURST": str(burst),
                 "EVENTS_RATE_STEADY": str(steady),
                 "DELIVERY_CONCURRENCY": str(CONCURRENCY),
             }
-            with processes.service(klaviyo_url, env_overrides=env) as service:
+            with start_uvicorn_service(emulator.url, Path(logs), env=env) as service:
                 seconds, delivered = asyncio.run(_send(service.url, batches))
             times = _request_times(klaviyo)
             results.append(

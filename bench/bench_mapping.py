@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_mapping.py [--events 1000] [--rounds 20]   # part of make bench
 
-Reports two figures for the same deterministic 1,000-event mix (bench/corpus.py):
+Reports two figures for the same deterministic 1,000-event mix (support/events.py):
 ``transform()`` on parsed events (validation + plan), and bytes in to JSON bytes out
 (orjson decode, transform, encode), which is what a request handler pays.
 """
@@ -19,9 +19,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.corpus import CONFIG, corpus
 from klaviyo_destination.mapping import transform
 from klaviyo_destination.rudder import parse_config
+from support.events import CORPUS_CONFIG, corpus
 
 
 def _rate(count: int, seconds: list[float]) -> tuple[float, float]:
@@ -33,7 +33,7 @@ def measure(count: int = 1000, rounds: int = 20) -> tuple[float, float, float]:
     """Median events/s of ``transform()`` and of bytes -> JSON bytes; average event size."""
     events = corpus(count)
     raw = [orjson.dumps(e) for e in events]
-    config = parse_config(CONFIG)
+    config = parse_config(CORPUS_CONFIG)
     plan_times, wire_times = [], []
     for round_number in range(rounds):
         start = time.perf_counter()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_service.py [--seconds 3]
 
-Each scenario posts the deterministic corpus (bench/corpus.py, no identify: identify makes a
+Each scenario posts the deterministic corpus (support/events.py, no identify: identify makes a
 network call while transforming) to one endpoint, ``batch`` events a request, over
 ``connections`` keep-alive connections, and reports events/s, p50 and p99 latency per request,
 and the peak RSS (VmHWM) of the busiest worker during that scenario.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import loadgen, processes
-from bench.corpus import CONFIG, corpus
+from bench import loadgen
+from support.events import CORPUS_CONFIG, corpus
+from support.processes import LOOPBACK
+from support.servers import Server, start_emulator, start_uvicorn_service
 
 PROCESSOR = "/v0/destinations/klaviyo"
 ROUTER = "/routerTransform"
@@ -33,7 +36,7 @@ TRANSFORM = "/v1/transform"
 DESTINATION: dict[str, Any] = {
     "ID": "2Zl2cDnD5kvMGUHRLGZDObGJrWx",
     "Name": "Klaviyo bench",
-    "Config": CONFIG,
+    "Config": CORPUS_CONFIG,
     "Enabled": True,
     "WorkspaceID": "2Zl2XmYJ4Kx1pGmnSPXRvdw8D3b",
     "DestinationDefinition": {
@@ -151,20 +154,18 @@ def _corpus_without_identify(count: int) -> list[dict[str, Any]]:
 
 
 def measure(
-    service: processes.Service, scenario: Scenario, events: list[dict[str, Any]], seconds: float
+    service: Server, scenario: Scenario, events: list[dict[str, Any]], seconds: float
 ) -> Measured:
     bodies = BODIES[scenario.endpoint](events, scenario.batch)
     payloads = [loadgen.request_bytes(scenario.endpoint, body) for body in bodies]
     # Warm the worker(s) up (imports, caches, allocator) before the peak RSS is reset.
     uvloop.run(
-        loadgen.run(
-            processes.HOST, service.port, payloads, connections=scenario.connections, seconds=0.5
-        )
+        loadgen.run(LOOPBACK, service.port, payloads, connections=scenario.connections, seconds=0.5)
     )
     service.reset_peak_rss()
     result = uvloop.run(
         loadgen.run(
-            processes.HOST,
+            LOOPBACK,
             service.port,
             payloads,
             connections=scenario.connections,
@@ -186,9 +187,12 @@ def run_all(
 ) -> list[Measured]:
     events = _corpus_without_identify(1000)
     results: list[Measured] = []
-    with processes.emulator() as klaviyo_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as logs,
+        start_emulator(Path(logs)) as klaviyo,
+    ):
         for workers in sorted({s.workers for s in scenarios}):
-            with processes.service(klaviyo_url, workers=workers) as service:
+            with start_uvicorn_service(klaviyo.url, Path(logs), workers=workers) as service:
                 for scenario in (s for s in scenarios if s.workers == workers):
                     progress(f"service: {scenario.name} ...")
                     results.append(measure(service, scenario, events, seconds))
@@ -199,13 +203,11 @@ def generator_ceiling(seconds: float) -> list[tuple[int, int, float]]:
     """Requests/s this generator reaches against a server that does nothing, per shape."""
     events = _corpus_without_identify(1000)
     out = []
-    with processes.canned_server() as port:
+    with loadgen.canned_server() as port:
         for batch, connections in ((1, 1), (1, 8), (100, 1)):
             bodies = processor_bodies(events, batch)
             payloads = [loadgen.request_bytes(PROCESSOR, b) for b in bodies]
-            drive = loadgen.run(
-                processes.HOST, port, payloads, connections=connections, seconds=seconds
-            )
+            drive = loadgen.run(LOOPBACK, port, payloads, connections=connections, seconds=seconds)
             result = uvloop.run(drive)
             out.append((batch, connections, result.per_second))
     return out

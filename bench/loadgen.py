@@ -10,12 +10,18 @@ service spends on a one-event request; this client costs a fraction of that, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
+
+from support.processes import LOOPBACK, free_port, stop_process, wait_listening
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,23 @@ class _Canned(asyncio.Protocol):
 
 async def serve_canned(port: int) -> None:
     """Run the canned server forever (the generator's ceiling is measured against it)."""
-    server = await asyncio.get_running_loop().create_server(_Canned, "127.0.0.1", port)
+    server = await asyncio.get_running_loop().create_server(_Canned, LOOPBACK, port)
     async with server:
         await server.serve_forever()
+
+
+@contextlib.contextmanager
+def canned_server() -> Iterator[int]:
+    """:func:`serve_canned` in a process of its own; yields its port."""
+    port = free_port()
+    code = (
+        "import asyncio, sys, uvloop; sys.path.insert(0, sys.argv[2]); "
+        "from bench.loadgen import serve_canned; uvloop.run(serve_canned(int(sys.argv[1])))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    process = subprocess.Popen([sys.executable, "-c", code, str(port), root])  # noqa: S603
+    try:
+        wait_listening(port)
+        yield port
+    finally:
+        stop_process(process)

@@ -1,7 +1,7 @@
 """Soak: a steady load on the real service for a bounded time, watching its memory.
 
 Starts the emulator and the service (compose's commands, on loopback), then sends seeded mixed
-events (``reliability/events.py``) at a fixed rate, 500 events/s in batches of 50 by default,
+events (``support/events.py``) at a fixed rate, 500 events/s in batches of 50 by default,
 and every 10 s prints the throughput, the answers that were not 200/207/400, the batch latency
 and the service's RSS (``VmRSS`` of ``/proc/<pid>/status``, sampled every second). The verdict
 compares the highest RSS of the last third of the run with that of the middle third: RSS has
@@ -29,8 +29,9 @@ from typing import Final
 
 import httpx
 
-from reliability.events import generate
-from reliability.servers import Process, running
+from support.emulator_control import AsyncEmulatorControl
+from support.events import generate
+from support.servers import Server, running
 
 REPORT_EVERY: Final = 10.0
 SAMPLE_EVERY: Final = 1.0
@@ -61,8 +62,8 @@ class Window:
 @dataclass
 class Soak:
     service: httpx.AsyncClient
-    control: httpx.AsyncClient
-    process: Process
+    control: AsyncEmulatorControl
+    process: Server
     window: Window = field(default_factory=Window)
     total: Window = field(default_factory=Window)
     rss: list[tuple[float, int]] = field(default_factory=list)
@@ -141,16 +142,17 @@ def verdict(samples: Sequence[tuple[float, int]], seconds: float) -> tuple[bool,
 
 
 async def soak(
-    process: Process, emulator_url: str, token: dict[str, str], args: argparse.Namespace
+    process: Server, emulator_url: str, token: dict[str, str], args: argparse.Namespace
 ) -> bool:
     interval = args.batch / args.rate
     count = int(args.rate * args.seconds) + args.batch
     events = [p.message for p in generate(count, seed=args.seed, prefix="soak")]
     async with (
         httpx.AsyncClient(base_url=process.url, headers=token, timeout=60) as service,
-        httpx.AsyncClient(base_url=emulator_url, timeout=30) as control,
+        httpx.AsyncClient(base_url=emulator_url, timeout=30) as client,
     ):
-        (await control.post("/__emulator/rate-limits", json={"enabled": False})).raise_for_status()
+        control = AsyncEmulatorControl(client)
+        await control.rate_limits(enabled=False)
         run = Soak(service, control, process)
         started = time.monotonic()
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)

@@ -1,7 +1,7 @@
-"""Loading the reference's conformance cases (../shared/conformance) and comparing against them.
+"""Loading the reference's conformance cases (tests/reference_cases) and comparing against them.
 
-The cases are read in place, never copied into this repository. Where the folder is absent the
-tests that use them skip and say why.
+The cases are a byte-identical copy of ../shared/conformance/cases (see the README there), so a
+clone without ../shared still runs them; tests/test_shared_sync.py keeps the copy in step.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from klaviyo_destination.klaviyo import JsonObject
 
-CASES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "cases"
-SKIP_REASON = f"conformance cases not found at {CASES_DIR} (the ../shared folder is absent)"
+CASES_DIR = Path(__file__).resolve().parent / "reference_cases"
+SKIP_REASON = f"no reference cases found at {CASES_DIR}"
 
 
 def case_files() -> list[Any]:

@@ -370,6 +370,7 @@ def _scripted(router: respx.MockRouter, responses: list[dict[str, Any]]) -> list
 
 
 @pytest.mark.anyio
+@pytest.mark.contract
 @pytest.mark.parametrize("path", case_files())
 async def test_protocol_endpoints_match_reference(path: Path, klaviyo: respx.MockRouter) -> None:
     case = load(path)

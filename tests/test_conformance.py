@@ -22,6 +22,8 @@ from .conformance import (
     unordered,
 )
 
+pytestmark = pytest.mark.contract
+
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", case_files())

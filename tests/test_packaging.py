@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
-from tests.integration.conftest import (
+from support.compose import (
     COMPOSE_FILE,
     CONSOLE_SCRIPT,
     DESTINATION_SERVICE,

@@ -1,4 +1,4 @@
-"""The fault matrix (``reliability/fault_matrix.py``) reduced to 200 events per fault.
+"""The fault matrix (``support/fault_matrix/``) reduced to 200 events per fault.
 
 The emulator and the service run as real servers on loopback (compose's commands), the service
 tuned for speed (``FAST_SERVICE_ENV``). Each fault kind is injected into ~30% of the Klaviyo
@@ -15,19 +15,13 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from reliability.events import generate
-from reliability.fault_matrix import (
-    FAULTS,
-    MAPPING_CODES,
-    SEED,
-    Fault,
-    Row,
-    clients,
-    problems,
-    run_fault,
-    table,
-)
-from reliability.servers import FAST_SERVICE_ENV, Servers, running
+
+from support.events import generate
+from support.fault_matrix.checking import MAPPING_CODES, Row
+from support.fault_matrix.faults import FAULTS, Fault
+from support.fault_matrix.report import problems, table
+from support.fault_matrix.running import FAST_SERVICE_ENV, SEED, clients, run_fault
+from support.servers import Servers, running
 
 EVENTS_PER_FAULT: Final = 200
 

@@ -18,20 +18,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.integration.conftest import (
+from support.compose import (
     EMULATOR_COMMAND,
     EMULATOR_SERVICE,
     LIST_ID,
     PRIVATE_KEY,
     WEBHOOK_TOKEN,
-    Emulator,
-    Json,
-    Server,
     compose_service,
     dockerfile_instructions,
     option,
-    start_service,
 )
+from support.emulator_control import EmulatorControl, Json
+from support.servers import Server, start_service
 
 EMAIL: Final = "ada@example.com"
 PHONE: Final = "+14155550100"
@@ -145,7 +143,7 @@ ADA: Final[Json] = {
 
 
 def test_identify_new_profile_is_created_and_subscribed(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     _delivered(_send(service, IDENTIFY))
 
@@ -163,7 +161,7 @@ def test_identify_new_profile_is_created_and_subscribed(
 
 
 def test_identify_existing_profile_is_patched_after_409(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     _delivered(_send(service, IDENTIFY))
     [created] = emulator.state()["profiles"]
@@ -192,7 +190,9 @@ def test_identify_existing_profile_is_patched_after_409(
 # --- track, screen ----------------------------------------------------------------------------
 
 
-def test_track_is_stored_once_even_when_resent(service: httpx.Client, emulator: Emulator) -> None:
+def test_track_is_stored_once_even_when_resent(
+    service: httpx.Client, emulator: EmulatorControl
+) -> None:
     event = _track("Signed Up", "track-1", {"plan": "pro", "trial": True})
 
     _delivered(_send(service, event))
@@ -215,7 +215,7 @@ def test_track_is_stored_once_even_when_resent(service: httpx.Client, emulator: 
 
 
 def test_order_completed_carries_revenue_as_value(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     properties = {"order_id": "o-1", "revenue": 42.5, "currency": "USD", "products": [PRODUCT]}
     order = _track("Order Completed", "order-1", properties, timestamp="2024-05-01T12:00:00Z")
@@ -236,7 +236,9 @@ def test_order_completed_carries_revenue_as_value(
     assert state["events"][0]["attributes"]["datetime"] == "2024-05-01T12:00:00+00:00"
 
 
-def test_product_added_maps_items_and_value(service: httpx.Client, emulator: Emulator) -> None:
+def test_product_added_maps_items_and_value(
+    service: httpx.Client, emulator: EmulatorControl
+) -> None:
     properties = {**PRODUCT, "value": 42.5, "products": [PRODUCT]}
 
     _delivered(_send(service, _track("Product Added", "cart-1", properties)))
@@ -269,7 +271,7 @@ def test_product_added_maps_items_and_value(service: httpx.Client, emulator: Emu
     ]
 
 
-def test_screen_is_stored_as_an_event(service: httpx.Client, emulator: Emulator) -> None:
+def test_screen_is_stored_as_an_event(service: httpx.Client, emulator: EmulatorControl) -> None:
     screen = {  # as the mobile SDKs send it: the screen's name in name and properties.name
         "type": "screen",
         "name": "Home Screen",
@@ -298,7 +300,7 @@ def test_screen_is_stored_as_an_event(service: httpx.Client, emulator: Emulator)
 
 
 def test_group_subscribes_to_the_list_with_consent(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     group = {
         "type": "group",
@@ -326,7 +328,7 @@ def test_group_subscribes_to_the_list_with_consent(
     assert set(state["lists"]) == {GROUP_LIST}
 
 
-def test_batch_is_delivered_in_order(service: httpx.Client, emulator: Emulator) -> None:
+def test_batch_is_delivered_in_order(service: httpx.Client, emulator: EmulatorControl) -> None:
     batch = {"batch": [IDENTIFY, _track("Signed Up", "track-2", {"plan": "pro"})]}
 
     response = _send(service, batch)
@@ -346,7 +348,7 @@ def test_batch_is_delivered_in_order(service: httpx.Client, emulator: Emulator) 
 # --- faults -----------------------------------------------------------------------------------
 
 
-def test_503s_are_retried_until_delivered(service: httpx.Client, emulator: Emulator) -> None:
+def test_503s_are_retried_until_delivered(service: httpx.Client, emulator: EmulatorControl) -> None:
     emulator.fault(status=503, count=2, path="/api/events")
 
     _delivered(_send(service, _track("Signed Up", "retry-1", {"plan": "pro"})))
@@ -358,7 +360,7 @@ def test_503s_are_retried_until_delivered(service: httpx.Client, emulator: Emula
 
 
 def test_lost_answer_is_retried_without_a_duplicate(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     """Klaviyo stored the event but the answer never arrived: the retry must not double it."""
     emulator.fault(drop_connection=True, after_processing=True, path="/api/events")
@@ -375,7 +377,7 @@ def test_lost_answer_is_retried_without_a_duplicate(
 @pytest.fixture
 def fresh_service(emulator_server: Server, tmp_path: Path) -> Iterator[httpx.Client]:
     """A service of its own: a long 429 pauses a process's deliveries to that endpoint class."""
-    server = start_service(emulator_server, tmp_path)
+    server = start_service(emulator_server.url, tmp_path)
     headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
@@ -386,7 +388,7 @@ def fresh_service(emulator_server: Server, tmp_path: Path) -> Iterator[httpx.Cli
 
 
 def test_429_beyond_the_deadline_is_handed_back_with_retry_after(
-    fresh_service: httpx.Client, emulator: Emulator
+    fresh_service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     emulator.fault(status=429, retry_after=60, path="/api/events")
 
@@ -404,7 +406,7 @@ def test_429_beyond_the_deadline_is_handed_back_with_retry_after(
 # --- inbound auth and secrets -----------------------------------------------------------------
 
 
-def test_webhook_without_token_is_401(service_server: Server, emulator: Emulator) -> None:
+def test_webhook_without_token_is_401(service_server: Server, emulator: EmulatorControl) -> None:
     event = _track("Signed Up", "anon-1", {"plan": "pro"})
 
     missing = httpx.post(f"{service_server.url}/v1/events", json=event, timeout=10)
@@ -421,7 +423,7 @@ def test_webhook_without_token_is_401(service_server: Server, emulator: Emulator
 
 
 def test_private_key_never_reaches_the_service_output(
-    service: httpx.Client, service_server: Server, emulator: Emulator
+    service: httpx.Client, service_server: Server, emulator: EmulatorControl
 ) -> None:
     emulator.fault(status=401, path="/api/events")  # Klaviyo refusing the key: an error path
 

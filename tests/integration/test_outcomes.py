@@ -11,7 +11,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.integration.conftest import Emulator, Json
+from support.emulator_control import EmulatorControl, Json
 
 EVENT: Final[Json] = {
     "type": "track",
@@ -33,12 +33,12 @@ def _result(response: httpx.Response) -> Json:
     return result
 
 
-def _statuses(emulator: Emulator) -> list[int | None]:
+def _statuses(emulator: EmulatorControl) -> list[int | None]:
     return [request["status"] for request in emulator.requests("/api/")]
 
 
 def test_identifiers_of_two_profiles_are_a_permanent_conflict(
-    service: httpx.Client, emulator: Emulator
+    service: httpx.Client, emulator: EmulatorControl
 ) -> None:
     service.post("/v1/events", json=_identify("c-1", email="a@example.com")).raise_for_status()
     service.post("/v1/events", json=_identify("c-2", phone="+14155550111")).raise_for_status()
@@ -77,7 +77,7 @@ def test_identifiers_of_two_profiles_are_a_permanent_conflict(
     ],
 )  # fmt: skip
 def test_permanent_answers_are_rejected_once_with_the_reason(
-    service: httpx.Client, emulator: Emulator, status: int, body: Json, code: str
+    service: httpx.Client, emulator: EmulatorControl, status: int, body: Json, code: str
 ) -> None:
     raw = json.dumps(body)
     emulator.fault(status=status, body=raw, content_type="application/vnd.api+json", path="/api/")
@@ -91,7 +91,7 @@ def test_permanent_answers_are_rejected_once_with_the_reason(
     assert emulator.state()["events"] == []
 
 
-def test_html_403_from_a_proxy_is_retried(service: httpx.Client, emulator: Emulator) -> None:
+def test_html_403_from_a_proxy_is_retried(service: httpx.Client, emulator: EmulatorControl) -> None:
     page = "<html><body>Attention Required! | Cloudflare</body></html>"
     emulator.fault(status=403, count=1, body=page, content_type="text/html", path="/api/events")
 

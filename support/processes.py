@@ -1,5 +1,4 @@
-"""Our own servers as subprocesses on loopback: shared by the integration tests, the reliability
-scripts and the benchmarks, so all three start, probe and stop them the same way."""
+"""Subprocesses on loopback: a free port, a clean environment, a health probe and a sure stop."""
 
 from __future__ import annotations
 
@@ -42,6 +41,16 @@ def wait_healthy(
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_listening(port: int, deadline: float = 10.0) -> bool:
+    """Wait until something accepts TCP connections on ``LOOPBACK:port`` (True) or time runs out."""
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up:
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+            return True
         time.sleep(0.05)
     return False
 
