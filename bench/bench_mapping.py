@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_mapping.py [--events 1000] [--rounds 20]   # part of make bench
 
 Reports two figures for the same deterministic 1,000-event mix (support/events.py):
-``transform()`` on parsed events (validation + plan), and bytes in to JSON bytes out
-(orjson decode, transform, encode), which is what a request handler pays.
+``plan_event()`` on parsed events (validation + plan), and bytes in to JSON bytes out
+(orjson decode, the dry run, encode), which is what the ``/v1/transform`` handler pays.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from klaviyo_destination.mapping import transform
-from klaviyo_destination.rudder import parse_config
+from klaviyo_destination.api.dry_run import dry_run
+from klaviyo_destination.ingest import parse_config
+from klaviyo_destination.pipeline import plan_event
 from support.events import CORPUS_CONFIG, corpus
+
+BASE_URL = "https://a.klaviyo.com"
 
 
 def _rate(count: int, seconds: list[float]) -> tuple[float, float]:
@@ -30,7 +33,7 @@ def _rate(count: int, seconds: list[float]) -> tuple[float, float]:
 
 
 def measure(count: int = 1000, rounds: int = 20) -> tuple[float, float, float]:
-    """Median events/s of ``transform()`` and of bytes -> JSON bytes; average event size."""
+    """Median events/s of ``plan_event()`` and of bytes -> JSON bytes; average event size."""
     events = corpus(count)
     raw = [orjson.dumps(e) for e in events]
     config = parse_config(CORPUS_CONFIG)
@@ -38,12 +41,12 @@ def measure(count: int = 1000, rounds: int = 20) -> tuple[float, float, float]:
     for round_number in range(rounds):
         start = time.perf_counter()
         for message in events:
-            transform(message, config)
+            plan_event(message, config)
         plan_times.append(time.perf_counter() - start)
 
         start = time.perf_counter()
         for body in raw:
-            orjson.dumps([r.as_dict() for r in transform(orjson.loads(body), config)])
+            orjson.dumps(dry_run([orjson.loads(body)], config, BASE_URL))
         wire_times.append(time.perf_counter() - start)
         print(f"  round {round_number + 1}/{rounds}", end="\r", file=sys.stderr)
     size = sum(map(len, raw)) / len(raw)
@@ -57,8 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     plan_rate, wire_rate, size = measure(args.events, args.rounds)
     print(f"corpus: {args.events} events, {size:,.0f} bytes each on average")
-    print(f"transform() (validate + plan):        {plan_rate:>10,.0f} events/s median")
-    print(f"bytes -> transform() -> JSON bytes:    {wire_rate:>10,.0f} events/s median")
+    print(f"plan_event() (validate + plan):       {plan_rate:>10,.0f} events/s median")
+    print(f"bytes -> dry run -> JSON bytes:        {wire_rate:>10,.0f} events/s median")
 
 
 if __name__ == "__main__":

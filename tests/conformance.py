@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from klaviyo_destination.klaviyo import JsonObject
+from klaviyo_destination.js import JsonObject
 
 CASES_DIR = Path(__file__).resolve().parent / "reference_cases"
 SKIP_REASON = f"no reference cases found at {CASES_DIR}"

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from klaviyo_destination.klaviyo import PlannedRequest
 from klaviyo_destination.mapping import merge_subscriptions
+from klaviyo_destination.planned import PlannedRequest
+
+from .planning import as_row
 
 PATH = "/api/profile-subscription-bulk-create-jobs"
 ABSENT = object()  # a job without list_id
@@ -30,7 +32,7 @@ def _expected(list_id: Any, emails: list[str]) -> dict[str, Any]:
 def _merged(jobs: list[tuple[str, Any, str]], limit: int | None = None) -> list[Any]:
     pairs = [(key, _job(list_id, email)) for key, list_id, email in jobs]
     result = merge_subscriptions(pairs) if limit is None else merge_subscriptions(pairs, limit)
-    return [(request.as_dict(), keys) for request, keys in result]
+    return [(as_row(request), keys) for request, keys in result]
 
 
 def test_same_list_merged_in_event_order() -> None:
@@ -117,7 +119,7 @@ def test_whole_entries_and_first_job_fields_are_kept() -> None:
         "POST", PATH, _body("L1", [{"email": "a@x.co", "channels": {"email": ["MARKETING"]}}])
     )
     second = PlannedRequest("POST", PATH, _body("L1", [{"phone_number": "+1555"}, {}]))
-    got = [(r.as_dict(), keys) for r, keys in merge_subscriptions([(1, first), (2, second)])]
+    got = [(as_row(r), keys) for r, keys in merge_subscriptions([(1, first), (2, second)])]
     entries: list[dict[str, Any]] = [
         {"email": "a@x.co", "channels": {"email": ["MARKETING"]}},
         {"phone_number": "+1555"},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_destination.__main__ import main, worker_app
+from klaviyo_destination.cli import main, worker_app
 
 TRACK = {
     "type": "track",

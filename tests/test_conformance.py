@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_destination.router import route
-from klaviyo_destination.rudder_protocol import process
+from klaviyo_destination.protocol import process, route
 
 from .conformance import (
     ScriptedLookup,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
@@ -14,11 +15,19 @@ import respx
 import stamina
 from pydantic import SecretStr
 
-from klaviyo_destination import klaviyo
-from klaviyo_destination.delivery import EventPlan, KlaviyoClient, Outcome, SentRequest, headers
+from klaviyo_destination import planned
 from klaviyo_destination.errors import InvalidEvent, KlaviyoRejected, KlaviyoUnavailable
-from klaviyo_destination.metrics import DeliveryMetrics
-from klaviyo_destination.ratelimit import RateLimiter
+from klaviyo_destination.klaviyo import (
+    KlaviyoClient,
+    KlaviyoSession,
+    Outcome,
+    SentRequest,
+    klaviyo_headers,
+)
+from klaviyo_destination.klaviyo.metrics import DeliveryMetrics
+from klaviyo_destination.klaviyo.ratelimit import RateLimiter
+from klaviyo_destination.planned import PlannedEvent, PlannedRequest
+from klaviyo_destination.protocol import klaviyo_lookup
 from klaviyo_destination.settings import Settings
 
 from .fakes import FakeClock
@@ -106,14 +115,36 @@ def conflict(profile_id: str | None) -> httpx.Response:
     return httpx.Response(409, json=body)
 
 
-def event(name: str = "Order") -> klaviyo.PlannedRequest:
+def event(name: str = "Order") -> planned.PlannedRequest:
     attributes = {"profile": {"$email": "a@b.co"}, "metric": {"name": name}, "properties": {}}
-    return klaviyo.create_event(attributes)
+    return planned.create_event(attributes)
 
 
-def subscription(list_id: str, *emails: str) -> klaviyo.PlannedRequest:
+def subscription(list_id: str, *emails: str) -> planned.PlannedRequest:
     subs = [{"email": email, "channels": {"email": ["MARKETING"]}} for email in emails]
-    return klaviyo.subscribe({"list_id": list_id, "subscriptions": subs})
+    return planned.subscribe({"list_id": list_id, "subscriptions": subs})
+
+
+def plan(
+    user: str, requests: list[PlannedRequest] | None = None, *, error: InvalidEvent | None = None
+) -> PlannedEvent:
+    return PlannedEvent(None, "track", user, requests or [], error)
+
+
+async def deliver_batch(client: KlaviyoClient, events: list[PlannedEvent]) -> list[Outcome]:
+    return await KlaviyoSession(client, SecretStr(KEY)).deliver_batch(events)
+
+
+async def deliver(client: KlaviyoClient, requests: list[PlannedRequest]) -> Outcome:
+    """One event's requests through the real batch path."""
+    [outcome] = await deliver_batch(client, [plan("u1", requests)])
+    return outcome
+
+
+async def send(client: KlaviyoClient, request: PlannedRequest, *, key: str = KEY) -> None:
+    """One request to its final answer; raises what the session raises."""
+    deadline = time.monotonic() + 5.0
+    await KlaviyoSession(client, SecretStr(key)).run_one(request, deadline, [])
 
 
 # --- identify two-step ------------------------------------------------------------------------
@@ -123,7 +154,7 @@ async def test_201_completes_the_profile_without_patch(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     create = router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
     assert outcome == Outcome("delivered", [SentRequest("POST", "/api/profiles", 201)])
     assert create.call_count == 1
     assert router.calls.call_count == 1
@@ -133,7 +164,7 @@ async def test_any_2xx_with_an_id_is_a_created_profile(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     router.post("/api/profiles").respond(200, json={"data": {"id": "P1"}})
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
     assert outcome.status == "delivered"
     assert router.calls.call_count == 1
 
@@ -143,7 +174,7 @@ async def test_409_patches_the_duplicate_profile(
 ) -> None:
     router.post("/api/profiles").mock(return_value=conflict("P9"))
     patch = router.patch("/api/profiles/P9").respond(200, json={"data": {"id": "P9"}})
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
     assert outcome.status == "delivered"
     assert outcome.requests == [
         SentRequest("POST", "/api/profiles", 409),
@@ -159,7 +190,7 @@ async def test_409_without_duplicate_id_is_rejected(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     router.post("/api/profiles").mock(return_value=conflict(None))
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert outcome.error["code"] == "klaviyo_profile_conflict"
@@ -172,7 +203,7 @@ async def test_409_on_the_patch_names_the_identifiers_to_fix(
 ) -> None:
     router.post("/api/profiles").mock(return_value=conflict("P9"))
     router.patch("/api/profiles/P9").mock(return_value=conflict(None))
-    outcome = await client.deliver([klaviyo.create_profile(BOTH_IDS_BODY)])
+    outcome = await deliver(client, [planned.create_profile(BOTH_IDS_BODY)])
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert outcome.error["message"].startswith(
@@ -187,8 +218,8 @@ async def test_identify_with_subscription_sends_both_in_order(
 ) -> None:
     router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
     router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
-    plan = [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]
-    outcome = await client.deliver(plan)
+    plan = [planned.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]
+    outcome = await deliver(client, plan)
     assert [r.path for r in outcome.requests] == [
         "/api/profiles",
         "/api/profile-subscription-bulk-create-jobs",
@@ -198,7 +229,7 @@ async def test_identify_with_subscription_sends_both_in_order(
 async def test_stops_at_the_first_failure(client: KlaviyoClient, router: respx.MockRouter) -> None:
     router.post("/api/profiles").respond(400, json=error_body(400, "invalid", "Invalid email"))
     subscribe = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY), subscription("L1", "x")])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY), subscription("L1", "x")])
     assert outcome.status == "rejected"
     assert subscribe.call_count == 0
 
@@ -220,7 +251,7 @@ async def test_429_retry_after_is_honoured(
     router.post("/api/events").mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(202)]
     )
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "delivered"
     assert retry_waits(caplog) == [2.0]
     assert clock.sleeps == [pytest.approx(2.0)]  # the endpoint was held for that long, too
@@ -239,7 +270,7 @@ async def test_429_without_retry_after_uses_expected_available_hint(
     router.post("/api/events").mock(
         side_effect=[httpx.Response(429, json=throttled), httpx.Response(202)]
     )
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "delivered"
     assert retry_waits(caplog) == [3.0]
     assert clock.sleeps == [pytest.approx(3.0)]
@@ -249,7 +280,7 @@ async def test_retry_after_beyond_the_deadline_fails_at_once(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     route = router.post("/api/events").respond(429, headers={"Retry-After": "30"})
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "failed"
     assert outcome.retry_after == 30.0
     assert outcome.throttled is True
@@ -275,7 +306,7 @@ async def test_deadline_reached_while_throttled_stays_a_throttle(
 
     router.post("/api/events").mock(side_effect=answer)
     async with make_client(httpx.MockTransport(router.async_handler), delivery_deadline=0.2) as c:
-        outcome = await c.deliver([event()])
+        outcome = await deliver(c, [event()])
     assert outcome.status == "failed"
     assert outcome.throttled is True
     assert outcome.error is not None
@@ -296,9 +327,7 @@ async def test_deadline_reached_while_another_request_was_throttled_is_a_throttl
 
     router.post("/api/events").mock(side_effect=answer)
     async with make_client(httpx.MockTransport(router.async_handler), delivery_deadline=0.2) as c:
-        outcomes = await c.deliver_batch(
-            [EventPlan("A", [event("A")]), EventPlan("B", [event("B")])]
-        )
+        outcomes = await deliver_batch(c, [plan("A", [event("A")]), plan("B", [event("B")])])
     assert [(o.status, o.throttled) for o in outcomes] == [("failed", True), ("failed", True)]
     assert outcomes[1].requests == [SentRequest("POST", "/api/events", None)]
     assert outcomes[1].retry_after is not None
@@ -309,7 +338,7 @@ async def test_send_raises_unavailable_with_retry_after(
 ) -> None:
     router.post("/api/events").respond(429, headers={"Retry-After": "30"})
     with pytest.raises(KlaviyoUnavailable) as caught:
-        await client.send(event())
+        await send(client, event())
     assert (caught.value.retry_after, caught.value.throttled) == (30.0, True)
 
 
@@ -317,14 +346,14 @@ async def test_5xx_then_success(client: KlaviyoClient, router: respx.MockRouter)
     route = router.post("/api/events").mock(
         side_effect=[httpx.Response(503), httpx.Response(500), httpx.Response(202)]
     )
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome == Outcome("delivered", [SentRequest("POST", "/api/events", 202)])
     assert route.call_count == 3
 
 
 async def test_5xx_until_attempts_run_out(client: KlaviyoClient, router: respx.MockRouter) -> None:
     route = router.post("/api/events").respond(503)
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "failed"
     assert outcome.requests == [SentRequest("POST", "/api/events", 503)]
     assert outcome.error is not None
@@ -334,7 +363,7 @@ async def test_5xx_until_attempts_run_out(client: KlaviyoClient, router: respx.M
 
 async def test_408_is_retried(client: KlaviyoClient, router: respx.MockRouter) -> None:
     route = router.post("/api/events").mock(side_effect=[httpx.Response(408), httpx.Response(202)])
-    assert (await client.deliver([event()])).status == "delivered"
+    assert (await deliver(client, [event()])).status == "delivered"
     assert route.call_count == 2
 
 
@@ -342,7 +371,7 @@ async def test_read_timeout_is_retried(client: KlaviyoClient, router: respx.Mock
     route = router.post("/api/events").mock(
         side_effect=[httpx.ReadTimeout("timed out"), httpx.Response(202)]
     )
-    assert (await client.deliver([event()])).status == "delivered"
+    assert (await deliver(client, [event()])).status == "delivered"
     assert route.call_count == 2
 
 
@@ -350,7 +379,7 @@ async def test_timeouts_until_attempts_run_out(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     route = router.post("/api/events").mock(side_effect=httpx.ReadTimeout("timed out"))
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "failed"
     assert outcome.requests == [SentRequest("POST", "/api/events", None)]
     assert outcome.error is not None
@@ -364,7 +393,7 @@ async def test_connection_errors_are_retried(
     route = router.post("/api/events").mock(
         side_effect=httpx.ConnectError("[Errno 111] Connection refused")
     )
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "failed"
     assert outcome.error is not None
     assert "[ECONNREFUSED] :: Connection refused" in outcome.error["message"]
@@ -384,7 +413,7 @@ async def test_json_4xx_is_not_retried(
     client: KlaviyoClient, router: respx.MockRouter, status: int, code: str, expected: str
 ) -> None:
     route = router.post("/api/events").respond(status, json=error_body(status, code, "nope"))
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert outcome.error["code"] == expected
@@ -397,7 +426,7 @@ async def test_html_403_is_transient(client: KlaviyoClient, router: respx.MockRo
         403, html="<html>Just a moment...</html>", headers={"cf-mitigated": "challenge"}
     )
     route = router.post("/api/events").mock(side_effect=[page, httpx.Response(202)])
-    assert (await client.deliver([event()])).status == "delivered"
+    assert (await deliver(client, [event()])).status == "delivered"
     assert route.call_count == 2
 
 
@@ -405,7 +434,7 @@ async def test_410_means_the_revision_is_retired(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     router.post("/api/events").respond(410, json=error_body(410, "gone", "Gone"))
-    outcome = await client.deliver([event()])
+    outcome = await deliver(client, [event()])
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert outcome.error["code"] == "klaviyo_revision_retired"
@@ -419,7 +448,7 @@ async def test_rejection_carries_klaviyos_errors(
     pointer = "/data/attributes/phone_number"
     body = error_body(400, "invalid", "Invalid phone number format", pointer)
     router.post("/api/profiles").respond(400, json=body)
-    outcome = await client.deliver([klaviyo.create_profile(PROFILE_BODY)])
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
     assert outcome.error == {
         "code": "klaviyo_rejected",
         "message": "Klaviyo rejected the request (400 invalid): Invalid phone number format",
@@ -439,14 +468,14 @@ async def test_rejection_carries_klaviyos_errors(
 async def test_send_raises_rejected(client: KlaviyoClient, router: respx.MockRouter) -> None:
     router.post("/api/events").respond(400, json=error_body(400, "invalid", "bad"))
     with pytest.raises(KlaviyoRejected, match="bad"):
-        await client.send(event())
+        await send(client, event())
 
 
 # --- headers and metrics ----------------------------------------------------------------------
 
 
 def test_headers_function() -> None:
-    assert headers(SecretStr("k1")) == {
+    assert klaviyo_headers(SecretStr("k1")) == {
         "Authorization": "Klaviyo-API-Key k1",
         "Content-Type": "application/json",
         "Accept": "application/json",
@@ -458,8 +487,8 @@ async def test_every_request_carries_auth_and_revision(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     route = router.post("/api/events").respond(202)
-    await client.send(event())
-    await client.send(event(), api_key=SecretStr("other-key"))
+    await send(client, event())
+    await send(client, event(), key="other-key")
     first, second = (call.request.headers for call in route.calls)
     assert first["authorization"] == f"Klaviyo-API-Key {KEY}"
     assert second["authorization"] == "Klaviyo-API-Key other-key"
@@ -479,7 +508,7 @@ async def test_metrics_count_requests_retries_and_429(
     client = make_client(httpx.MockTransport(router.async_handler))
     client.metrics = metrics
     async with client:
-        await client.deliver([event()])
+        await deliver(client, [event()])
     sample = metrics.registry.get_sample_value
     labels = {"endpoint": "/api/events"}
     assert sample("klaviyo_requests_total", {**labels, "status": "429"}) == 1
@@ -497,7 +526,7 @@ async def test_create_profile_once_returns_status_and_body(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     router.post("/api/profiles").respond(201, json={"data": {"id": "P1"}})
-    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == (
+    assert await klaviyo_lookup(client)(PROFILE_BODY, SecretStr(KEY)) == (
         201,
         {"data": {"id": "P1"}},
     )
@@ -507,7 +536,7 @@ async def test_create_profile_once_does_not_retry(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     route = router.post("/api/profiles").respond(503)
-    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == (503, "")
+    assert await klaviyo_lookup(client)(PROFILE_BODY, SecretStr(KEY)) == (503, "")
     assert route.call_count == 1
 
 
@@ -534,7 +563,7 @@ async def test_create_profile_once_maps_socket_errors(
     expected: tuple[int, str],
 ) -> None:
     router.post("/api/profiles").mock(side_effect=error)
-    assert await client.create_profile_once(PROFILE_BODY, api_key=SecretStr(KEY)) == expected
+    assert await klaviyo_lookup(client)(PROFILE_BODY, SecretStr(KEY)) == expected
 
 
 # --- batches ----------------------------------------------------------------------------------
@@ -561,14 +590,14 @@ def recording(log: list[tuple[str, str]], status: int = 202) -> Handler:
 async def test_batch_keeps_each_users_order(make_client: Factory) -> None:
     log: list[tuple[str, str]] = []
     events = [
-        EventPlan("A", [event("a1")]),
-        EventPlan("B", [event("b1")]),
-        EventPlan("A", [event("a2")]),
-        EventPlan("B", [event("b2")]),
-        EventPlan("A", [event("a3")]),
+        plan("A", [event("a1")]),
+        plan("B", [event("b1")]),
+        plan("A", [event("a2")]),
+        plan("B", [event("b2")]),
+        plan("A", [event("a3")]),
     ]
     async with make_client(httpx.MockTransport(recording(log))) as client:
-        outcomes = await client.deliver_batch(events)
+        outcomes = await deliver_batch(client, events)
     assert [o.status for o in outcomes] == ["delivered"] * 5
     names = [what for _, what in log]
     assert [n for n in names if n.startswith("a")] == ["a1", "a2", "a3"]
@@ -580,12 +609,12 @@ async def test_batch_subscription_never_overtakes_the_users_later_event(
 ) -> None:
     log: list[tuple[str, str]] = []
     events = [
-        EventPlan("A", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]),
-        EventPlan("A", [event("after")]),
-        EventPlan("B", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", "b@b.co")]),
+        plan("A", [planned.create_profile(PROFILE_BODY), subscription("L1", "a@b.co")]),
+        plan("A", [event("after")]),
+        plan("B", [planned.create_profile(PROFILE_BODY), subscription("L1", "b@b.co")]),
     ]
     async with make_client(httpx.MockTransport(recording(log))) as client:
-        outcomes = await client.deliver_batch(events)
+        outcomes = await deliver_batch(client, events)
     assert [o.status for o in outcomes] == ["delivered"] * 3
     assert log.index(("/api/profile-subscription-bulk-create-jobs", "L1")) < log.index(
         ("/api/events", "after")
@@ -604,9 +633,9 @@ async def test_batch_runs_users_concurrently_but_bounded(make_client: Factory) -
         in_flight -= 1
         return httpx.Response(202)
 
-    events = [EventPlan(f"user-{i}", [event()]) for i in range(7)]
+    events = [plan(f"user-{i}", [event()]) for i in range(7)]
     async with make_client(httpx.MockTransport(handle), delivery_concurrency=3) as client:
-        outcomes = await client.deliver_batch(events)
+        outcomes = await deliver_batch(client, events)
     assert len(outcomes) == 7
     assert peak == 3
 
@@ -625,10 +654,10 @@ async def test_batch_merges_subscriptions_of_one_list(
     router.post("/api/profiles").respond(201, json={"data": {"id": "P"}})
     jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
     events = [
-        EventPlan(f"u{i}", [klaviyo.create_profile(PROFILE_BODY), subscription("L1", f"{i}@b.co")])
+        plan(f"u{i}", [planned.create_profile(PROFILE_BODY), subscription("L1", f"{i}@b.co")])
         for i in range(3)
     ]
-    outcomes = await client.deliver_batch(events)
+    outcomes = await deliver_batch(client, events)
     assert job_sizes(jobs) == [("L1", 3)]
     for outcome in outcomes:
         assert outcome.status == "delivered"
@@ -642,9 +671,9 @@ async def test_batch_splits_jobs_at_100_profiles(
     make_client: Factory, router: respx.MockRouter
 ) -> None:
     jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
-    events = [EventPlan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(150)]
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(150)]
     async with make_client(httpx.MockTransport(router.async_handler)) as client:
-        outcomes = await client.deliver_batch(events)
+        outcomes = await deliver_batch(client, events)
     assert sorted(job_sizes(jobs)) == [("L1", 50), ("L1", 100)]
     assert [o.status for o in outcomes] == ["delivered"] * 150
 
@@ -654,11 +683,11 @@ async def test_batch_makes_one_job_per_list(
 ) -> None:
     jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(202)
     events = [
-        EventPlan("u1", [subscription("L1", "1@b.co")]),
-        EventPlan("u2", [subscription("L2", "2@b.co")]),
-        EventPlan("u3", [subscription("L1", "3@b.co")]),
+        plan("u1", [subscription("L1", "1@b.co")]),
+        plan("u2", [subscription("L2", "2@b.co")]),
+        plan("u3", [subscription("L1", "3@b.co")]),
     ]
-    await client.deliver_batch(events)
+    await deliver_batch(client, events)
     assert sorted(job_sizes(jobs)) == [("L1", 2), ("L2", 1)]
 
 
@@ -673,13 +702,13 @@ async def test_a_subscription_without_email_or_phone_is_not_merged(
         return httpx.Response(202)
 
     jobs = router.post("/api/profile-subscription-bulk-create-jobs").mock(side_effect=answer)
-    nobody = klaviyo.subscribe({"list_id": "L1", "subscriptions": [{"channels": {}}]})
+    nobody = planned.subscribe({"list_id": "L1", "subscriptions": [{"channels": {}}]})
     events = [
-        EventPlan("u1", [subscription("L1", "1@b.co")]),
-        EventPlan("u2", [nobody]),
-        EventPlan("u3", [subscription("L1", "3@b.co")]),
+        plan("u1", [subscription("L1", "1@b.co")]),
+        plan("u2", [nobody]),
+        plan("u3", [subscription("L1", "3@b.co")]),
     ]
-    outcomes = await client.deliver_batch(events)
+    outcomes = await deliver_batch(client, events)
     assert [o.status for o in outcomes] == ["delivered", "rejected", "delivered"]
     assert sorted(job_sizes(jobs)) == [("L1", 1), ("L1", 2)]
 
@@ -691,8 +720,8 @@ async def test_failed_merged_job_fails_each_of_its_events(
     router.post("/api/profile-subscription-bulk-create-jobs").respond(
         status, json=error_body(status, "invalid", "bad list")
     )
-    events = [EventPlan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(3)]
-    outcomes = await client.deliver_batch(events)
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(3)]
+    outcomes = await deliver_batch(client, events)
     assert [o.status for o in outcomes] == [expected] * 3
     assert all(o.error is not None and o.error["klaviyo_status"] == status for o in outcomes)
 
@@ -702,10 +731,10 @@ async def test_batch_precomputed_error_is_rejected_without_sending(
 ) -> None:
     router.post("/api/events").respond(202)
     events = [
-        EventPlan("A", error=InvalidEvent("bad event", field="type")),
-        EventPlan("A", [event()]),
+        plan("A", error=InvalidEvent("bad event", field="type")),
+        plan("A", [event()]),
     ]
-    outcomes = await client.deliver_batch(events)
+    outcomes = await deliver_batch(client, events)
     assert outcomes[0].status == "rejected"
     assert outcomes[0].error is not None
     assert outcomes[0].error["field"] == "type"
@@ -717,7 +746,7 @@ async def test_batch_holds_a_users_later_events_after_a_retryable_failure(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
     route = router.post("/api/events").respond(503)
-    outcomes = await client.deliver_batch([EventPlan("A", [event("1")]), EventPlan("A", [event()])])
+    outcomes = await deliver_batch(client, [plan("A", [event("1")]), plan("A", [event()])])
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert outcomes[1].requests == []
     assert outcomes[1].error is not None
@@ -747,15 +776,15 @@ async def test_api_key_never_in_logs_errors_or_outcomes(
         side_effect=httpx.ConnectError("refused")
     )
     outcomes = [
-        await client.deliver([klaviyo.create_profile(BOTH_IDS_BODY)]),
-        await client.deliver([event()]),
-        await client.deliver([subscription("L1", "a@b.co")]),
+        await deliver(client, [planned.create_profile(BOTH_IDS_BODY)]),
+        await deliver(client, [event()]),
+        await deliver(client, [subscription("L1", "a@b.co")]),
     ]
     caught: list[KlaviyoRejected | KlaviyoUnavailable] = []
     for request in (event(), subscription("L1", "x")):
         router.post("/api/events").respond(401, json=error_body(401, "not_authenticated", KEY))
         try:
-            await client.send(request)
+            await send(client, request)
         except (KlaviyoRejected, KlaviyoUnavailable) as exc:
             caught.append(exc)
     assert len(caught) == 2

@@ -20,21 +20,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from klaviyo_destination.errors import DestinationError
-from klaviyo_destination.klaviyo import (
+from klaviyo_destination.ingest import parse_config
+from klaviyo_destination.ingest.body import events_of, parse_json
+from klaviyo_destination.js import JsonObject
+from klaviyo_destination.mapping import merge_subscriptions
+from klaviyo_destination.pipeline import plan_events
+from klaviyo_destination.planned import (
     EVENTS_PATH,
     PROFILES_PATH,
     SUBSCRIPTIONS_PATH,
-    JsonObject,
     PlannedRequest,
 )
-from klaviyo_destination.mapping import merge_subscriptions, transform
-from klaviyo_destination.payload import events_of, parse_json
-from klaviyo_destination.router import route
-from klaviyo_destination.rudder import parse_config
-from klaviyo_destination.rudder_protocol import process
-from klaviyo_destination.service import plan_all
+from klaviyo_destination.protocol import process, route
 
 from .conformance import ScriptedLookup
+from .planning import plan_or_raise
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 MAX_DEPTH = 64  # the service's default MAX_JSON_DEPTH: deeper bodies never reach the mapping
@@ -265,7 +265,7 @@ def check_planned(requests: Any) -> None:
 
 def transform_or_reject(event: Any, config: Any) -> list[PlannedRequest] | None:
     try:
-        return transform(event, parse_config(config))
+        return plan_or_raise(event, parse_config(config))
     except DestinationError as error:
         rejected = error
     orjson.dumps(rejected.to_dict())
@@ -343,7 +343,7 @@ def test_body_to_plans_never_crashes(raw: bytes, config: JsonObject) -> None:
         events = events_of(parse_json(raw, max_depth=MAX_DEPTH), max_events=1000)
     except DestinationError:
         return
-    planned = plan_all(events.items, parse_config(config))
+    planned = plan_events(events.items, parse_config(config))
     assert len(planned) == len(events.items)
     for item in planned:
         assert (item.error is None) != (not item.requests)

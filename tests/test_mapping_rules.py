@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from klaviyo_destination.errors import DestinationError
-from klaviyo_destination.mapping import transform
-from klaviyo_destination.rudder import parse_config
+from klaviyo_destination.ingest import parse_config
+
+from .planning import as_row, plan_or_raise
 
 CASES_DIR = Path(__file__).parent / "cases"
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -59,13 +60,13 @@ def test_case_file_shape(path: Path) -> None:
 def test_mapping_rule(row: Row) -> None:
     if "error" in row:
         with pytest.raises(DestinationError) as caught:
-            transform(row["event"], parse_config({"privateApiKey": "pk_test", **row["config"]}))
+            plan_or_raise(row["event"], parse_config({"privateApiKey": "pk_test", **row["config"]}))
         error = caught.value
         assert {"message": error.message, "field": error.field, "status": error.status} == (
             row["error"]
         )
         return
     config = parse_config({"privateApiKey": "pk_test", **row["config"]})
-    got = [request.as_dict() for request in transform(row["event"], config)]
+    got = [as_row(request) for request in plan_or_raise(row["event"], config)]
     assert got == row["requests"]
     assert _as_json(got) == _as_json(row["requests"])

@@ -15,11 +15,11 @@ from typing import Any, Final
 import pytest
 from jsonschema import Draft4Validator
 
-from klaviyo_destination.klaviyo import PlannedRequest, patch_profile
-from klaviyo_destination.mapping import transform
-from klaviyo_destination.rudder import parse_config
+from klaviyo_destination.ingest import parse_config
+from klaviyo_destination.planned import PlannedRequest, patch_profile
 
 from .conformance import CASES_DIR, expected_of
+from .planning import plan_or_raise
 from .schemas import load, validator
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def validators() -> dict[str, Draft4Validator]:
 def test_planned_bodies_match_klaviyos_schema(
     event: dict[str, Any], config: dict[str, Any], validators: dict[str, Draft4Validator]
 ) -> None:
-    planned = transform(event, parse_config({"privateApiKey": "pk_test", **config}))
+    planned = plan_or_raise(event, parse_config({"privateApiKey": "pk_test", **config}))
     assert planned
     for request in planned:
         sent = [request, patch_profile(request, "01GW3PHVY0MTCDGS0A1612HARX")]

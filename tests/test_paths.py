@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from klaviyo_destination.mapping.js import MISSING, js_number, kept, parse_float, truthy
+from klaviyo_destination.js import MISSING, js_number, kept, parse_float, truthy
 from klaviyo_destination.mapping.paths import Path, flatten, set_path, walk
 
 # --- §1 truthy and kept ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""resolve_identify (spec §6.7-§6.9, Q9): the create-call answer table, expectations by hand."""
+"""resolve_identify (docs/mapping.md §6.7-§6.9, Q9): the create-call answers, expected by hand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from klaviyo_destination.errors import ProfileLookupError
-from klaviyo_destination.klaviyo import PlannedRequest
-from klaviyo_destination.profile_lookup import resolve_identify
+from klaviyo_destination.planned import PlannedEvent, PlannedRequest
+from klaviyo_destination.protocol.lookup import ProfileLookupError, resolve_identify
+
+from .planning import as_row
 
 ATTRIBUTES = {"external_id": "u1", "email": "a@b.co"}
 CREATE = PlannedRequest(
@@ -121,9 +122,10 @@ def test_resolved(
     requests: list[dict[str, Any]],
     mark: str | None,
 ) -> None:
-    planned = [CREATE, SUBSCRIBE] if with_sub else [CREATE]
+    planned = PlannedEvent("m1", "identify", "u1", [CREATE, SUBSCRIBE] if with_sub else [CREATE])
     resolved = resolve_identify(planned, status, body, filter_code=filter_code)
-    got = [request.as_dict() for request in resolved.requests]
+    assert resolved.error is None
+    got = [as_row(request) for request in resolved.requests]
     assert got == requests
     assert json.dumps(got) == json.dumps(requests)  # data.id comes after attributes
     assert resolved.suppressed == mark
@@ -176,9 +178,11 @@ FAILED = [
 )
 def test_failed(status: int, body: Any, http_status: int, kind: str, message: str | None) -> None:
     """§6.7: no id → network error; 201/409 without id become 500; others keep their status."""
-    with pytest.raises(ProfileLookupError) as caught:
-        resolve_identify([CREATE, SUBSCRIBE], status, body, filter_code=True)
-    error = caught.value
+    planned = PlannedEvent("m1", "identify", "u1", [CREATE, SUBSCRIBE])
+    resolved = resolve_identify(planned, status, body, filter_code=True)
+    error = resolved.error
+    assert isinstance(error, ProfileLookupError)
+    assert resolved.requests == []
     assert (error.http_status, error.error_kind, error.category) == (http_status, kind, "network")
     if message is not None:
         assert error.message == message

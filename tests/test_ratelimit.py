@@ -10,8 +10,13 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from klaviyo_destination.klaviyo import Endpoint
-from klaviyo_destination.ratelimit import EndpointLimiter, RateLimited, RateLimiter, retry_after
+from klaviyo_destination.klaviyo.ratelimit import (
+    EndpointLimiter,
+    RateLimited,
+    RateLimiter,
+    retry_after,
+)
+from klaviyo_destination.planned import Endpoint
 from klaviyo_destination.settings import Settings
 
 from .fakes import FakeClock
@@ -23,6 +28,12 @@ def max_in_any_window(stamps: Sequence[float], period: float) -> int:
     return max(sum(1 for t in stamps if start <= t < start + period) for start in stamps)
 
 
+async def acquire(limit: EndpointLimiter, max_wait: float | None = None) -> None:
+    """A slot for an instant request."""
+    async with limit.slot(max_wait=max_wait):
+        pass
+
+
 def limiter(clock: FakeClock, burst: int, steady: int) -> EndpointLimiter:
     return EndpointLimiter(burst, steady, clock=clock, sleep=clock.sleep)
 
@@ -32,7 +43,7 @@ async def test_never_more_than_burst_or_steady_per_window() -> None:
     limit = limiter(clock, burst=3, steady=5)
     stamps = []
     for _ in range(17):
-        await limit.acquire()
+        await acquire(limit)
         stamps.append(clock.now)
     assert max_in_any_window(stamps, 1.0) == 3
     assert max_in_any_window(stamps, 60.0) == 5
@@ -47,7 +58,7 @@ async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
     stamps: list[float] = []
 
     async def one() -> None:
-        await limit.acquire()
+        await acquire(limit)
         stamps.append(clock.now)
 
     async with asyncio.TaskGroup() as group:
@@ -60,9 +71,9 @@ async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
 async def test_max_wait_raises_with_the_wait_instead_of_sleeping() -> None:
     clock = FakeClock(1000.0)
     limit = limiter(clock, burst=1, steady=100)
-    await limit.acquire()
+    await acquire(limit)
     with pytest.raises(RateLimited) as caught:
-        await limit.acquire(max_wait=0.5)
+        await acquire(limit, max_wait=0.5)
     assert caught.value.wait == pytest.approx(1.0)
     assert clock.sleeps == []
 
@@ -71,7 +82,7 @@ async def test_remaining_zero_holds_the_endpoint_until_reset() -> None:
     clock = FakeClock(1000.0)
     limit = limiter(clock, burst=100, steady=100)
     limit.observe(httpx.Headers({"RateLimit-Remaining": "0", "RateLimit-Reset": "7"}))
-    await limit.acquire()
+    await acquire(limit)
     assert clock.sleeps == [pytest.approx(7.0)]
 
 
@@ -88,7 +99,7 @@ async def test_other_ratelimit_headers_do_not_hold(headers: dict[str, str]) -> N
     clock = FakeClock(1000.0)
     limit = limiter(clock, burst=100, steady=100)
     limit.observe(httpx.Headers(headers))
-    await limit.acquire()
+    await acquire(limit)
     assert clock.sleeps == []
 
 
@@ -98,7 +109,7 @@ async def test_hold_is_honoured_and_ignores_nonsense() -> None:
     limit.hold(float("nan"))
     limit.hold(-3)
     limit.hold(2.5)
-    await limit.acquire()
+    await acquire(limit)
     assert clock.sleeps == [pytest.approx(2.5)]
 
 
@@ -106,12 +117,12 @@ async def test_one_limiter_per_endpoint_from_settings() -> None:
     clock = FakeClock(1000.0)
     settings = Settings(profiles_rate_burst=1, events_rate_burst=2)
     limits = RateLimiter.from_settings(settings, clock=clock, sleep=clock.sleep)
-    await limits[Endpoint.PROFILES].acquire()
-    await limits[Endpoint.SUBSCRIPTIONS].acquire()
-    await limits[Endpoint.EVENTS].acquire()
-    await limits[Endpoint.EVENTS].acquire()
+    await acquire(limits[Endpoint.PROFILES])
+    await acquire(limits[Endpoint.SUBSCRIPTIONS])
+    await acquire(limits[Endpoint.EVENTS])
+    await acquire(limits[Endpoint.EVENTS])
     assert clock.sleeps == []  # separate quotas: nobody waited
-    await limits[Endpoint.PROFILES].acquire()
+    await acquire(limits[Endpoint.PROFILES])
     assert clock.sleeps == [pytest.approx(1.0)]
 
 
@@ -146,7 +157,7 @@ async def test_a_slot_counts_until_a_period_after_the_request_completes() -> Non
     async with limit.slot(), limit.slot():
         await clock.sleep(0.5)  # both requests take half a second
     admitted_at = clock.now  # 1000.5: both answered now
-    await limit.acquire()
+    await acquire(limit)
     assert clock.now == pytest.approx(admitted_at + 1.0)
 
 
@@ -155,7 +166,7 @@ async def test_unanswered_requests_fill_the_window() -> None:
     limit = limiter(clock, burst=1, steady=100)
     async with limit.slot():
         with pytest.raises(RateLimited):
-            await limit.acquire(max_wait=0.005)
+            await acquire(limit, max_wait=0.005)
 
 
 async def test_held_within_remembers_klaviyos_wait() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from klaviyo_destination.router import route
+from klaviyo_destination.protocol import route
 
 from .conformance import ScriptedLookup
 

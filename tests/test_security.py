@@ -11,6 +11,7 @@ import asyncio
 import base64
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,11 +23,11 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
-from klaviyo_destination import auth
+from klaviyo_destination.api import auth
 from klaviyo_destination.app import create_app
-from klaviyo_destination.delivery import KlaviyoClient
 from klaviyo_destination.errors import DestinationError
-from klaviyo_destination.klaviyo import PROFILES_PATH, create_event, create_profile, subscribe
+from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
+from klaviyo_destination.planned import PROFILES_PATH, create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
 
 KEY = "pk_live_SECRET_0123456789abcdef"
@@ -309,6 +310,7 @@ async def test_error_objects_never_carry_the_key() -> None:
     async with KlaviyoClient(
         settings(max_attempts=2), transport=httpx.MockTransport(klaviyo.handler)
     ) as client:
+        session = KlaviyoSession(client, SecretStr(KEY))
         requests = [
             create_event({"metric": {"name": kind}, "profile": {}, "properties": {}})
             for kind in ("rejected", "auth-fail", "flaky", "throttle", "html")
@@ -316,7 +318,7 @@ async def test_error_objects_never_carry_the_key() -> None:
         requests += [create_profile({"data": {"attributes": {}}}), subscribe({"kind": "html"})]
         for request in requests:
             try:
-                await client.send(request)
+                await session.run_one(request, time.monotonic() + 25, [])
             except DestinationError as exc:
                 raised.append(exc)
     assert len(raised) >= 4

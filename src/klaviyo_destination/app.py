@@ -12,15 +12,16 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 
-from . import __version__, service
-from .api import router
-from .delivery import KlaviyoClient
+from . import __version__
+from .api import routes
+from .api.responses import JsonResponse
 from .errors import DestinationError
-from .metrics import DeliveryMetrics
-from .responses import JsonResponse
-from .rudder import DestinationConfig
+from .ingest.config import DestinationConfig, from_settings
+from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
+from .protocol import ProfileLookup, klaviyo_lookup
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,11 @@ class State(TypedDict):
     settings: Settings
     #: the settings as a destination config, built once: for /v1/events and the dry run
     config: DestinationConfig
-    dry_run_config: DestinationConfig
     klaviyo: KlaviyoClient
+    #: the client bound to KLAVIYO_PRIVATE_API_KEY, for /v1/events
+    session: KlaviyoSession
+    #: the protocol's identify look-up (each job brings its own key)
+    lookup: ProfileLookup
     metrics: DeliveryMetrics
     events: Counter
 
@@ -48,7 +52,7 @@ def create_app(
     """Build the service. ``transport`` replaces the network (tests, the embedded emulator);
     ``mounts`` adds sub-applications (the embedded emulator's inspection endpoints)."""
     settings = settings or Settings()
-    config = service.destination_config(settings)
+    config = from_settings(settings)
     metrics = DeliveryMetrics()
     events = Counter(
         "klaviyo_destination_events",
@@ -64,11 +68,13 @@ def create_app(
             # young generation less often (requests allocate many short-lived dicts).
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
+            key = config.private_api_key or SecretStr("")
             yield {
                 "settings": settings,
                 "config": config,
-                "dry_run_config": service.dry_run_config(config),
                 "klaviyo": klaviyo,
+                "session": KlaviyoSession(klaviyo, key),
+                "lookup": klaviyo_lookup(klaviyo),
                 "metrics": metrics,
                 "events": events,
             }
@@ -83,7 +89,7 @@ def create_app(
         lifespan=lifespan,
         default_response_class=JsonResponse,
     )
-    app.include_router(router)
+    app.include_router(routes)
     for prefix, sub_app in (mounts or {}).items():
         app.mount(prefix, sub_app)
     _install_error_handlers(app)

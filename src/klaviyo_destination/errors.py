@@ -13,7 +13,6 @@ Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's st
     │   ├── Unauthorized        401 missing or wrong webhook token
     │   ├── NotFound            404 an endpoint that is switched off
     │   └── PayloadTooLarge     413 body or batch over its limit
-    ├── ProfileLookupError      identify's inline create call gave no profile id (§6.7)
     └── KlaviyoError            Klaviyo answered, or could not be reached
         ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
         │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
@@ -26,21 +25,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import orjson
-from pydantic import SecretStr
-
-_RETIRED = (
-    "Klaviyo answered 410 Gone: API revision 2023-02-22 is retired there. Point "
-    "KLAVIYO_BASE_URL at the bundled emulator, or upgrade this service to a supported revision"
-)
-
 
 class DestinationError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     category: ClassVar[str] = "transformation"
     error_type: ClassVar[str | None] = None
-    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -78,46 +68,6 @@ class ConfigurationError(DestinationError):
     code = "configuration_error"
     category = "dataValidation"
     error_type = "configuration"
-
-
-def redact(text: str, secret: SecretStr | None) -> str:
-    """``text`` with the secret's value masked, should anything ever echo it back."""
-    value = secret.get_secret_value() if secret is not None else ""
-    return text.replace(value, "**********") if value else text
-
-
-def redact_json(value: Any, secret: SecretStr | None) -> Any:
-    """A parsed JSON answer with the secret masked in every string, keys included."""
-    text = secret.get_secret_value() if secret is not None else ""
-    if not text:
-        return value
-    raw = orjson.dumps(value)
-    encoded = orjson.dumps(text)[1:-1]  # the secret as it appears inside a JSON string
-    return orjson.loads(raw.replace(encoded, b"**********")) if encoded in raw else value
-
-
-def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[dict[str, Any]]:
-    """Klaviyo's JSON:API ``errors[]`` reduced to ``{id, code, detail, source: {pointer}}``."""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return []
-    out: list[dict[str, Any]] = []
-    for error in errors:
-        if not isinstance(error, dict):
-            continue
-        source = error.get("source")
-        pointer = source.get("pointer") if isinstance(source, dict) else None
-        out.append(
-            {
-                "id": error.get("id"),
-                "code": error.get("code"),
-                "detail": redact(detail, secret)
-                if isinstance(detail := error.get("detail"), str)
-                else detail,
-                "source": {"pointer": pointer},
-            }
-        )
-    return out
 
 
 class KlaviyoError(DestinationError):
@@ -177,7 +127,6 @@ class KlaviyoUnavailable(KlaviyoError):
     status = 503
     code = "klaviyo_unavailable"
     error_type = "retryable"
-    retryable = True
 
     def __init__(
         self,
@@ -191,31 +140,6 @@ class KlaviyoUnavailable(KlaviyoError):
         super().__init__(message, klaviyo_status=klaviyo_status, klaviyo_errors=klaviyo_errors)
         self.retry_after = retry_after
         self.throttled = throttled
-
-
-def klaviyo_rejection(status: int, body: Any, *, secret: SecretStr | None) -> KlaviyoRejected:
-    """The permanent error for a final non-2xx answer; its message says what to fix."""
-    errors = klaviyo_errors(body, secret=secret)
-    first = errors[0] if errors else {}
-    detail = first.get("detail") or _excerpt(body)
-    code = f" {first['code']}" if first.get("code") else ""
-    cls: type[KlaviyoRejected] = KlaviyoRejected
-    if status == 410:
-        cls, message = KlaviyoRevisionRetired, _RETIRED
-    elif status in (401, 403):
-        cls = KlaviyoAuthRejected
-        message = f"Klaviyo rejected the private API key ({status}{code}): {detail}"
-    else:
-        message = f"Klaviyo rejected the request ({status}{code}): {detail}"
-    pointer = first["source"]["pointer"] if errors else None
-    return cls(redact(message, secret), field=pointer, klaviyo_status=status, klaviyo_errors=errors)
-
-
-def _excerpt(body: Any) -> str:
-    if body in (None, ""):
-        return "empty body"
-    text = body if isinstance(body, str) else repr(body)
-    return text[:200]
 
 
 class RequestError(DestinationError):
@@ -241,33 +165,3 @@ class NotFound(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
-
-
-def js_stringify(value: Any) -> str:
-    """``JSON.stringify``: compact, non-ASCII kept as is."""
-    return orjson.dumps(value).decode()
-
-
-class ProfileLookupError(DestinationError):
-    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
-
-    code: ClassVar[str] = "profile_lookup_failed"
-    category: ClassVar[str] = "network"
-
-    def __init__(self, status: int, body: Any) -> None:
-        text = js_stringify(body)
-        message = js_stringify(
-            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
-        )
-        super().__init__(message, field=None)
-        self._status = status
-
-    @property
-    def http_status(self) -> int:
-        return self._status
-
-    @property
-    def error_kind(self) -> str:
-        if 500 <= self._status < 600:
-            return "retryable"
-        return "throttled" if self._status == 429 else "aborted"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .klaviyo import DEFAULT_BASE_URL
+from .planned import DEFAULT_BASE_URL
 
 
 class Settings(BaseSettings):

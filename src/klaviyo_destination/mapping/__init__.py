@@ -1,27 +1,19 @@
-"""Pure mapping: a RudderStack event and a destination config in, planned Klaviyo requests out."""
+"""Pure mapping: a typed event and a destination config in, planned Klaviyo requests out.
+
+No I/O and no settings: what each event type becomes is described in docs/mapping.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, assert_never
+from typing import assert_never
 
-from ..errors import ConfigurationError
-from ..klaviyo import PlannedRequest
-from ..rudder import (
-    DestinationConfig,
-    Event,
-    Group,
-    Identify,
-    Screen,
-    Track,
-    check_api_version,
-    event_type_as_sent,
-    parse_event,
-)
+from ..ingest.config import DestinationConfig
+from ..ingest.events import Event, Group, Identify, Screen, Track
+from ..planned import PlannedRequest
 from . import group, identify, track
 from .batching import merge_subscriptions
 
-__all__ = ["merge_subscriptions", "plan", "transform"]
+__all__ = ["merge_subscriptions", "plan"]
 
 
 def plan(event: Event, config: DestinationConfig) -> list[PlannedRequest]:
@@ -35,14 +27,3 @@ def plan(event: Event, config: DestinationConfig) -> list[PlannedRequest]:
             return group.plan(event, config)
         case _:
             assert_never(event)
-
-
-def transform(message: Mapping[str, Any], config: DestinationConfig) -> list[PlannedRequest]:
-    """Validate and plan one raw event, checking in the reference's order (§2)."""
-    check_api_version(config)
-    event_type = event_type_as_sent(message)
-    if config.private_api_key is None or not config.private_api_key.get_secret_value():
-        raise ConfigurationError(
-            f"Private API Key is a required field for {event_type} events", field="privateApiKey"
-        )
-    return plan(parse_event(message), config)

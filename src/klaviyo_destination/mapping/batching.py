@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
-from .. import klaviyo
-from ..klaviyo import MAX_SUBSCRIPTIONS_PER_JOB, PlannedRequest
+from .. import planned
+from ..planned import MAX_SUBSCRIPTIONS_PER_JOB, PlannedRequest
 
 K = TypeVar("K", bound=Hashable)
 
@@ -23,7 +23,7 @@ def merge_subscriptions(
     """
     groups: dict[str, list[tuple[K, PlannedRequest]]] = {}
     for key, request in jobs:
-        groups.setdefault(_group_key(klaviyo.subscription_list_id(request)), []).append(
+        groups.setdefault(_group_key(planned.subscription_list_id(request)), []).append(
             (key, request)
         )
     merged: list[tuple[PlannedRequest, list[K]]] = []
@@ -36,7 +36,7 @@ def merge_subscriptions(
 
 
 def _merge(first: PlannedRequest, requests: list[PlannedRequest]) -> PlannedRequest:
-    subscriptions = [sub for request in requests for sub in klaviyo.subscriptions_of(request)]
+    subscriptions = [sub for request in requests for sub in planned.subscriptions_of(request)]
     data = first.body["data"]
     attributes = {**data["attributes"], "subscriptions": subscriptions}
     return PlannedRequest(first.method, first.path, {"data": {**data, "attributes": attributes}})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..errors import InvalidEvent
-from ..klaviyo import PlannedRequest
-from ..rudder import DestinationConfig, Group
-from .js import truthy
+from ..ingest.config import DestinationConfig
+from ..ingest.events import Group
+from ..js import truthy
+from ..planned import PlannedRequest
 from .subscription import build_subscription, subscription_settings
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .. import klaviyo
+from .. import planned
 from ..errors import InvalidEvent
-from ..klaviyo import PlannedRequest
-from ..rudder import DestinationConfig, Identify, JsonObject
+from ..ingest.config import DestinationConfig
+from ..ingest.events import Identify
+from ..js import MISSING, JsonObject, truthy
+from ..planned import PlannedRequest
 from .fields import PROFILE_ATTRIBUTES, USER_ID
-from .js import MISSING, truthy
 from .lookups import custom_traits, drop_nulls, lookup, map_event
 from .paths import flatten, set_path
 from .subscription import build_subscription, subscription_settings
@@ -35,7 +36,7 @@ def plan(event: Identify, config: DestinationConfig) -> list[PlannedRequest]:
         properties = flatten(properties)
     if properties:
         attributes["properties"] = properties
-    requests = [klaviyo.create_profile({"data": {"type": "profile", "attributes": attributes}})]
+    requests = [planned.create_profile({"data": {"type": "profile", "attributes": attributes}})]
     settings = subscription_settings(traits)
     list_id = settings.get("listId") if truthy(settings.get("listId")) else config.list_id
     if truthy(settings.get("subscribe")) and truthy(list_id):

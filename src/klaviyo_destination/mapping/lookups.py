@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InvalidEvent
-from ..rudder import JsonObject, RudderEvent
+from ..ingest.events import RudderEvent
+from ..js import MISSING, JsonObject, js_number, kept, parse_float
 from .fields import EXCLUDED_TRAIT_KEYS, Rule
-from .js import MISSING, js_number, kept, parse_float
 from .paths import UNSAFE_KEYS, Path, PathList, set_path, walk
 
 

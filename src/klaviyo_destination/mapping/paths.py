@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import InvalidEvent
-from .js import MISSING, truthy
+from ..js import MISSING, truthy
 
 UNSAFE_KEYS: Final = frozenset({"__proto__", "constructor", "prototype"})
 #: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import klaviyo
-from ..klaviyo import PlannedRequest
-from ..rudder import DestinationConfig, JsonObject, RudderEvent
+from .. import planned
+from ..ingest.config import DestinationConfig
+from ..ingest.events import RudderEvent
+from ..js import MISSING, JsonObject, truthy
+from ..planned import PlannedRequest
 from .fields import CHANNELS, MARKETING, PHONE, SUBSCRIPTION_EMAIL
-from .js import MISSING, truthy
 from .lookups import drop_nulls, lookup
 
 
@@ -35,7 +36,7 @@ def build_subscription(
     if list_id is not MISSING:
         attributes["list_id"] = list_id
     attributes["subscriptions"] = [drop_nulls({k: v for k, v in entry.items() if v is not MISSING})]
-    return klaviyo.subscribe(attributes)
+    return planned.subscribe(attributes)
 
 
 def _channels(settings: JsonObject, config: DestinationConfig) -> dict[str, list[str]] | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import klaviyo
+from .. import planned
 from ..errors import InvalidEvent
-from ..klaviyo import PlannedRequest
-from ..rudder import DestinationConfig, JsonObject, Screen, Track
+from ..ingest.config import DestinationConfig
+from ..ingest.events import Screen, Track
+from ..js import MISSING, JsonObject, truthy
+from ..planned import PlannedRequest
 from .fields import (
     ECOMMERCE_EVENTS,
     EVENT_PROFILE,
@@ -21,7 +23,6 @@ from .fields import (
     Rule,
 )
 from .identify import NO_EMAIL_OR_PHONE
-from .js import MISSING, truthy
 from .lookups import (
     custom_traits,
     lookup,
@@ -52,7 +53,7 @@ def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedReques
     if truthy(event.message_id):
         # D1: Klaviyo deduplicates on profile + metric + unique_id, so a replay counts once.
         attributes["unique_id"] = str(event.message_id)
-    return [klaviyo.create_event(attributes)]
+    return [planned.create_event(attributes)]
 
 
 def _ecommerce(properties: JsonObject, metric: str, table: tuple[Rule, ...]) -> JsonObject:

@@ -8,8 +8,8 @@ import hmac
 
 from starlette.requests import Request
 
-from .errors import Unauthorized
-from .settings import Settings
+from ..errors import Unauthorized
+from ..settings import Settings
 
 
 def check_token(request: Request, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""``POST /routerTransform``: rudder-server's batched protocol (spec §12), with Q1 fixed.
+"""``POST /routerTransform``: rudder-server's batched protocol (docs/mapping.md §12), Q1 fixed.
 
 Events are grouped by destination, split into type-chunks that keep each user's order, and
 within a chunk subscription jobs to the same list are merged (≤ 100 profiles). Each identify
@@ -7,19 +7,18 @@ PATCH travels in the batched output that holds its own subscription (Q1 fix).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import SecretStr
 
-from .errors import DestinationError
-from .klaviyo import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, JsonObject, PlannedRequest
-from .mapping import merge_subscriptions
-from .profile_lookup import ProfileLookup, Resolved
-from .rudder import check_api_version, parse_config
-from .rudder_protocol import Job, envelope, stat_tags, transform_jobs
+from ..errors import DestinationError
+from ..ingest.config import check_api_version, parse_config
+from ..js import JsonObject
+from ..mapping import merge_subscriptions
+from ..planned import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, PlannedEvent, PlannedRequest
+from .envelopes import envelope, router_error
+from .jobs import Job, plan_jobs
+from .lookup import ProfileLookup
 
 INVALID_EVENT_ARRAY = {
     "metadata": [{"destType": "klaviyo"}],
@@ -29,11 +28,8 @@ INVALID_EVENT_ARRAY = {
 }
 
 
-@dataclass(slots=True)
-class _Done:
-    job: Job
-    resolved: Resolved
-    key: SecretStr
+#: A job and what became of it.
+_Done = tuple[Job, PlannedEvent]
 
 
 async def route(
@@ -67,7 +63,7 @@ async def _route_group(
     try:
         check_api_version(parse_config(jobs[0].config))
     except DestinationError as error:
-        return [_error_output(error, [job.metadata for job in jobs], destination)]
+        return [router_error(error, [job.metadata for job in jobs], destination)]
     # The first event's destination serves the whole group, as in the reference.
     jobs = [Job(job.message, job.metadata, destination) for job in jobs]
     successes: list[JsonObject] = []
@@ -103,13 +99,13 @@ async def _transform_chunk(
 ) -> tuple[list[_Done], list[JsonObject]]:
     done: list[_Done] = []
     failed: list[JsonObject] = []
-    for job, result in zip(
-        chunk, await transform_jobs(chunk, lookup, filter_code=filter_code), strict=True
+    for job, event in zip(
+        chunk, await plan_jobs(chunk, lookup, filter_code=filter_code), strict=True
     ):
-        if isinstance(result, DestinationError):
-            failed.append(_error_output(result, [job.metadata], job.destination))
+        if event.error is not None:
+            failed.append(router_error(event.error, [job.metadata], job.destination))
         else:
-            done.append(_Done(job, *result))
+            done.append((job, event))
     return done, failed
 
 
@@ -118,23 +114,23 @@ def _is_subscription(request: PlannedRequest) -> bool:
 
 
 def _chunk_outputs(done: list[_Done], destination: Any, base_url: str) -> list[JsonObject]:
-    subscribed = [d for d in done if _is_subscription(d.resolved.requests[-1])]
-    singles = [d for d in done if not _is_subscription(d.resolved.requests[-1])]
+    subscribed = [d for d in done if _is_subscription(d[1].requests[-1])]
+    singles = [d for d in done if not _is_subscription(d[1].requests[-1])]
     by_index = dict(enumerate(subscribed))
-    merged = merge_subscriptions([(i, d.resolved.requests[-1]) for i, d in by_index.items()])
+    merged = merge_subscriptions([(i, event.requests[-1]) for i, (_, event) in by_index.items()])
     outputs: list[JsonObject] = []
     for request, indexes in merged:
         members = [by_index[i] for i in indexes]
-        key = members[0].key
+        key = members[0][0].api_key
         # Q1 fixed: each member's PATCH rides with its own subscription job, after it.
-        patches = [r for m in members for r in m.resolved.requests[:-1]]
+        patches = [r for _, event in members for r in event.requests[:-1]]
         outputs.append(
             {
                 "batchedRequest": [
                     envelope(r, key, processor=False, base_url=base_url)
                     for r in [request, *patches]
                 ],
-                "metadata": [m.job.metadata for m in members],
+                "metadata": [job.metadata for job, _ in members],
                 "batched": True,
                 "statusCode": 200,
                 "destination": destination,
@@ -145,26 +141,16 @@ def _chunk_outputs(done: list[_Done], destination: Any, base_url: str) -> list[J
 
 
 def _single_output(done: _Done, destination: Any, base_url: str) -> JsonObject:
+    job, event = done
     output: JsonObject = {
         "batchedRequest": envelope(
-            done.resolved.requests[0], done.key, processor=False, base_url=base_url
+            event.requests[0], job.api_key, processor=False, base_url=base_url
         ),
-        "metadata": [done.job.metadata],
+        "metadata": [job.metadata],
         "batched": False,
         "statusCode": 200,
         "destination": destination,
     }
-    if done.resolved.suppressed is not None:
-        output.update(statusCode=299, error=done.resolved.suppressed)
+    if event.suppressed is not None:
+        output.update(statusCode=299, error=event.suppressed)
     return output
-
-
-def _error_output(error: DestinationError, metadata: Sequence[Any], destination: Any) -> JsonObject:
-    return {
-        "metadata": list(metadata),
-        "batched": False,
-        "statusCode": error.http_status,
-        "error": error.message,
-        "statTags": stat_tags(error, metadata[0] if metadata else None, feature="router"),
-        "destination": destination,
-    }

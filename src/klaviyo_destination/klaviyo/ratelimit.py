@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .klaviyo import Endpoint
-from .settings import Settings
+from ..planned import Endpoint
+from ..settings import Settings
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -103,13 +103,6 @@ class EndpointLimiter:
 
     def _wait(self, now: float) -> float:
         return max(self._hold_until - now, *(window.wait(now) for window in self._windows))
-
-    async def acquire(self, max_wait: float | None = None) -> None:
-        """Wait for a slot for an instant request; :class:`RateLimited` past ``max_wait``."""
-        await self._admit(max_wait)
-        now = self._clock()
-        for window in self._windows:
-            window.record(now)
 
     @asynccontextmanager
     async def slot(self, max_wait: float | None = None) -> AsyncIterator[None]:

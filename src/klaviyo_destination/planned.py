@@ -1,7 +1,7 @@
-"""Outbound side: Klaviyo endpoints at revision 2023-02-22 and the planned-request model.
+"""What the mapping produces: planned Klaviyo requests, and one planned event.
 
 A ``PlannedRequest`` carries no headers: authentication and ``revision`` are added by the
-delivery client (``delivery.py``), so nothing produced by the mapping can leak a key.
+Klaviyo client (``klaviyo/headers.py``), so nothing produced by the mapping can leak a key.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pydantic import SecretStr
+from .errors import DestinationError
+from .js import JsonObject
 
 REVISION: Final = "2023-02-22"
 DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
@@ -19,10 +20,10 @@ PROFILES_PATH: Final = "/api/profiles"
 EVENTS_PATH: Final = "/api/events"
 SUBSCRIPTIONS_PATH: Final = "/api/profile-subscription-bulk-create-jobs"
 
+#: What an upsert does after a 409, as the dry run and the golden tables show it.
+ON_CONFLICT: Final = "PATCH /api/profiles/{duplicate_profile_id} with data.id set"
 #: Klaviyo accepts at most this many profiles in one subscription bulk job.
 MAX_SUBSCRIPTIONS_PER_JOB: Final = 100
-
-JsonObject = dict[str, Any]
 
 
 class Endpoint(StrEnum):
@@ -55,13 +56,6 @@ class PlannedRequest:
         if self.path.startswith(EVENTS_PATH):
             return Endpoint.EVENTS
         return Endpoint.SUBSCRIPTIONS
-
-    def as_dict(self) -> JsonObject:
-        """JSON-ready form used by the dry run and the tests."""
-        out: JsonObject = {"method": self.method, "path": self.path, "body": self.body}
-        if self.upsert:
-            out["on_conflict"] = "PATCH /api/profiles/{duplicate_profile_id}"
-        return out
 
 
 def create_profile(body: JsonObject) -> PlannedRequest:
@@ -97,11 +91,22 @@ def subscriptions_of(request: PlannedRequest) -> list[JsonObject]:
     return subs
 
 
-def auth_headers(api_key: SecretStr) -> dict[str, str]:
-    """The four headers of every Klaviyo call, spelled as the reference emits them (§4)."""
-    return {
-        "Authorization": f"Klaviyo-API-Key {api_key.get_secret_value()}",
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "revision": REVISION,
-    }
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """One input event after mapping: who it is for, and its requests or why it can't be sent.
+
+    ``message_id`` and ``type`` are echoed in answers as the caller sent them (an invalid event
+    still has them); ``user_key`` keeps one user's events in order during delivery.
+    ``suppressed`` is the rudder-server protocol's 299 mark (docs/mapping.md §6.9).
+    """
+
+    message_id: Any
+    type: Any
+    user_key: str
+    requests: list[PlannedRequest] = field(default_factory=list)
+    error: DestinationError | None = None
+    suppressed: str | None = None
+
+    @property
+    def header(self) -> JsonObject:
+        return {"messageId": self.message_id, "type": self.type}

@@ -1,4 +1,4 @@
-"""Reading inbound bodies: size limit, JSON, nesting depth, and the three event-list shapes."""
+"""Inbound bodies as JSON: parsing, the nesting-depth limit, and the three event-list shapes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
-from .errors import BadRequest, PayloadTooLarge
+from ..errors import BadRequest, PayloadTooLarge
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,27 +16,6 @@ class Events:
 
     items: list[Any]
     single: bool
-
-
-async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
-    """The request's JSON body, refusing it early when it grows past ``max_bytes``."""
-    declared = request.headers.get("content-length")
-    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
-    if (
-        declared
-        and declared.isascii()
-        and declared.isdigit()
-        and (len(declared) > 18 or int(declared) > max_bytes)
-    ):
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-        chunks.append(chunk)
-    return parse_json(b"".join(chunks), max_depth=max_depth)
 
 
 def parse_json(raw: bytes, *, max_depth: int) -> Any:

@@ -1,12 +1,11 @@
-"""What delivery reports: one :class:`Outcome` per event, and the plan of one event of a batch."""
+"""What delivery reports: one :class:`Outcome` per event, with the requests it sent."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import DestinationError, KlaviyoUnavailable
-from .klaviyo import PlannedRequest
+from ..errors import DestinationError, KlaviyoUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +31,3 @@ class Outcome:
         if not isinstance(exc, KlaviyoUnavailable):
             return cls("rejected", requests, error)
         return cls("failed", requests, error, exc.retry_after, exc.throttled)
-
-
-@dataclass(frozen=True, slots=True)
-class EventPlan:
-    """One event of a batch: its user (order is kept per user) and its planned requests."""
-
-    user_key: str
-    requests: list[PlannedRequest] = field(default_factory=list)
-    error: DestinationError | None = None  # mapping failed: rejected without sending

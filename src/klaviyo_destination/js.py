@@ -1,4 +1,4 @@
-"""JavaScript value semantics the reference transformer relies on (spec Part B §1).
+"""JavaScript value semantics the reference transformer relies on (docs/mapping.md §1).
 
 The reference is JavaScript, so "is this value there?" follows JS truthiness, where ``{}``,
 ``[]``, ``"0"`` and ``"false"`` are true and ``0``/``""`` are false. Python's rules differ, so
@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, Final
+
+#: A JSON object as parsed from a request or built for one.
+JsonObject = dict[str, Any]
 
 
 class _Missing:

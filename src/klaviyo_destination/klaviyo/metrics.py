@@ -1,4 +1,4 @@
-"""Prometheus metrics of the Klaviyo delivery client.
+"""Prometheus metrics of the Klaviyo client.
 
 Each :class:`DeliveryMetrics` owns its registry instead of using prometheus-client's global
 one: several apps (and every test) can then build their own without "Duplicated timeseries"

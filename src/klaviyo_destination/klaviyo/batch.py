@@ -1,21 +1,24 @@
-"""Delivering a batch: per-user order, bounded concurrency, merged subscription jobs."""
+"""Delivering a batch of planned events: per-user order, bounded concurrency, merged jobs."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from pydantic import SecretStr
+from ..errors import KlaviyoError, KlaviyoUnavailable
+from ..mapping import merge_subscriptions
+from ..planned import Endpoint, PlannedEvent, PlannedRequest, subscriptions_of
+from .outcomes import Outcome, SentRequest
 
-from .errors import KlaviyoError, KlaviyoUnavailable
-from .klaviyo import Endpoint, PlannedRequest, subscriptions_of
-from .mapping import merge_subscriptions
-from .outcomes import EventPlan, Outcome, SentRequest
 
-if TYPE_CHECKING:
-    from .delivery import KlaviyoClient
+class Sender(Protocol):
+    """What a batch needs to send one planned request (``KlaviyoSession`` is one)."""
+
+    async def run_one(
+        self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
+    ) -> None: ...
 
 
 def _split_tail(requests: Sequence[PlannedRequest]) -> tuple[list[PlannedRequest], ...]:
@@ -42,7 +45,7 @@ def _jobs(parked: list[tuple[int, PlannedRequest]]) -> list[tuple[PlannedRequest
 
 
 class Batch:
-    """One ``deliver_batch`` call: per-user order, bounded concurrency, merged subscriptions.
+    """One batch of planned events: per-user order, bounded concurrency, merged subscriptions.
 
     It runs in rounds. In a round every user with events left runs them one after another
     (users concurrently, at most ``delivery_concurrency`` at once) and stops after the first
@@ -60,9 +63,9 @@ class Batch:
     """
 
     def __init__(
-        self, client: KlaviyoClient, events: Sequence[EventPlan], key: SecretStr, deadline: float
+        self, sender: Sender, events: Sequence[PlannedEvent], deadline: float, *, concurrency: int
     ) -> None:
-        self.client, self.events, self.key, self.deadline = client, events, key, deadline
+        self.sender, self.events, self.deadline = sender, events, deadline
         self.outcomes: list[Outcome | None] = [None] * len(events)
         self.sent: list[list[SentRequest]] = [[] for _ in events]
         self.queues: dict[str, deque[int]] = {}
@@ -70,7 +73,7 @@ class Batch:
             self.queues.setdefault(event.user_key, deque()).append(index)
         self.blocked: dict[str, KlaviyoUnavailable] = {}
         self.parked: list[tuple[int, PlannedRequest]] = []
-        self.semaphore = asyncio.Semaphore(client.settings.delivery_concurrency)
+        self.semaphore = asyncio.Semaphore(concurrency)
 
     async def run(self) -> list[Outcome]:
         while any(self.queues.values()):
@@ -103,7 +106,7 @@ class Batch:
         head, tail = _split_tail(event.requests)
         try:
             for request in head:
-                await self.client.run_one(request, self.key, self.deadline, self.sent[index])
+                await self.sender.run_one(request, self.deadline, self.sent[index])
         except KlaviyoError as exc:
             self._fail(index, exc)
             return False
@@ -127,7 +130,7 @@ class Batch:
         error: KlaviyoError | None = None
         async with self.semaphore:
             try:
-                await self.client.run_one(job, self.key, self.deadline, sent)
+                await self.sender.run_one(job, self.deadline, sent)
             except KlaviyoError as exc:
                 error = exc
         for index in dict.fromkeys(members):

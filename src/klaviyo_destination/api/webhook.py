@@ -1,0 +1,100 @@
+"""``/v1/events``: deliver planned events, count them, and build the answer and its status.
+
+Independent of FastAPI; ``routes.py`` calls these.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+from prometheus_client import Counter
+
+from ..ingest.config import DestinationConfig
+from ..js import JsonObject
+from ..klaviyo import KlaviyoSession, Outcome
+from ..pipeline import plan_events
+from ..planned import PlannedEvent
+
+logger = logging.getLogger(__name__)
+
+#: Retry-After for a retryable failure when neither Klaviyo nor the limiter named a wait.
+DEFAULT_RETRY_AFTER: Final = 5
+
+Delivered = Sequence[tuple[PlannedEvent, Outcome]]
+
+
+async def deliver_events(
+    messages: Sequence[Any], config: DestinationConfig, session: KlaviyoSession
+) -> list[tuple[PlannedEvent, Outcome]]:
+    planned = plan_events(messages, config)
+    outcomes = await session.deliver_batch(planned)
+    return list(zip(planned, outcomes, strict=True))
+
+
+def record(delivered: Delivered, counter: Counter) -> None:
+    """Count outcomes per event type, and log one line per request (per event at debug only)."""
+    tally = {"delivered": 0, "rejected": 0, "failed": 0}
+    for planned, outcome in delivered:
+        counter.labels(type=str(planned.type).lower(), outcome=outcome.status).inc()
+        tally[outcome.status] += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            code = (outcome.error or {}).get("code")
+            logger.debug(
+                "event %s %s: %s %s", planned.message_id, planned.type, outcome.status, code
+            )
+    logger.info(
+        "events: %d delivered, %d rejected, %d failed",
+        tally["delivered"],
+        tally["rejected"],
+        tally["failed"],
+    )
+
+
+def webhook_answer(delivered: Delivered, *, single: bool) -> tuple[JsonObject, int, dict[str, str]]:
+    """Body, HTTP status and headers of a ``/v1/events`` answer."""
+    outcomes = [outcome for _, outcome in delivered]
+    status = status_code(
+        [o.status for o in outcomes],
+        single=single,
+        throttled=any(o.throttled for o in outcomes if o.status == "failed"),
+    )
+    headers = {}
+    if (retry_after := retry_after_header(outcomes)) is not None:
+        headers["Retry-After"] = retry_after
+    results = [result_of(planned, outcome) for planned, outcome in delivered]
+    return {"results": results}, status, headers
+
+
+def result_of(planned: PlannedEvent, outcome: Outcome) -> JsonObject:
+    result: JsonObject = {**planned.header, "status": outcome.status}
+    result["requests"] = [
+        {"method": r.method, "path": r.path, "status": r.status_code} for r in outcome.requests
+    ]
+    if outcome.error is not None:
+        result["error"] = outcome.error
+    if outcome.retry_after is not None:
+        result["retry_after"] = outcome.retry_after
+    return result
+
+
+def status_code(statuses: Sequence[str], *, single: bool, throttled: bool) -> int:
+    """The HTTP status for the whole request (see the README's status table)."""
+    if "failed" in statuses:
+        return 429 if throttled else 503
+    rejected = statuses.count("rejected")
+    if rejected == 0:
+        return 200
+    if rejected == len(statuses):
+        return 400
+    return 400 if single else 207
+
+
+def retry_after_header(outcomes: Sequence[Outcome]) -> str | None:
+    waits = [o.retry_after for o in outcomes if o.status == "failed"]
+    if not waits:
+        return None
+    known = [w for w in waits if w is not None]
+    return str(max(1, math.ceil(max(known)))) if known else str(DEFAULT_RETRY_AFTER)

@@ -1,0 +1,170 @@
+"""The ``klaviyo-destination`` command: ``serve``, ``transform`` and ``emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from collections.abc import Sequence
+
+import httpx
+import orjson
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
+
+from . import logs
+from .api.dry_run import dry_run
+from .app import create_app
+from .errors import DestinationError
+from .ingest.body import events_of, parse_json
+from .ingest.config import from_settings
+from .settings import Settings
+
+#: Placeholder key in embedded mode: the emulator checks the header's shape, not the value.
+EMBEDDED_KEY = "embedded-emulator-key"
+EMBEDDED_BASE_URL = "http://emulator.embedded"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # Field and reason only: an input value could be a secret.
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        print(f"klaviyo-destination: invalid settings: {reasons}", file=sys.stderr)  # noqa: T201
+        return 2
+    result: int = args.run(args, settings)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="klaviyo-destination", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service (embedded emulator without a key)")
+    serve.add_argument("--host", default=None, help="bind address (env HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(run=_serve)
+
+    transform = commands.add_parser("transform", help="dry run: print the Klaviyo requests")
+    transform.add_argument("file", nargs="?", default="-", help="JSON file of events, - for stdin")
+    transform.set_defaults(run=_transform)
+
+    emulator = commands.add_parser("emulator", help="run the Klaviyo 2023-02-22 emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8081, help="port (default 8081)")
+    emulator.set_defaults(run=_emulator)
+    return parser
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # noqa: T201 -- start-up banner for people
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.host or ("0.0.0.0" if settings.webhook_token else "127.0.0.1")  # noqa: S104 -- only with a token
+    port = args.port or settings.port
+    if settings.webhook_token is None and not _loopback(host):
+        print(  # noqa: T201
+            f"klaviyo-destination: refusing to listen on {host} without WEBHOOK_TOKEN; "
+            "set WEBHOOK_TOKEN or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    _configure_logs(settings)
+    app = _embedded_app(settings, host, port) if settings.klaviyo_private_api_key is None else None
+    if settings.webhook_token is None:
+        _say(f"No WEBHOOK_TOKEN set: listening on loopback only ({host}:{port}).")
+    if app is not None:
+        if args.workers > 1:
+            _say("Embedded emulator: running one worker (each worker would hold its own state).")
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        return 0
+    _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
+    uvicorn.run(
+        "klaviyo_destination.cli:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,  # /v1/events logs one line per request itself
+    )
+    return 0
+
+
+def _configure_logs(settings: Settings) -> None:
+    secrets = (settings.klaviyo_private_api_key, settings.webhook_token)
+    logs.configure([secret.get_secret_value() for secret in secrets if secret is not None])
+
+
+def worker_app() -> FastAPI:
+    """The app of one uvicorn worker: a fresh process needs its own logging (and redaction)."""
+    settings = Settings()
+    _configure_logs(settings)
+    return create_app(settings)
+
+
+def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
+    from .emulator import create_emulator
+
+    emulator = create_emulator()
+    embedded = settings.model_copy(
+        update={
+            "klaviyo_private_api_key": SecretStr(EMBEDDED_KEY),
+            "klaviyo_base_url": EMBEDDED_BASE_URL,
+        }
+    )
+    url = f"http://{host}:{port}"
+    _say("No KLAVIYO_PRIVATE_API_KEY set: delivering to the embedded Klaviyo emulator.")
+    _say(f"Service:  {url}   (API docs: {url}/docs)")
+    sample = '{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1","properties":{}}'
+    _say(f"Try:      curl -s {url}/v1/events -H 'content-type: application/json' -d '{sample}'")
+    _say(f"See what arrived: curl -s {url}/emulator/__emulator/state")
+    return create_app(
+        embedded, transport=httpx.ASGITransport(app=emulator), mounts={"/emulator": emulator}
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _transform(args: argparse.Namespace, settings: Settings) -> int:
+    raw = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+    try:
+        body = parse_json(raw, max_depth=settings.max_json_depth)
+        events = events_of(body, max_events=settings.max_batch_events)
+    except DestinationError as error:
+        print(f"klaviyo-destination: {error.message}", file=sys.stderr)  # noqa: T201
+        return 2
+    results = dry_run(events.items, from_settings(settings), settings.klaviyo_base_url)
+    sys.stdout.write(orjson.dumps({"results": results}, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 1 if all(r["status"] == "rejected" for r in results) else 0
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _emulator(args: argparse.Namespace, _: Settings) -> int:
+    from .emulator.server import run
+
+    _say(
+        f"Klaviyo 2023-02-22 emulator on http://{args.host}:{args.port} (state: /__emulator/state)"
+    )
+    run(args.host, args.port)
+    return 0

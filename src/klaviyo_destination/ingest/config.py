@@ -1,0 +1,75 @@
+"""The destination config (``destination.Config``): its model, parsing and the version gate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+
+from ..errors import ConfigurationError
+from ..settings import Settings
+from .events import Model, Scalar
+
+
+class DestinationConfig(Model):
+    """``destination.Config`` with RudderStack's dashboard names and defaults."""
+
+    private_api_key: SecretStr | None = Field(default=None, alias="privateApiKey")
+    public_api_key: str | None = Field(default=None, alias="publicApiKey")
+    api_version: Any = Field(default=None, alias="apiVersion")
+    list_id: Scalar | None = Field(default=None, alias="listId")
+    consent: str | list[Any] | None = None
+    # Accepted for compatibility and deliberately unused: see D2 in docs/mapping.md.
+    sms_consent: Any = Field(default=None, alias="smsConsent")
+    enforce_email_as_primary: bool = Field(default=False, alias="enforceEmailAsPrimary")
+    flatten_properties: bool = Field(default=False, alias="flattenProperties")
+
+    @property
+    def has_key(self) -> bool:
+        return self.private_api_key is not None and bool(self.private_api_key.get_secret_value())
+
+
+def first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The first problem pydantic found, as ``(dotted field, reason)``."""
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    return prefix + field, error["msg"]
+
+
+def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
+    try:
+        return DestinationConfig.model_validate(config)
+    except ValidationError as exc:
+        field, reason = first_error(exc)
+        raise ConfigurationError(
+            f"Invalid destination config {field}: {reason}", field=field
+        ) from None
+
+
+def from_settings(settings: Settings) -> DestinationConfig:
+    """The service's settings as the destination config of ``/v1/events`` and the dry run."""
+    return DestinationConfig.model_validate(
+        {
+            "privateApiKey": settings.klaviyo_private_api_key,
+            "publicApiKey": settings.klaviyo_public_api_key,
+            "listId": settings.klaviyo_list_id,
+            "consent": list(settings.klaviyo_consent),
+            "enforceEmailAsPrimary": settings.klaviyo_enforce_email_as_primary,
+            "flattenProperties": settings.klaviyo_flatten_properties,
+        }
+    )
+
+
+def check_api_version(config: DestinationConfig) -> None:
+    """docs/mapping.md §2 step 1: only the v1 (2023-02-22) flow exists here."""
+    version = config.api_version
+    if version is None or version == "v1":
+        return
+    if version in ("v2", "v3"):
+        raise ConfigurationError(
+            f"Klaviyo apiVersion {version} is not supported by this service, which implements "
+            "revision 2023-02-22 (apiVersion v1)",
+            field="apiVersion",
+        )
+    raise ConfigurationError(f"Unsupported Klaviyo apiVersion: {version}", field="apiVersion")

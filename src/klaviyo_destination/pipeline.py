@@ -1,0 +1,36 @@
+"""One raw event through the pure stages: parse at the edge, then map (no I/O).
+
+Every front uses this: ``/v1/events`` and the dry run, the CLI, and the rudder-server protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import DestinationError
+from .ingest.config import DestinationConfig
+from .ingest.parse import parse
+from .mapping import plan
+from .planned import PlannedEvent
+
+
+def plan_event(raw: Any, config: DestinationConfig, *, require_key: bool = True) -> PlannedEvent:
+    """The planned requests of one raw event, or the error that rejects it."""
+    message = raw if isinstance(raw, dict) else {}
+    message_id, event_type = message.get("messageId"), message.get("type")
+    user_key = str(message.get("userId") or message.get("anonymousId") or "")
+    event = parse(raw, config, require_key=require_key)
+    if isinstance(event, DestinationError):
+        return PlannedEvent(message_id, event_type, user_key, error=event)
+    try:
+        requests = plan(event, config)
+    except DestinationError as error:
+        return PlannedEvent(message_id, event_type, user_key, error=error)
+    return PlannedEvent(message_id, event_type, user_key, requests)
+
+
+def plan_events(
+    raws: Sequence[Any], config: DestinationConfig, *, require_key: bool = True
+) -> list[PlannedEvent]:
+    return [plan_event(raw, config, require_key=require_key) for raw in raws]

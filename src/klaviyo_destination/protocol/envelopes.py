@@ -1,0 +1,73 @@
+"""What the protocol answers are made of: the REST envelope and the reference's error items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pydantic import SecretStr
+
+from ..errors import DestinationError
+from ..js import JsonObject
+from ..klaviyo.headers import klaviyo_headers
+from ..planned import DEFAULT_BASE_URL, PlannedRequest
+
+DEST_TYPE: Final = "KLAVIYO"
+
+
+def envelope(
+    request: PlannedRequest, key: SecretStr, *, processor: bool, base_url: str = DEFAULT_BASE_URL
+) -> JsonObject:
+    """The reference's REST envelope for one request (``userId`` only in processor mode)."""
+    out: JsonObject = {
+        "version": "1",
+        "type": "REST",
+        "method": request.method,
+        "endpoint": base_url + request.path,
+        "endpointPath": request.endpoint.value,
+        "headers": klaviyo_headers(key),
+        "params": {},
+        "body": {"JSON": request.body, "JSON_ARRAY": {}, "XML": {}, "FORM": {}},
+        "files": {},
+    }
+    if processor:
+        out["userId"] = ""
+    return out
+
+
+def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonObject:
+    """RudderStack's ``statTags`` for an error item."""
+    meta = metadata if isinstance(metadata, dict) else {}
+    tags: JsonObject = {"errorCategory": error.category}
+    kind = error.error_kind
+    if kind is not None:
+        tags["errorType"] = kind
+    tags.update(
+        destType=DEST_TYPE,
+        module="destination",
+        implementation="native",
+        feature=feature,
+        destinationId=meta.get("destinationId"),
+        workspaceId=meta.get("workspaceId"),
+    )
+    return tags
+
+
+def processor_error(error: DestinationError, metadata: Any) -> JsonObject:
+    return {
+        "metadata": metadata,
+        "statusCode": error.http_status,
+        "error": error.message,
+        "statTags": stat_tags(error, metadata, feature="processor"),
+    }
+
+
+def router_error(error: DestinationError, metadata: Sequence[Any], destination: Any) -> JsonObject:
+    return {
+        "metadata": list(metadata),
+        "batched": False,
+        "statusCode": error.http_status,
+        "error": error.message,
+        "statTags": stat_tags(error, metadata[0] if metadata else None, feature="router"),
+        "destination": destination,
+    }

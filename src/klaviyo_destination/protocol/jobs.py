@@ -1,0 +1,83 @@
+"""rudder-server's jobs: parsing one, and planning a list of them (identify look-ups included).
+
+Each job carries its own ``destination.Config``, so its own key (docs/mapping.md §11, §12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from ..errors import DestinationError, InvalidEvent
+from ..ingest.config import parse_config
+from ..pipeline import plan_event
+from ..planned import PlannedEvent
+from .lookup import ProfileLookup, resolve_identify
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One element of a processor or router request."""
+
+    message: Any
+    metadata: Any
+    destination: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, raw: Any) -> Job:
+        raw = raw if isinstance(raw, dict) else {}
+        destination = raw.get("destination")
+        return cls(
+            raw.get("message"),
+            raw.get("metadata"),
+            destination if isinstance(destination, dict) else {},
+        )
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        config = self.destination.get("Config")
+        return config if isinstance(config, dict) else {}
+
+    @property
+    def api_key(self) -> SecretStr:
+        """The key of a job whose config parsed (a string there, or nothing)."""
+        key = self.config.get("privateApiKey")
+        return SecretStr(key if isinstance(key, str) else "")
+
+
+async def plan_jobs(
+    jobs: Sequence[Job], lookup: ProfileLookup, *, filter_code: bool
+) -> list[PlannedEvent]:
+    """Plan every job, then make identify's look-ups concurrently; one result per job, in order.
+
+    Only look-ups become tasks: a batch of track events is planned without scheduling any.
+    """
+    planned = [_plan(job) for job in jobs]
+    pending = [
+        index
+        for index, event in enumerate(planned)
+        if event.error is None and event.requests[0].upsert
+    ]
+    if pending:
+        answers = await asyncio.gather(
+            *(lookup(planned[i].requests[0].body, jobs[i].api_key) for i in pending)
+        )
+        for index, (status, body) in zip(pending, answers, strict=True):
+            planned[index] = resolve_identify(planned[index], status, body, filter_code=filter_code)
+    return planned
+
+
+def _plan(job: Job) -> PlannedEvent:
+    if not isinstance(job.message, dict):
+        error = InvalidEvent("message must be a JSON object", field="message")
+        return PlannedEvent(None, None, "", error=error)
+    try:
+        config = parse_config(job.config)
+    except DestinationError as error:
+        message = job.message
+        return PlannedEvent(message.get("messageId"), message.get("type"), "", error=error)
+    return plan_event(job.message, config)

@@ -1,0 +1,101 @@
+"""Identify's inline create-profile call on the protocol path, as the reference makes it.
+
+rudder-server delivers what the protocol answers, so for an identify the answer must already
+hold the PATCH for the existing profile's id: the protocol calls ``POST /api/profiles`` while
+transforming (docs/mapping.md §6.7-§6.9). The call is injected (a ``ProfileLookup``); what its
+answer means is decided here, with the reference's Node-style error texts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from ..errors import DestinationError
+from ..js import JsonObject
+from ..klaviyo import KlaviyoClient, KlaviyoSession
+from ..klaviyo.answers import body_of, created_id, duplicate_id, transport_error
+from ..klaviyo.ratelimit import RateLimited
+from ..planned import PlannedEvent, patch_profile
+from ..redact import redact_json
+
+#: ``(create-profile body, api key) -> (HTTP status, parsed JSON body or "")``
+ProfileLookup = Callable[[JsonObject, SecretStr], Awaitable[tuple[int, Any]]]
+
+
+def js_stringify(value: Any) -> str:
+    """``JSON.stringify``: compact, non-ASCII kept as is."""
+    return orjson.dumps(value).decode()
+
+
+class ProfileLookupError(DestinationError):
+    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
+
+    code: ClassVar[str] = "profile_lookup_failed"
+    category: ClassVar[str] = "network"
+
+    def __init__(self, status: int, body: Any) -> None:
+        text = js_stringify(body)
+        message = js_stringify(
+            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
+        )
+        super().__init__(message, field=None)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+    @property
+    def error_kind(self) -> str:
+        if 500 <= self._status < 600:
+            return "retryable"
+        return "throttled" if self._status == 429 else "aborted"
+
+
+def resolve_identify(
+    planned: PlannedEvent, status: int, body: Any, *, filter_code: bool
+) -> PlannedEvent:
+    """``[create, (subscribe)]`` plus the create answer → what the reference emits."""
+    create, rest = planned.requests[0], planned.requests[1:]
+    created = created_id(status, body)
+    profile_id = created or duplicate_id(status, body)
+    if profile_id is None:
+        # A success or 409 without an id is retryable (500), never a 2xx that rudder-server
+        # would take as delivered (Q9 fixed); other answers keep Klaviyo's status.
+        status = 500 if status == 409 or 200 <= status < 300 else status
+        return dataclasses.replace(planned, requests=[], error=ProfileLookupError(status, body))
+    patch = patch_profile(create, profile_id)
+    if not (filter_code and created):
+        return dataclasses.replace(planned, requests=[patch, *rest])
+    if rest:  # the profile was just created from this very body
+        return dataclasses.replace(planned, requests=list(rest))
+    data = body["data"]
+    mark = {
+        "id": data["id"],
+        **({"attributes": data["attributes"]} if "attributes" in data else {}),
+    }
+    return dataclasses.replace(planned, requests=[patch], suppressed=js_stringify(mark))
+
+
+def klaviyo_lookup(client: KlaviyoClient) -> ProfileLookup:
+    """The look-up through the app's Klaviyo client, answering as the reference's would."""
+
+    async def lookup(body: JsonObject, api_key: SecretStr) -> tuple[int, Any]:
+        try:
+            response = await KlaviyoSession(client, api_key).create_profile_once(body)
+        except RateLimited as exc:
+            detail = f"Client-side rate limit. Expected available in {exc.wait:.0f} seconds."
+            return 429, {"errors": [{"status": 429, "code": "throttled", "detail": detail}]}
+        except httpx.TransportError as exc:
+            return transport_error(exc)
+        # Returned into the protocol's error messages: a key Klaviyo echoes must not be in them.
+        answer = redact_json(body_of(response), api_key)
+        return response.status_code or 500, "" if answer in (None, "", False, 0) else answer
+
+    return lookup
