@@ -1,4 +1,4 @@
-"""merge_subscriptions (spec §12.4): one row per batching rule, expected jobs written by hand."""
+"""merge_subscriptions (docs/mapping.md §12.4): a row per batching rule, jobs written by hand."""
 
 from __future__ import annotations
 

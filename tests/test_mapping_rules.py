@@ -1,9 +1,9 @@
-"""The project's golden mapping rules: one row per rule of the spec, each with its reason.
+"""The project's golden mapping rules: one row per mapping rule, each with its reason.
 
 Rows live in ``tests/cases/*.json`` (one file per area). Their expected requests are written by
-hand from ``shared/spec/klaviyo-v2023-02-22.md``, never produced by running the mapping. Each
-row is compared whole: equal as data, and equal as JSON text, so key order (the reference's
-emitted order), ``0`` vs ``false`` and ``1000`` vs ``1000.0`` all count.
+hand from the rules in ``docs/mapping.md`` (a row's ``why`` cites its section), never produced
+by running the mapping. Each row is compared whole: equal as data, and equal as JSON text, so
+key order (the reference's emitted order), ``0`` vs ``false`` and ``1000`` vs ``1000.0`` count.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _as_json(value: Any) -> str:
 
 @pytest.mark.parametrize("path", sorted(CASES_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_case_file_shape(path: Path) -> None:
-    """Every row has a unique kebab id, a reason citing the spec, and one expected outcome."""
+    """Every row has a unique kebab id, a reason citing docs/mapping.md, and one outcome."""
     rows = _load(path)
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids)), "duplicate row ids"

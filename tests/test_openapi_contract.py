@@ -31,7 +31,7 @@ SCHEMAS: Final = {
     ("POST", "/api/profile-subscription-bulk-create-jobs"): "SubscriptionCreateJobCreateQuery",
 }
 #: Bodies the reference sends although the revision's schema refuses them; we send them too
-#: (spec Part A: reference-faithful), and Klaviyo's answer is reported per event.
+#: (reference-faithful, docs/mapping.md), and Klaviyo's answer is reported per event.
 KNOWN_REFUSALS: Final = {
     "'properties' is a required property",  # a track/screen event without properties (Q10)
     "is not of type 'string'",  # `time` copied verbatim as a number (Q12)

@@ -1,5 +1,5 @@
 """Table-driven rules of the pure helpers: JS truthiness, parseFloat, path walks, the dotted-key
-writer and flattening (spec §1, §5.3, §5.6, §8.3). Expected values are written from the spec."""
+writer and flattening (docs/mapping.md §1, §5.3, §5.6, §8.3). Expected values written by hand."""
 
 from __future__ import annotations
 

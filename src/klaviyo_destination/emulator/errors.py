@@ -1,8 +1,8 @@
 """Klaviyo's JSON:API error objects as values: the store raises them, the HTTP layer renders them.
 
 Titles, codes and details are the verbatim strings observed from the real API at revision
-2023-02-22 (``/work/shared/spec/klaviyo-api.md`` section 4). Where the spec says UNKNOWN the
-wording here is ours and is marked as such in the docstring of the factory.
+2023-02-22. Where Klaviyo's real wording is not known, the wording here is ours and is marked
+as such in the docstring of the factory.
 """
 
 from __future__ import annotations

@@ -78,6 +78,6 @@ def read_event_profile(profile: Mapping[str, Any]) -> EventProfile:
 
 
 def _no_identifier() -> ApiError:
-    """Wording is ours: the spec lists the real text as UNKNOWN."""
+    """Wording is ours: Klaviyo's real text for this error is not known."""
     detail = "The profile must contain an identifier: $email, $phone_number or $id."
     return invalid(detail, pointer=_POINTER)

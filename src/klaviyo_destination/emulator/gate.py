@@ -109,7 +109,7 @@ _UNFINISHED: Final = [(b"content-length", b"1")]
 
 
 def _check_revision(revision: str | None) -> None:
-    """The spec leaves the real wording UNKNOWN; these follow its ``invalid`` + parameter shape."""
+    """Klaviyo's real wording is not known; these follow its ``invalid`` + parameter shape."""
     if revision is None:
         raise errors.invalid("Missing required header 'revision'.", parameter="revision")
     if not _REVISION_FORMAT.match(revision):

@@ -1,4 +1,7 @@
-"""The destination config (``destination.Config``): its model, parsing and the version gate."""
+"""The destination config (``destination.Config``): model, parsing, version gate.
+
+Its fields are docs/mapping.md §3.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Reading Klaviyo's answers: bodies, JSON:API ``errors[]``, verdicts and profile ids.
 
 Pure functions over a status and a parsed body (or an ``httpx`` exception), so the delivery
-path and the rudder-server protocol's look-up read answers the same way.
+path and the rudder-server protocol's look-up read answers the same way (docs/mapping.md §6.7,
+§13).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Merging subscription jobs of a batch: same list → one job of at most 100 profiles (§12.4)."""
+"""Merging a batch's subscription jobs: one job per list, at most 100 profiles.
+
+The rules are docs/mapping.md §12.4.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every field table of the mapping, as data (spec Part B §5-§8).
+"""Every field table of the mapping, as data (docs/mapping.md §5-§8).
 
 A rule is "Klaviyo key ← RudderStack paths in priority order"; code in the event modules walks
 these tables. Paths start at an event field (``traits``, ``context``, ``properties``, ``userId``,

@@ -1,4 +1,4 @@
-"""§9: group → a subscription job to the list named by ``groupId``."""
+"""Group → a subscription job to the list named by ``groupId`` (docs/mapping.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""§6: identify → create-or-update profile (+ subscription job)."""
+"""Identify → create-or-update profile, and a subscription job (docs/mapping.md §6)."""
 
 from __future__ import annotations
 

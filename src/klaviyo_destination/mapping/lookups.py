@@ -1,4 +1,7 @@
-"""Reading events through the field tables: first-kept lookups, rule tables, custom traits."""
+"""Reading events through the field tables: first-kept lookups, rule tables, custom traits.
+
+The lookup rules are docs/mapping.md §1 and §5.
+"""
 
 from __future__ import annotations
 

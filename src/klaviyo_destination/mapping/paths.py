@@ -1,4 +1,5 @@
-"""Path lookups, the dotted-key writer and flattening, with the reference's semantics (§1, §5).
+"""Path lookups, the dotted-key writer and flattening, with the reference's semantics
+(docs/mapping.md §1, §5).
 
 Paths are compiled once (``Path``) when the field tables are built, so an event only pays for
 dictionary look-ups.

@@ -1,4 +1,4 @@
-"""§7: the profile-subscription bulk job for identify and group, with decision D2 (smsConsent)."""
+"""The profile-subscription bulk job for identify and group, with D2 (docs/mapping.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""§8: track and screen → one create-event request."""
+"""Track and screen → one create-event request (docs/mapping.md §8)."""
 
 from __future__ import annotations
 
