@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .api import routes
+from .api.request_log import RequestLog, annotate
 from .api.responses import JsonResponse
 from .errors import DestinationError
 from .ingest.config import DestinationConfig, from_settings
@@ -93,6 +94,7 @@ def create_app(
     for prefix, sub_app in (mounts or {}).items():
         app.mount(prefix, sub_app)
     _install_error_handlers(app)
+    app.add_middleware(RequestLog)
     return app
 
 
@@ -102,19 +104,22 @@ def error_response(error: DestinationError) -> JsonResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DestinationError)
-    async def destination_error(_: Request, error: DestinationError) -> JsonResponse:
+    async def destination_error(request: Request, error: DestinationError) -> JsonResponse:
+        annotate(request, error=error.code, reason=error.message[:200], field=error.field)
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, error: RequestValidationError) -> JsonResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> JsonResponse:
         first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
         field = ".".join(str(part) for part in first.get("loc", ()))
         body = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
+        annotate(request, error=body["code"], reason=body["message"], field=field)
         return JsonResponse({"error": body}, status_code=400)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JsonResponse:
+    async def http_error(request: Request, error: HTTPException) -> JsonResponse:
         body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
+        annotate(request, error=body["code"], reason=body["message"])
         return JsonResponse({"error": body}, status_code=error.status_code)
 
     @app.exception_handler(Exception)

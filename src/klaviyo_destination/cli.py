@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (env HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=None,
+        help="log level (env LOG_LEVEL, default INFO)",
+    )
     serve.set_defaults(run=_serve)
 
     transform = commands.add_parser("transform", help="dry run: print the Klaviyo requests")
@@ -78,6 +86,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.log_level is not None:
+        settings = settings.model_copy(update={"log_level": args.log_level})
+        os.environ["LOG_LEVEL"] = args.log_level  # worker processes read their own settings
     _configure_logs(settings)
     app = _embedded_app(settings, host, port) if settings.klaviyo_private_api_key is None else None
     if settings.webhook_token is None:
@@ -102,7 +113,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _configure_logs(settings: Settings) -> None:
     secrets = (settings.klaviyo_private_api_key, settings.webhook_token)
-    logs.configure([secret.get_secret_value() for secret in secrets if secret is not None])
+    logs.configure(
+        [secret.get_secret_value() for secret in secrets if secret is not None],
+        settings.log_level,
+    )
 
 
 def worker_app() -> FastAPI:

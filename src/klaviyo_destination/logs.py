@@ -1,7 +1,11 @@
-"""Logging setup: one line per record, JSON when not on a terminal, secrets masked.
+"""Logging: one JSON object per line with every ``extra=`` field kept, and secrets masked.
 
-Secrets travel as ``SecretStr`` everywhere; the filter here is the last line of defence, should a
-third-party library ever log a header or a URL that carries one.
+The stdlib's ``logging`` with a formatter that renders ``extra`` (no second logging library):
+a record's own attributes beyond the standard ``LogRecord`` ones are its fields, so
+``logger.info("klaviyo retry scheduled", extra={"endpoint": ..., "retry_wait": 2.0})`` comes out
+with ``endpoint`` and ``retry_wait`` as keys. On a terminal the same fields follow the message
+as ``key=value``. Secrets travel as ``SecretStr`` everywhere; :class:`RedactSecrets` is the last
+line of defence, should a library ever log a header or a URL that carries one.
 """
 
 from __future__ import annotations
@@ -9,58 +13,92 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
-MASK: Final = "***"
+from .redact import MASK
+
+#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``.
+_STANDARD: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+#: Libraries that would log one line per Klaviyo request at INFO.
+_CHATTY: Final = ("httpx", "httpcore")
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The ``extra=`` fields of a record."""
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD}
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret value in a record's rendered message (and traceback)."""
+    """Replaces every known secret value in a record's message, fields and traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, MASK)
-        record.msg, record.args = message, None
+        record.msg, record.args = self._clean(record.getMessage()), None
+        for key, value in fields_of(record).items():
+            if isinstance(value, str):
+                setattr(record, key, self._clean(value))
+            elif not isinstance(value, int | float | bool | None):
+                setattr(record, key, self._clean(repr(value)))
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
-            for secret in self.secrets:
-                text = text.replace(secret, MASK)
-            record.exc_text, record.exc_info = text, None
+            record.exc_text, record.exc_info = self._clean(text), None
         return True
 
 
 class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", **fields, "exception"?}`` on one line."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        line.update(fields_of(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line["exception"] = record.exc_text
-        return orjson.dumps(line).decode()
+        return orjson.dumps(line, default=repr).decode()
 
 
-def configure(secrets: Iterable[str], level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    """For a terminal: the usual line, then the fields as ``key=value``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = fields_of(record)
+        if not fields:
+            return text
+        head, newline, tail = text.partition("\n")  # keep a traceback below the fields
+        pairs = " ".join(f"{key}={value}" for key, value in fields.items())
+        return f"{head} {pairs}{newline}{tail}"
+
+
+def configure(secrets: Iterable[str], level: str = "INFO", *, json: bool | None = None) -> None:
     """Install the handler on the root logger (idempotent: replaces our earlier handler)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.set_name("klaviyo-destination")
-    tty = sys.stdout.isatty()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if tty
-        else JsonFormatter()
-    )
+    use_json = not sys.stdout.isatty() if json is None else json
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -68,3 +106,5 @@ def configure(secrets: Iterable[str], level: str = "INFO") -> None:
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

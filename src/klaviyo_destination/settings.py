@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     klaviyo_flatten_properties: bool = False
     klaviyo_base_url: str = DEFAULT_BASE_URL
 
+    # --- operation ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     # --- inbound ---
     webhook_token: SecretStr | None = None
     host: str | None = None
@@ -51,6 +54,11 @@ class Settings(BaseSettings):
     profiles_rate_steady: int = Field(default=700, ge=1)
     events_rate_burst: int = Field(default=350, ge=1)
     events_rate_steady: int = Field(default=3500, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("klaviyo_consent", mode="before")
     @classmethod

@@ -40,7 +40,7 @@ class EventError(ErrorDetail):
     klaviyo_errors: list[KlaviyoErrorItem] = []
 
 
-class SentRequest(BaseModel):
+class RequestResult(BaseModel):
     method: Literal["POST", "PATCH"]
     path: str
     status: int | None = Field(description="Klaviyo's HTTP status; null when none came")
@@ -50,7 +50,7 @@ class DeliveryResult(BaseModel):
     messageId: Any = None
     type: Any = None
     status: Literal["delivered", "rejected", "failed"]
-    requests: list[SentRequest]
+    requests: list[RequestResult]
     error: EventError | None = None
     retry_after: float | None = None
 

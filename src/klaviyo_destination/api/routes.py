@@ -25,6 +25,7 @@ from .models import (
     processor_body,
     router_body,
 )
+from .request_log import annotate
 from .responses import JsonResponse
 from .samples import request_body_examples
 
@@ -74,7 +75,8 @@ async def post_events(request: Request, settings: SettingsDep) -> Response:
     config = cast(DestinationConfig, request.state.config)
     session = cast(KlaviyoSession, request.state.session)
     delivered = await webhook.deliver_events(events.items, config, session)
-    webhook.record(delivered, request.state.events)
+    tally = webhook.record(delivered, request.state.events)
+    annotate(request, events=len(delivered), **tally)
     body, status, headers = webhook.webhook_answer(delivered, single=events.single)
     return JsonResponse(body, status_code=status, headers=headers)
 
@@ -90,6 +92,7 @@ async def post_transform(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
     config = cast(DestinationConfig, request.state.config)
     results = dry_run(events.items, config, settings.klaviyo_base_url)
+    annotate(request, events=len(results))
     status = webhook.status_code(
         [r["status"] for r in results], single=events.single, throttled=False
     )
@@ -107,6 +110,7 @@ async def post_processor(request: Request) -> Response:
     body = await _body(request, settings)
     if not isinstance(body, list):
         raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
+    annotate(request, jobs=len(body))
     items = await process(
         body,
         lookup,
@@ -126,6 +130,7 @@ async def post_router(request: Request) -> Response:
     settings, lookup = _protocol_state(request)
     body = await _body(request, settings)
     jobs = body.get("input") if isinstance(body, dict) else None
+    annotate(request, jobs=len(jobs) if isinstance(jobs, list) else 0)
     outputs = await route(
         jobs,
         lookup,

@@ -34,8 +34,9 @@ async def deliver_events(
     return list(zip(planned, outcomes, strict=True))
 
 
-def record(delivered: Delivered, counter: Counter) -> None:
-    """Count outcomes per event type, and log one line per request (per event at debug only)."""
+def record(delivered: Delivered, counter: Counter) -> dict[str, int]:
+    """Count outcomes per event type (the metric) and in total (the request's log line);
+    one log line per event at debug only."""
     tally = {"delivered": 0, "rejected": 0, "failed": 0}
     for planned, outcome in delivered:
         counter.labels(type=str(planned.type).lower(), outcome=outcome.status).inc()
@@ -43,14 +44,11 @@ def record(delivered: Delivered, counter: Counter) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             code = (outcome.error or {}).get("code")
             logger.debug(
-                "event %s %s: %s %s", planned.message_id, planned.type, outcome.status, code
+                "event %s",
+                outcome.status,
+                extra={"message_id": planned.message_id, "type": planned.type, "error": code},
             )
-    logger.info(
-        "events: %d delivered, %d rejected, %d failed",
-        tally["delivered"],
-        tally["rejected"],
-        tally["failed"],
-    )
+    return tally
 
 
 def webhook_answer(delivered: Delivered, *, single: bool) -> tuple[JsonObject, int, dict[str, str]]:

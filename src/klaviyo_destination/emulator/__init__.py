@@ -3,9 +3,10 @@
 from klaviyo_destination.emulator.app import create_emulator
 from klaviyo_destination.emulator.errors import ApiError
 from klaviyo_destination.emulator.faults import FaultSpec
-from klaviyo_destination.emulator.gate import REVISION, DroppedConnection
+from klaviyo_destination.emulator.gate import DroppedConnection
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
 from klaviyo_destination.emulator.store import EmulatorStore, EventOutcome
+from klaviyo_destination.planned import REVISION
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",

@@ -11,10 +11,11 @@ from starlette.responses import Response
 
 from klaviyo_destination.emulator import control, routes
 from klaviyo_destination.emulator.errors import ApiError, for_status, invalid_object
-from klaviyo_destination.emulator.gate import REVISION, KlaviyoGate
+from klaviyo_destination.emulator.gate import KlaviyoGate
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
+from klaviyo_destination.planned import REVISION
 
 
 def create_emulator(

@@ -14,10 +14,10 @@ from starlette.responses import Response
 
 from klaviyo_destination.emulator import resources
 from klaviyo_destination.emulator.faults import FaultSpec
-from klaviyo_destination.emulator.gate import REVISION
 from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import EndpointClass, RateLimit
 from klaviyo_destination.emulator.web import StoreDep, base_url
+from klaviyo_destination.planned import REVISION
 
 router = APIRouter(prefix="/__emulator", tags=["emulator control"])
 

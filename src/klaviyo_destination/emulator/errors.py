@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import Any, Final
 from uuid import uuid4
 
-JsonDict = dict[str, Any]
+from klaviyo_destination.js import JsonObject
 
 RATE_LIMIT_DOCS: Final = (
     "https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling#rate-limits"
@@ -49,8 +49,8 @@ class ErrorObject:
     meta: Mapping[str, Any] = field(default_factory=dict)
     links: Mapping[str, str] = field(default_factory=dict)
 
-    def as_json(self) -> JsonDict:
-        source: JsonDict = {}
+    def as_json(self) -> JsonObject:
+        source: JsonObject = {}
         if self.pointer is not None:
             source["pointer"] = self.pointer
         if self.parameter is not None:
@@ -78,7 +78,7 @@ class ApiError(Exception):
         self.status = errors[0].status
         self.headers = dict(headers or {})
 
-    def body(self) -> JsonDict:
+    def body(self) -> JsonObject:
         return {"errors": [error.as_json() for error in self.errors]}
 
 

@@ -23,8 +23,8 @@ from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import Decision, classify
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
+from klaviyo_destination.planned import REVISION
 
-REVISION: Final = "2023-02-22"
 _REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 _AUTH_SCHEME: Final = "Klaviyo-API-Key"
 

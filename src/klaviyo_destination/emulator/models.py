@@ -10,7 +10,7 @@ from typing import Any, Final
 IDENTIFIERS: Final = ("email", "phone_number", "external_id")
 
 #: Channel names as Klaviyo spells them in ``subscriptions`` and in a job's ``channels``.
-CHANNELS: Final = ("email", "sms")
+SUBSCRIPTION_CHANNELS: Final = ("email", "sms")
 
 
 @dataclass(slots=True)
@@ -37,7 +37,7 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class EventRecord:
     id: str
     metric_name: str
     profile_id: str

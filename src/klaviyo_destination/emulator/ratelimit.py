@@ -72,12 +72,12 @@ class Decision:
 
 
 @dataclass(slots=True)
-class _Window:
+class _CountingWindow:
     index: int = -1
     count: int = 0
 
 
-class RateLimiter:
+class ServerRateLimits:
     """Counts requests; ``enabled`` and ``send_retry_after`` can be flipped at runtime."""
 
     def __init__(
@@ -89,7 +89,7 @@ class RateLimiter:
         self.enabled = limits is not None
         self.limits: dict[EndpointClass, RateLimit] = dict(limits or DEFAULT_RATE_LIMITS)
         self.send_retry_after = True
-        self._windows: dict[tuple[str, EndpointClass], tuple[_Window, _Window]] = {}
+        self._windows: dict[tuple[str, EndpointClass], tuple[_CountingWindow, _CountingWindow]] = {}
 
     def reset(self) -> None:
         self._windows.clear()
@@ -100,7 +100,9 @@ class RateLimiter:
             return None
         limit = self.limits[endpoint]
         now = self._clock()
-        burst, steady = self._windows.setdefault((account, endpoint), (_Window(), _Window()))
+        burst, steady = self._windows.setdefault(
+            (account, endpoint), (_CountingWindow(), _CountingWindow())
+        )
         burst_ends = _roll(burst, now, BURST_SECONDS)
         steady_ends = _roll(steady, now, STEADY_SECONDS)
         waits = []
@@ -116,7 +118,7 @@ class RateLimiter:
         return Decision(not waits, limit.steady, remaining, reset, max(waits, default=0.0))
 
 
-def _roll(window: _Window, now: float, length: float) -> float:
+def _roll(window: _CountingWindow, now: float, length: float) -> float:
     """Start a new window if the clock moved past the current one; return its end time."""
     index = math.floor(now / length)
     if index != window.index:

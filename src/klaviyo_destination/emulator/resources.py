@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-from klaviyo_destination.emulator.models import Consent, Event, Membership, Profile
+from klaviyo_destination.emulator.models import Consent, EventRecord, Membership, Profile
 from klaviyo_destination.emulator.store import EmulatorStore
-
-JsonDict = dict[str, Any]
+from klaviyo_destination.js import JsonObject
 
 _PROFILE_FIELDS: Final = (
     "email",
@@ -39,10 +38,10 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.replace(microsecond=0).isoformat()
 
 
-def _consent(consent: Consent | None, *, email: bool) -> JsonDict | None:
+def _consent(consent: Consent | None, *, email: bool) -> JsonObject | None:
     if consent is None:
         return None
-    out: JsonDict = {
+    out: JsonObject = {
         "consent": consent.consent,
         "timestamp": _time(consent.timestamp),
         "method": consent.method,
@@ -58,7 +57,7 @@ def _consent(consent: Consent | None, *, email: bool) -> JsonDict | None:
     return out
 
 
-def profile(record: Profile, base_url: str) -> JsonDict:
+def profile(record: Profile, base_url: str) -> JsonObject:
     """The profile resource as create/update/get return it (all keys present, nulls kept)."""
     location = {name: record.location.get(name) for name in _LOCATION_FIELDS}
     attributes = {name: record.fields.get(name) for name in _PROFILE_FIELDS}
@@ -88,7 +87,7 @@ def profile(record: Profile, base_url: str) -> JsonDict:
     }
 
 
-def event(record: Event, base_url: str) -> JsonDict:
+def event(record: EventRecord, base_url: str) -> JsonObject:
     """Klaviyo's event attributes (``timestamp``, ``datetime``, ``uuid``, ``event_properties``)
     plus the emulator's own ``metric_name``, ``profile_id``, ``unique_id`` and ``value``, so a
     test can see what was stored without following relationships."""
@@ -112,7 +111,7 @@ def event(record: Event, base_url: str) -> JsonDict:
     }
 
 
-def membership(record: Membership, member: Profile) -> JsonDict:
+def membership(record: Membership, member: Profile) -> JsonObject:
     return {
         "profile_id": record.profile_id,
         "email": member.fields.get("email"),
@@ -123,7 +122,7 @@ def membership(record: Membership, member: Profile) -> JsonDict:
     }
 
 
-def state(store: EmulatorStore, base_url: str) -> JsonDict:
+def state(store: EmulatorStore, base_url: str) -> JsonObject:
     """Everything the emulator holds, for people: what ``make run`` points them to."""
     return {
         "profiles": [profile(p, base_url) for p in store.profiles.values()],
@@ -138,7 +137,7 @@ def state(store: EmulatorStore, base_url: str) -> JsonDict:
     }
 
 
-def rate_limits(store: EmulatorStore) -> JsonDict:
+def rate_limits(store: EmulatorStore) -> JsonObject:
     limiter = store.limiter
     return {
         "enabled": limiter.enabled,

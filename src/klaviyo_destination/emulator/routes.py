@@ -27,14 +27,14 @@ from klaviyo_destination.emulator.web import JsonApiResponse, StoreDep, base_url
 
 router = APIRouter(prefix="/api")
 
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _FILTER: Final = re.compile(r"^(equals|any)\(\s*(\w+)\s*,\s*(.+)\)$", re.DOTALL)
 _PROFILE_FILTERS: Final = ("id", "email", "phone_number", "external_id")
 
 
-def _route(method: str, path: str) -> Callable[[Endpoint], Endpoint]:
-    def register(endpoint: Endpoint) -> Endpoint:
+def _route(method: str, path: str) -> Callable[[Handler], Handler]:
+    def register(endpoint: Handler) -> Handler:
         router.add_api_route(path, endpoint, methods=[method])
         router.add_api_route(f"{path}/", endpoint, methods=[method], include_in_schema=False)
         return endpoint

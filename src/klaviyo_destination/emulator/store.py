@@ -18,10 +18,10 @@ from klaviyo_destination.emulator.event_profile import EventProfile, read_event_
 from klaviyo_destination.emulator.faults import FaultPlan
 from klaviyo_destination.emulator.ids import IdFactory
 from klaviyo_destination.emulator.models import (
-    CHANNELS,
     IDENTIFIERS,
+    SUBSCRIPTION_CHANNELS,
     Consent,
-    Event,
+    EventRecord,
     Membership,
     Profile,
     RecordedRequest,
@@ -30,7 +30,7 @@ from klaviyo_destination.emulator.ratelimit import (
     DEFAULT_RATE_LIMITS,
     EndpointClass,
     RateLimit,
-    RateLimiter,
+    ServerRateLimits,
 )
 from klaviyo_destination.emulator.validation import (
     EventAttributes,
@@ -73,10 +73,10 @@ class EmulatorStore:
         self.sleep = sleep
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.ids = IdFactory(clock, seed)
-        self.limiter = RateLimiter(clock, rate_limits)
+        self.limiter = ServerRateLimits(clock, rate_limits)
         self.faults = FaultPlan()
         self.profiles: dict[str, Profile] = {}
-        self.events: list[Event] = []
+        self.events: list[EventRecord] = []
         self.lists: dict[str, dict[str, Membership]] = {}
         self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED)
         self.dropped_events = 0
@@ -172,7 +172,7 @@ class EmulatorStore:
             return EventOutcome.DUPLICATE
         self._event_keys.add(key)
         value = None if attributes.value is None else float(attributes.value)
-        event = Event(
+        event = EventRecord(
             self.ids.new(),
             attributes.metric.name,
             profile.id,
@@ -306,8 +306,10 @@ def _merge(target: dict[str, Any], update: Mapping[str, Any] | None) -> None:
 
 def _requested_channels(entry: SubscriptionEntry) -> tuple[str, ...]:
     if entry.channels is None:
-        return tuple(c for c in CHANNELS if getattr(entry, _CHANNEL_IDENTIFIER[c]) is not None)
-    return tuple(c for c in CHANNELS if getattr(entry.channels, c))
+        return tuple(
+            c for c in SUBSCRIPTION_CHANNELS if getattr(entry, _CHANNEL_IDENTIFIER[c]) is not None
+        )
+    return tuple(c for c in SUBSCRIPTION_CHANNELS if getattr(entry.channels, c))
 
 
 def _has_channel(profile: Profile, channel: str) -> bool:

@@ -1,0 +1,73 @@
+"""One canonical log line per HTTP request, and its request id (``X-Request-ID``).
+
+A pure ASGI middleware, so it costs one log call and no Starlette request object. Routes and
+error handlers add fields through :func:`annotate` (event counts, the error code of a refusal).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("klaviyo_destination.requests")
+
+_HEADER: Final = b"x-request-id"
+_FIELDS: Final = "log_fields"
+_MAX_ID: Final = 128
+
+
+def annotate(request: Request, **fields: Any) -> None:
+    """Add fields to this request's log line."""
+    state = request.scope.setdefault("state", {})
+    state.setdefault(_FIELDS, {}).update(fields)
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's id when it is short printable ASCII (it is echoed), else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == _HEADER and 0 < len(value) <= _MAX_ID and value.isascii():
+            text: str = value.decode()
+            if text.isprintable():
+                return text
+    return uuid.uuid4().hex
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = _request_id(scope)
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            fields = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "request_id": request_id,
+                **scope.get("state", {}).get(_FIELDS, {}),
+            }
+            level = logging.WARNING if status >= 500 else logging.INFO
+            logger.log(level, "%s %s %d", scope["method"], scope["path"], status, extra=fields)
