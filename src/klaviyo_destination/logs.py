@@ -19,9 +19,11 @@ import orjson
 
 from .redact import MASK
 
-#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``.
+#: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``
+#: (except uvicorn's ``color_message``, the same message with terminal colour codes).
 _STANDARD: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
 #: Libraries that would log one line per Klaviyo request at INFO.
 _CHATTY: Final = ("httpx", "httpcore")

@@ -9,8 +9,8 @@ Two readings of the document apply to every answer:
 * A null member counts as an absent one. The 2023-02-22 document never uses ``nullable``, yet the
   profile resource lists every attribute, and the emulator (like Klaviyo) answers an unset one
   with null; a null *required* member is still refused, as "required".
-* The profile's ``relationships`` are checked apart, by the strict xfail below: the emulator
-  answers ``links.self`` only, where the document requires ``data`` and ``links.related``.
+* The profile's ``relationships`` are checked apart (``relationships=True``), with a profile
+  that belongs to a list as well as one that belongs to none.
 """
 
 from __future__ import annotations
@@ -121,15 +121,25 @@ async def test_patched_profile_is_a_patch_profile_response(client: httpx.AsyncCl
     assert problems(UPDATE, response) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator gap: profile relationships carry links.self only; the document requires "
-    "data and links.related",
-)
 async def test_profile_relationships_match_the_document(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/profiles", json=profile_body(email="ada@example.com"))
 
     assert problems(CREATE, response, relationships=True) == []
+
+
+async def test_profile_relationships_name_its_lists(client: httpx.AsyncClient) -> None:
+    created = await client.post("/api/profiles", json=profile_body(email="ada@example.com"))
+    profile_id = created.json()["data"]["id"]
+    await client.post(
+        "/api/profile-subscription-bulk-create-jobs",
+        json=subscription_body("L1", {"email": "ada@example.com"}),
+    )
+    response = await client.get(f"/api/profiles/{profile_id}", headers=HEADERS)
+
+    relationships = response.json()["data"]["relationships"]
+    assert relationships["lists"]["data"] == [{"type": "list", "id": "L1"}]
+    assert relationships["segments"]["data"] == []
+    assert problems(UPDATE, response, relationships=True) == []
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
@@ -57,8 +58,9 @@ def _consent(consent: Consent | None, *, email: bool) -> JsonObject | None:
     return out
 
 
-def profile(record: Profile, base_url: str) -> JsonObject:
-    """The profile resource as create/update/get return it (all keys present, nulls kept)."""
+def profile(record: Profile, base_url: str, list_ids: Iterable[str] = ()) -> JsonObject:
+    """The profile resource as create/update/get return it (all keys present, nulls kept);
+    ``list_ids`` are the lists it is a member of (the emulator keeps no segments)."""
     location = {name: record.location.get(name) for name in _LOCATION_FIELDS}
     attributes = {name: record.fields.get(name) for name in _PROFILE_FIELDS}
     email_consent = _consent(record.consent.get("email"), email=True)
@@ -80,11 +82,16 @@ def profile(record: Profile, base_url: str) -> JsonObject:
         "id": record.id,
         "attributes": attributes,
         "relationships": {
-            name: {"links": {"self": f"{self_url}relationships/{name}/"}}
-            for name in ("lists", "segments")
+            "lists": _related(self_url, "lists", [{"type": "list", "id": i} for i in list_ids]),
+            "segments": _related(self_url, "segments", []),
         },
         "links": {"self": self_url},
     }
+
+
+def _related(self_url: str, name: str, data: list[JsonObject]) -> JsonObject:
+    links = {"self": f"{self_url}relationships/{name}/", "related": f"{self_url}{name}/"}
+    return {"data": data, "links": links}
 
 
 def event(record: EventRecord, base_url: str) -> JsonObject:
@@ -125,7 +132,9 @@ def membership(record: Membership, member: Profile) -> JsonObject:
 def state(store: EmulatorStore, base_url: str) -> JsonObject:
     """Everything the emulator holds, for people: what ``make run`` points them to."""
     return {
-        "profiles": [profile(p, base_url) for p in store.profiles.values()],
+        "profiles": [
+            profile(p, base_url, store.list_ids_of(p.id)) for p in store.profiles.values()
+        ],
         "events": [event(e, base_url) for e in store.events],
         "lists": {
             list_id: [membership(m, store.profiles[m.profile_id]) for m in members.values()]

@@ -16,6 +16,8 @@ from starlette.responses import Response
 
 from klaviyo_destination.emulator import resources
 from klaviyo_destination.emulator.errors import invalid
+from klaviyo_destination.emulator.models import Profile
+from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.validation import (
     EventCreateQuery,
     ProfileCreateQuery,
@@ -24,6 +26,7 @@ from klaviyo_destination.emulator.validation import (
     parse_body,
 )
 from klaviyo_destination.emulator.web import JsonApiResponse, StoreDep, base_url
+from klaviyo_destination.js import JsonObject
 
 router = APIRouter(prefix="/api")
 
@@ -48,7 +51,7 @@ async def create_profile(request: Request, store: StoreDep) -> Response:
         ProfileCreateQuery, await request.body(), request.headers.get("content-type")
     )
     profile = store.create_profile(query.data.attributes)
-    return JsonApiResponse({"data": resources.profile(profile, base_url(request))}, 201)
+    return JsonApiResponse({"data": _profile(request, store, profile)}, 201)
 
 
 @_route("PATCH", "/profiles/{profile_id}")
@@ -59,13 +62,13 @@ async def update_profile(profile_id: str, request: Request, store: StoreDep) -> 
         detail = f"The id '{query.data.id}' in the body does not match '{profile_id}' in the URL."
         raise invalid(detail, pointer="/data/id")
     profile = store.update_profile(profile_id, query.data.attributes)
-    return JsonApiResponse({"data": resources.profile(profile, base_url(request))})
+    return JsonApiResponse({"data": _profile(request, store, profile)})
 
 
 @_route("GET", "/profiles/{profile_id}")
 async def get_profile(profile_id: str, request: Request, store: StoreDep) -> Response:
     profile = store.get_profile(profile_id)
-    return JsonApiResponse({"data": resources.profile(profile, base_url(request))})
+    return JsonApiResponse({"data": _profile(request, store, profile)})
 
 
 @_route("GET", "/profiles")
@@ -76,7 +79,10 @@ async def get_profiles(request: Request, store: StoreDep) -> Response:
     else:
         field, values = parse_filter(raw_filter, _PROFILE_FILTERS)
         profiles = store.find_profiles(field, values)
-    return _collection(request, [resources.profile(p, base_url(request)) for p in profiles])
+    return _collection(
+        request,
+        [_profile(request, store, p) for p in profiles],
+    )
 
 
 @_route("POST", "/events")
@@ -107,7 +113,11 @@ async def subscribe_profiles(request: Request, store: StoreDep) -> Response:
 @_route("GET", "/lists/{list_id}/profiles")
 async def get_list_profiles(list_id: str, request: Request, store: StoreDep) -> Response:
     members = store.list_members(list_id)
-    return _collection(request, [resources.profile(p, base_url(request)) for p in members])
+    return _collection(request, [_profile(request, store, p) for p in members])
+
+
+def _profile(request: Request, store: EmulatorStore, profile: Profile) -> JsonObject:
+    return resources.profile(profile, base_url(request), store.list_ids_of(profile.id))
 
 
 def parse_filter(raw: str, fields: Collection[str]) -> tuple[str, list[str]]:

@@ -220,6 +220,10 @@ class EmulatorStore:
                 job.list_id, profile.id, channels, job.custom_source, now
             )
 
+    def list_ids_of(self, profile_id: str) -> list[str]:
+        """The lists a profile is a member of, in the order they were first created."""
+        return [list_id for list_id, members in self.lists.items() if profile_id in members]
+
     def list_members(self, list_id: str) -> list[Profile]:
         return [self.profiles[pid] for pid in self.lists.get(list_id, {})]
 

@@ -1,0 +1,212 @@
+"""Log lines as an operator reads them: rendered by the service's own formatter, fields kept.
+
+``logs.configure`` installs the real handler (formatter and secret filter) on the root logger;
+the tests parse what it printed, so a field that never reaches the output fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import respx
+import stamina
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+
+from klaviyo_destination import logs
+from klaviyo_destination.app import create_app
+from klaviyo_destination.cli import _parser
+from klaviyo_destination.settings import Settings
+
+KEY = "pk_logs_SECRET_0123456789"
+TOKEN = "hook-logs-SECRET-42"
+BASE = "https://a.klaviyo.com"
+TRACK = {"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "m1"}
+Lines = list[dict[str, Any]]
+
+
+@pytest.fixture
+def printed() -> Iterator[Any]:
+    """Install the real handler (formatter and filter) writing to a buffer instead of stdout;
+    the fixture's value reads back the JSON lines printed since the last read."""
+    root = logging.getLogger()
+    level = root.level
+    logs.configure([KEY, TOKEN], "INFO", json=True)
+    [handler] = [h for h in root.handlers if h.get_name() == "klaviyo-destination"]
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+
+    def lines() -> Lines:
+        out = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return [orjson.loads(line) for line in out.splitlines()]
+
+    yield lines
+    for handler in list(root.handlers):
+        if handler.get_name() == "klaviyo-destination":
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    stamina.set_testing(True, attempts=3, cap=True)
+    yield
+    stamina.set_testing(False)
+
+
+@pytest.fixture
+def klaviyo() -> respx.MockRouter:
+    return respx.MockRouter(base_url=BASE, assert_all_called=False)
+
+
+@pytest.fixture
+async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr(KEY),
+        webhook_token=SecretStr(TOKEN),
+        max_attempts=3,
+        backoff_initial=0.01,
+        backoff_max=0.02,
+    )
+    app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://svc") as c,
+    ):
+        yield c
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def request_lines(lines: Lines) -> Lines:
+    return [line for line in lines if line["logger"] == "klaviyo_destination.requests"]
+
+
+def test_extra_fields_are_rendered(printed: Any) -> None:
+    logging.getLogger("klaviyo_destination.test").info(
+        "klaviyo retry scheduled", extra={"endpoint": "/api/events", "retry_wait": 2.5}
+    )
+    [line] = printed()
+    assert line["message"] == "klaviyo retry scheduled"
+    assert (line["endpoint"], line["retry_wait"], line["level"]) == ("/api/events", 2.5, "info")
+
+
+def test_secrets_are_masked_in_fields_and_messages(printed: Any) -> None:
+    logging.getLogger("klaviyo_destination.test").warning(
+        "echo %s", KEY, extra={"header": f"Klaviyo-API-Key {KEY}", "nested": {"t": TOKEN}}
+    )
+    [line] = printed()
+    text = orjson.dumps(line).decode()
+    assert KEY not in text
+    assert TOKEN not in text
+    assert line["header"] == "Klaviyo-API-Key **********"
+
+
+def test_terminal_format_shows_fields() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "GET /health 200", None, None)
+    record.status = 200
+    record.request_id = "abc"
+    assert logs.TextFormatter().format(record).endswith("GET /health 200 status=200 request_id=abc")
+
+
+@pytest.mark.usefixtures("printed")
+def test_httpx_is_quiet_below_warning() -> None:
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.anyio
+async def test_one_line_per_request_with_counts_and_request_id(
+    client: httpx.AsyncClient, klaviyo: respx.MockRouter, printed: Any
+) -> None:
+    klaviyo.post("/api/events").respond(202)
+    response = await client.post(
+        "/v1/events", json=[TRACK, {"type": "page"}], headers={**auth(), "X-Request-ID": "req-7"}
+    )
+    assert response.status_code == 207
+    assert response.headers["x-request-id"] == "req-7"
+    [line] = request_lines(printed())
+    assert {k: line[k] for k in ("method", "path", "status", "request_id")} == {
+        "method": "POST",
+        "path": "/v1/events",
+        "status": 207,
+        "request_id": "req-7",
+    }
+    assert (line["events"], line["delivered"], line["rejected"], line["failed"]) == (2, 1, 1, 0)
+    assert line["duration_ms"] >= 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "headers", "body", "status", "code"),
+    [
+        ("/v1/events", {}, b"{}", 401, "unauthorized"),
+        ("/v1/events", "auth", b"{not json", 400, "invalid_request"),
+        ("/v1/nowhere", "auth", b"{}", 404, "http_404"),
+    ],
+    ids=["no-token", "bad-json", "unknown-path"],
+)
+async def test_a_refused_request_says_why(
+    client: httpx.AsyncClient,
+    printed: Any,
+    path: str,
+    headers: Any,
+    body: bytes,
+    status: int,
+    code: str,
+) -> None:
+    sent = auth() if headers == "auth" else headers
+    response = await client.post(path, content=body, headers=sent)
+    assert response.status_code == status
+    [line] = request_lines(printed())
+    assert (line["status"], line["error"]) == (status, code)
+    assert line["reason"]
+    assert len(response.headers["x-request-id"]) == 32  # none sent: a new one
+
+
+@pytest.mark.anyio
+async def test_an_odd_request_id_is_replaced(client: httpx.AsyncClient, printed: Any) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "x" * 500})
+    [line] = request_lines(printed())
+    assert line["request_id"] == response.headers["x-request-id"] != "x" * 500
+
+
+@pytest.mark.anyio
+async def test_a_retry_line_names_endpoint_reason_and_wait(
+    client: httpx.AsyncClient, klaviyo: respx.MockRouter, printed: Any
+) -> None:
+    klaviyo.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(202)]
+    )
+    response = await client.post("/v1/events", json=TRACK, headers=auth())
+    assert response.status_code == 200
+    [retry] = [line for line in printed() if line["message"] == "klaviyo retry scheduled"]
+    assert (retry["endpoint"], retry["reason"]) == ("/api/events", "429")
+    assert retry["retry_wait"] >= 0
+
+
+def test_log_level_from_the_command_line_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _parser().parse_args(["serve", "--log-level", "debug"]).log_level == "DEBUG"
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    assert Settings().log_level == "WARNING"
+
+
+def test_basic_auth_header_in_a_field_is_masked(printed: Any) -> None:
+    basic = base64.b64encode(f":{TOKEN}".encode()).decode()
+    logging.getLogger("klaviyo_destination.test").info("x", extra={"token": TOKEN, "b": basic})
+    [line] = printed()
+    assert line["token"] == "**********"
