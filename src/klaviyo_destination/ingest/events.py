@@ -42,8 +42,6 @@ class RudderEvent(Model):
     anonymous_id: Scalar | None = Field(default=None, alias="anonymousId")
     message_id: Scalar | None = Field(default=None, alias="messageId")
     timestamp: Any = None
-    original_timestamp: Any = Field(default=None, alias="originalTimestamp")
-    sent_at: Any = Field(default=None, alias="sentAt")
     traits: JsonObject | None = None
     context: JsonObject | None = None
     properties: JsonObject | None = None
