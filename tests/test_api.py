@@ -342,7 +342,11 @@ async def test_health_ready_metrics(client: httpx.AsyncClient, klaviyo: respx.Mo
     klaviyo.post("/api/events").respond(202)
     await client.post("/v1/events", json=TRACK)
     assert (await client.get("/health")).json() == {"status": "ok"}
-    assert (await client.get("/ready")).json() == {"status": "ready"}
+    assert (await client.get("/ready")).json() == {
+        "status": "ready",
+        "klaviyo": BASE,
+        "upstream_transformer": None,
+    }
     text = (await client.get("/metrics")).text
     assert 'klaviyo_destination_events_total{outcome="delivered",type="track"} 1.0' in text
     assert 'klaviyo_requests_total{endpoint="/api/events",status="202"} 1.0' in text

@@ -154,9 +154,9 @@ async def test_one_line_per_request_with_counts_and_request_id(
     [
         ("/v1/events", {}, b"{}", 401, "unauthorized"),
         ("/v1/events", "auth", b"{not json", 400, "invalid_request"),
-        ("/v1/nowhere", "auth", b"{}", 404, "http_404"),
+        ("/v1/nowhere", "auth", b"{}", 501, "not_served"),
     ],
-    ids=["no-token", "bad-json", "unknown-path"],
+    ids=["no-token", "bad-json", "not-served"],
 )
 async def test_a_refused_request_says_why(
     client: httpx.AsyncClient,

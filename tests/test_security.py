@@ -393,7 +393,7 @@ async def test_requests_only_ever_go_to_the_base_url() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("path", ["/v1/events", "/v1/transform", "/v0/destinations/klaviyo"])
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/transform"])
 async def test_body_batch_and_depth_limits(path: str) -> None:
     limits = settings(max_body_bytes=2000, max_batch_events=3, max_json_depth=8)
     async with in_process(limits, EchoingKlaviyo().handler) as client:
@@ -414,11 +414,46 @@ async def test_body_batch_and_depth_limits(path: str) -> None:
         response = await post(deep)
         assert response.status_code == 400
         assert "deeper" in response.json()["error"]["message"]
-        if path.startswith("/v1/"):
-            too_many = orjson.dumps([event("ok", n) for n in range(4)])
-            assert (await post(too_many)).status_code == 413
-            wrapped = orjson.dumps({"batch": [event("ok", n) for n in range(4)]})
-            assert (await post(wrapped)).status_code == 413
+        too_many = orjson.dumps([event("ok", n) for n in range(4)])
+        assert (await post(too_many)).status_code == 413
+        wrapped = orjson.dumps({"batch": [event("ok", n) for n in range(4)]})
+        assert (await post(wrapped)).status_code == 413
+
+
+def _job(message: dict[str, Any], job_id: int) -> dict[str, Any]:
+    config = {"privateApiKey": KEY}
+    return {
+        "message": message,
+        "metadata": {"jobId": job_id, "destinationId": "d1"},
+        "destination": {"ID": "d1", "Config": config},
+    }
+
+
+@pytest.mark.anyio
+async def test_protocol_body_limit_and_per_event_limits() -> None:
+    """The processor route takes bodies up to MAX_PROTOCOL_BODY_BYTES; a too deep or too large
+    event gets its own error item and its neighbours are transformed."""
+    limits = settings(
+        max_body_bytes=2000, max_protocol_body_bytes=8000, max_event_bytes=3000, max_json_depth=8
+    )
+    path = "/v0/destinations/klaviyo"
+    async with in_process(limits, EchoingKlaviyo().handler) as client:
+        over = orjson.dumps([_job(event("ok", 1) | {"pad": "x" * 9000}, 1)])
+        assert (await client.post(path, content=over)).status_code == 413
+
+        deep = event("ok", 2) | {"properties": {"a": [[[[[[[[[[1]]]]]]]]]]}}
+        large = event("ok", 3) | {"pad": "x" * 3500}
+        jobs = [_job(event("ok", 1), 1), _job(deep, 2), _job(large, 3), _job(event("ok", 4), 4)]
+        body = orjson.dumps(jobs)
+        assert len(body) > limits.max_body_bytes  # over the /v1 limit, under the protocol one
+        response = await client.post(path, content=body)
+        assert response.status_code == 200
+        assert response.headers["apiversion"] == "2"
+        items = {item["metadata"]["jobId"]: item for item in response.json()}
+        assert (items[1]["statusCode"], items[4]["statusCode"]) == (200, 200)
+        assert (items[2]["statusCode"], items[3]["statusCode"]) == (400, 413)
+        assert "deeper than 8" in items[2]["error"]
+        assert "larger than 3000" in items[3]["error"]
 
 
 @pytest.mark.anyio

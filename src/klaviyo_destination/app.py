@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import httpx
 from fastapi import FastAPI, Request
@@ -14,15 +14,20 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import routes
 from .api.request_log import RequestLog, annotate
 from .api.responses import JsonResponse
+from .api.routes import API_VERSION, pass_through
 from .errors import DestinationError
 from .ingest.config import DestinationConfig, from_settings
 from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
-from .protocol import ProfileLookup, klaviyo_lookup
+from .protocol import klaviyo_lookup
+from .protocol.bodies import Limits
+from .protocol.front import Front
+from .protocol.upstream import Upstream
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,8 +43,10 @@ class State(TypedDict):
     klaviyo: KlaviyoClient
     #: the client bound to KLAVIYO_PRIVATE_API_KEY, for /v1/events
     session: KlaviyoSession
-    #: the protocol's identify look-up (each job brings its own key)
-    lookup: ProfileLookup
+    #: the protocol routes' look-up, limits and upstream transformer
+    front: Front
+    #: in embedded mode, where the emulator is mounted (protocol answers point there)
+    emulator_prefix: str | None
     metrics: DeliveryMetrics
     events: Counter
 
@@ -49,9 +56,12 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     mounts: dict[str, Any] | None = None,
+    emulator_prefix: str | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the service. ``transport`` replaces the network (tests, the embedded emulator);
-    ``mounts`` adds sub-applications (the embedded emulator's inspection endpoints)."""
+    """Build the service. ``transport`` replaces the network to Klaviyo (tests, the embedded
+    emulator), ``upstream_transport`` the one to the upstream transformer; ``mounts`` adds
+    sub-applications, and ``emulator_prefix`` names the one the protocol answers point at."""
     settings = settings or Settings()
     config = from_settings(settings)
     metrics = DeliveryMetrics()
@@ -70,15 +80,22 @@ def create_app(
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
             key = config.private_api_key or SecretStr("")
-            yield {
-                "settings": settings,
-                "config": config,
-                "klaviyo": klaviyo,
-                "session": KlaviyoSession(klaviyo, key),
-                "lookup": klaviyo_lookup(klaviyo),
-                "metrics": metrics,
-                "events": events,
-            }
+            upstream = _upstream(settings, upstream_transport)
+            limits = Limits(settings.max_json_depth, settings.max_event_bytes)
+            try:
+                yield {
+                    "settings": settings,
+                    "config": config,
+                    "klaviyo": klaviyo,
+                    "session": KlaviyoSession(klaviyo, key),
+                    "front": Front(klaviyo_lookup(klaviyo), limits, upstream),
+                    "emulator_prefix": emulator_prefix,
+                    "metrics": metrics,
+                    "events": events,
+                }
+            finally:
+                if upstream is not None:
+                    await upstream.aclose()
 
     app = FastAPI(
         title="klaviyo-destination",
@@ -93,20 +110,48 @@ def create_app(
     app.include_router(routes)
     for prefix, sub_app in (mounts or {}).items():
         app.mount(prefix, sub_app)
+    app.router.default = _not_matched(app.router.default)
     _install_error_handlers(app)
     app.add_middleware(RequestLog)
     return app
 
 
-def error_response(error: DestinationError) -> JsonResponse:
-    return JsonResponse({"error": error.to_dict()}, status_code=error.status)
+def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> Upstream | None:
+    url = settings.rudder_transformer_url
+    if url is None:
+        return None
+    return Upstream(url, timeout=settings.rudder_transformer_timeout, transport=transport)
+
+
+def _not_matched(not_found: ASGIApp) -> ASGIApp:
+    """No route matched: rudder-server's other transformer requests (any POST) go to the
+    upstream transformer, or get a clear 501; anything else is a 404."""
+
+    async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        settings = cast(Settings, request.state.settings)
+        front = cast(Front, request.state.front)
+        if settings.enable_rudder_protocol and (
+            front.upstream is not None or request.method == "POST"
+        ):
+            response = await pass_through(request)
+            await response(scope, receive, send)
+            return
+        await not_found(scope, receive, send)
+
+    return fallback
+
+
+def error_response(error: DestinationError, *, protocol: bool = False) -> JsonResponse:
+    headers = API_VERSION if protocol else None
+    return JsonResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DestinationError)
     async def destination_error(request: Request, error: DestinationError) -> JsonResponse:
         annotate(request, error=error.code, reason=error.message[:200], field=error.field)
-        return error_response(error)
+        return error_response(error, protocol=getattr(request.state, "protocol", False))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JsonResponse:

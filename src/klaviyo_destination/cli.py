@@ -25,6 +25,8 @@ from .settings import Settings
 #: Placeholder key in embedded mode: the emulator checks the header's shape, not the value.
 EMBEDDED_KEY = "embedded-emulator-key"
 EMBEDDED_BASE_URL = "http://emulator.embedded"
+#: Where the embedded emulator is mounted on the service (and protocol answers point).
+EMULATOR_PREFIX = "/emulator"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +92,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"log_level": args.log_level})
         os.environ["LOG_LEVEL"] = args.log_level  # worker processes read their own settings
     _configure_logs(settings)
-    app = _embedded_app(settings, host, port) if settings.klaviyo_private_api_key is None else None
+    app = _embedded_app(settings, host, port) if settings.embedded else None
     if settings.webhook_token is None:
         _say(f"No WEBHOOK_TOKEN set: listening on loopback only ({host}:{port}).")
     if app is not None:
@@ -99,6 +101,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
         return 0
     _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
+    if settings.klaviyo_private_api_key is None:
+        _say(
+            "No KLAVIYO_PRIVATE_API_KEY: /v1/events rejects events; the rudder-server routes use "
+            "each destination's own key."
+        )
+    _say_upstream(settings)
     uvicorn.run(
         "klaviyo_destination.cli:worker_app",
         factory=True,
@@ -137,14 +145,28 @@ def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
         }
     )
     url = f"http://{host}:{port}"
-    _say("No KLAVIYO_PRIVATE_API_KEY set: delivering to the embedded Klaviyo emulator.")
+    _say(
+        "No KLAVIYO_PRIVATE_API_KEY or KLAVIYO_BASE_URL set: delivering to the embedded Klaviyo "
+        "emulator; nothing reaches Klaviyo."
+    )
     _say(f"Service:  {url}   (API docs: {url}/docs)")
     sample = '{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1","properties":{}}'
     _say(f"Try:      curl -s {url}/v1/events -H 'content-type: application/json' -d '{sample}'")
     _say(f"See what arrived: curl -s {url}/emulator/__emulator/state")
+    _say_upstream(settings)
     return create_app(
-        embedded, transport=httpx.ASGITransport(app=emulator), mounts={"/emulator": emulator}
+        embedded,
+        transport=httpx.ASGITransport(app=emulator),
+        mounts={EMULATOR_PREFIX: emulator},
+        emulator_prefix=EMULATOR_PREFIX,
     )
+
+
+def _say_upstream(settings: Settings) -> None:
+    if settings.rudder_transformer_url is None:
+        _say("No RUDDER_TRANSFORMER_URL: only Klaviyo v1 is transformed here; other requests 501.")
+    else:
+        _say(f"Other transformer requests pass through to {settings.rudder_transformer_url}")
 
 
 def _loopback(host: str) -> bool:

@@ -12,6 +12,7 @@ Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's st
     │   ├── BadRequest          400 invalid JSON or UTF-8, too deep, wrong shape
     │   ├── Unauthorized        401 missing or wrong webhook token
     │   ├── NotFound            404 an endpoint that is switched off
+    │   ├── NotServed           501 not served here, and no RUDDER_TRANSFORMER_URL
     │   └── PayloadTooLarge     413 body or batch over its limit
     └── KlaviyoError            Klaviyo answered, or could not be reached
         ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
@@ -160,6 +161,14 @@ class Unauthorized(RequestError):
 class NotFound(RequestError):
     status = 404
     code = "not_found"
+
+
+class NotServed(RequestError):
+    """A transformer request this service does not serve and has no upstream for; a 5xx, so
+    rudder-server keeps the events and retries while the operator sets one."""
+
+    status = 501
+    code = "not_served"
 
 
 class PayloadTooLarge(RequestError):

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     )
     klaviyo_enforce_email_as_primary: bool = False
     klaviyo_flatten_properties: bool = False
+    #: Unset, and no private key either: the embedded emulator (``embedded`` asks for it too).
     klaviyo_base_url: str = DEFAULT_BASE_URL
 
     # --- operation ---
@@ -37,6 +38,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_batch_events: int = Field(default=1000, gt=0)
     max_json_depth: int = Field(default=64, gt=0)
+
+    # --- the rudder-server front ---
+    #: Where every transformer request this service does not serve itself is passed through.
+    rudder_transformer_url: str | None = None
+    rudder_transformer_timeout: float = Field(default=300.0, gt=0)
+    #: rudder-server's own transformer takes bodies of up to 200 MB.
+    max_protocol_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    #: One event larger than this (Klaviyo's ingestion limit) gets its own error output.
+    max_event_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
 
     # --- delivery ---
     connect_timeout: float = Field(default=3.0, gt=0)
@@ -54,6 +64,20 @@ class Settings(BaseSettings):
     profiles_rate_steady: int = Field(default=700, ge=1)
     events_rate_burst: int = Field(default=350, ge=1)
     events_rate_steady: int = Field(default=3500, ge=1)
+
+    @property
+    def embedded(self) -> bool:
+        """Deliver to the in-process emulator: nothing names a Klaviyo to reach."""
+        if self.klaviyo_base_url == "embedded":
+            return True
+        return self.klaviyo_private_api_key is None and "klaviyo_base_url" not in (
+            self.model_fields_set
+        )
+
+    @field_validator("rudder_transformer_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -209,12 +209,12 @@ def _request_body(schema: dict[str, Any], example: Any) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def processor_body() -> dict[str, Any]:
+def processor_openapi() -> dict[str, Any]:
     """``openapi_extra`` of ``/v0/destinations/klaviyo``: a JSON array of jobs."""
     return _request_body({"type": "array", "items": _JOB}, [_job_example()])
 
 
-def router_body() -> dict[str, Any]:
+def router_openapi() -> dict[str, Any]:
     """``openapi_extra`` of ``/routerTransform``: ``{"input": [jobs]}``."""
     schema = {"type": "object", "properties": {"input": {"type": "array", "items": _JOB}}}
     return _request_body(schema, {"input": [_job_example()]})

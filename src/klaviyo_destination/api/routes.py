@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+import logging
+from typing import Annotated, Any, Final, cast
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import BadRequest, NotFound
-from ..ingest.body import events_of
+from ..errors import NotFound, NotServed
+from ..ingest.body import events_of, parse_json
 from ..ingest.config import DestinationConfig
 from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
-from ..protocol import ProfileLookup, process, route
+from ..protocol import route
+from ..protocol.bodies import COMPACTED, processor_body, router_body
+from ..protocol.features import merged_features
+from ..protocol.front import Front
+from ..protocol.upstream import UpstreamError
 from ..settings import Settings
 from . import webhook
 from .auth import check_token
-from .body import read_json
+from .body import read_bytes, read_json
 from .dry_run import dry_run
 from .models import (
     EVENTS_RESPONSES,
     PROCESSOR_RESPONSES,
     ROUTER_RESPONSES,
     TRANSFORM_RESPONSES,
-    processor_body,
-    router_body,
+    processor_openapi,
+    router_openapi,
 )
 from .request_log import annotate
 from .responses import JsonResponse
 from .samples import request_body_examples
 
+logger = logging.getLogger(__name__)
 routes = APIRouter()
+#: rudder-server panics on a 200 from its transformer without this header (apiVersion 2).
+API_VERSION: Final = {"apiVersion": "2"}
 
 
 async def _settings(request: Request) -> Settings:
@@ -48,13 +56,14 @@ async def _authorized(request: Request, settings: SettingsDep) -> None:
     check_token(request, settings)
 
 
-def _protocol_state(request: Request) -> tuple[Settings, ProfileLookup]:
-    """Settings and look-up for the rudder-server endpoints, read without FastAPI dependencies:
-    solving them was 30% of a one-event request's time, and these are the hot path."""
+def _protocol_front(request: Request) -> Front:
+    """The protocol routes' shared parts, read without FastAPI dependencies: solving them was
+    30% of a one-event request's time, and these are the hot path."""
     settings = cast(Settings, request.state.settings)
     if not settings.enable_rudder_protocol:
         raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
-    return settings, cast(ProfileLookup, request.state.lookup)
+    request.state.protocol = True  # its error answers carry apiVersion too
+    return cast(Front, request.state.front)
 
 
 async def _body(request: Request, settings: Settings) -> Any:
@@ -91,7 +100,7 @@ async def post_events(request: Request, settings: SettingsDep) -> Response:
 async def post_transform(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
     config = cast(DestinationConfig, request.state.config)
-    results = dry_run(events.items, config, settings.klaviyo_base_url)
+    results = dry_run(events.items, config, _klaviyo_url(request))
     annotate(request, events=len(results))
     status = webhook.status_code(
         [r["status"] for r in results], single=events.single, throttled=False
@@ -99,45 +108,109 @@ async def post_transform(request: Request, settings: SettingsDep) -> Response:
     return JsonResponse({"results": results}, status_code=status)
 
 
+@routes.get("/features", summary="rudder-server's transformer features (private network)")
+async def features(request: Request) -> Response:
+    front = _protocol_front(request)
+    upstream = await front.upstream.features() if front.upstream is not None else None
+    return JsonResponse(merged_features(upstream), headers=API_VERSION)
+
+
 @routes.post(
-    "/v0/destinations/klaviyo",
+    "/v0/destinations/{destination}",
     summary="rudder-server processor transform (private network)",
-    openapi_extra=processor_body(),
+    openapi_extra=processor_openapi(),
     responses=PROCESSOR_RESPONSES,
 )
-async def post_processor(request: Request) -> Response:
-    settings, lookup = _protocol_state(request)
-    body = await _body(request, settings)
-    if not isinstance(body, list):
-        raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
-    annotate(request, jobs=len(body))
-    items = await process(
-        body,
-        lookup,
-        filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
-        base_url=settings.klaviyo_base_url,
+async def post_processor(request: Request, destination: str) -> Response:
+    front = _protocol_front(request)
+    if destination.lower() != "klaviyo":
+        return await pass_through(request)
+    settings = cast(Settings, request.state.settings)
+    raw = await read_bytes(request, max_bytes=settings.max_protocol_body_bytes)
+    body = processor_body(
+        parse_json(raw, max_depth=None),
+        compacted=_compacted(request),
+        size=len(raw),
+        limits=front.limits,
     )
-    return JsonResponse(items)
+    del raw  # the parsed body is all that is needed from here on
+    annotate(request, jobs=len(body.jobs))
+    try:
+        items = await front.processor(
+            body,
+            request.headers.raw,
+            path=request.url.path,
+            filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
+            base_url=_klaviyo_url(request),
+        )
+    except UpstreamError as exc:
+        return _upstream_failed(request, exc)
+    return JsonResponse(items, headers=API_VERSION)
 
 
 @routes.post(
     "/routerTransform",
     summary="rudder-server router transform (private network)",
-    openapi_extra=router_body(),
+    openapi_extra=router_openapi(),
     responses=ROUTER_RESPONSES,
 )
 async def post_router(request: Request) -> Response:
-    settings, lookup = _protocol_state(request)
-    body = await _body(request, settings)
-    jobs = body.get("input") if isinstance(body, dict) else None
-    annotate(request, jobs=len(jobs) if isinstance(jobs, list) else 0)
-    outputs = await route(
-        jobs,
-        lookup,
-        filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
-        base_url=settings.klaviyo_base_url,
-    )
-    return JsonResponse({"output": outputs})
+    front = _protocol_front(request)
+    settings = cast(Settings, request.state.settings)
+    raw = await read_bytes(request, max_bytes=settings.max_protocol_body_bytes)
+    parsed = parse_json(raw, max_depth=None)
+    dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
+    if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
+        return await pass_through(request, body=raw)
+    body = router_body(parsed, compacted=_compacted(request), size=len(raw), limits=front.limits)
+    del raw, parsed
+    annotate(request, jobs=len(body.jobs))
+    filter_code = _filter_code(request.headers.get("x-feature-filter-code"))
+    if not body.jobs:
+        outputs = await route(None, front.lookup, filter_code=filter_code)
+    else:
+        outputs = await front.router(
+            body, request.headers.raw, filter_code=filter_code, base_url=_klaviyo_url(request)
+        )
+    return JsonResponse({"output": outputs}, headers=API_VERSION)
+
+
+async def pass_through(request: Request, *, body: bytes | bytearray | None = None) -> Response:
+    """A request this service does not serve: to the upstream transformer, or a clear error."""
+    front = _protocol_front(request)
+    if front.upstream is None:
+        message = (
+            f"{request.method} {request.url.path} is not served by this service (it serves "
+            "Klaviyo apiVersion v1); set RUDDER_TRANSFORMER_URL to pass other transformer "
+            "requests to a rudder-transformer"
+        )
+        logger.error(message, extra={"path": request.url.path})
+        raise NotServed(message, field="RUDDER_TRANSFORMER_URL")
+    annotate(request, upstream=True)
+    try:
+        return await front.upstream.forward(request, body=body)
+    except UpstreamError as exc:
+        return _upstream_failed(request, exc)
+
+
+def _upstream_failed(request: Request, exc: UpstreamError) -> Response:
+    """rudder-server retries a 5xx, so nothing it sent is lost while the upstream is away."""
+    annotate(request, error="upstream_unavailable", reason=exc.message)
+    error = {"code": "upstream_unavailable", "message": exc.message, "field": None}
+    return JsonResponse({"error": error}, status_code=exc.status, headers=API_VERSION)
+
+
+def _compacted(request: Request) -> bool:
+    return request.headers.get("x-content-format", "").strip().lower() == COMPACTED
+
+
+def _klaviyo_url(request: Request) -> str:
+    """Where the requests in protocol answers go: ``KLAVIYO_BASE_URL``, or in embedded mode
+    the emulator mounted on this service, as the caller reached it."""
+    prefix = cast(str | None, request.state.emulator_prefix)
+    if prefix is None:
+        return cast(Settings, request.state.settings).klaviyo_base_url
+    return str(request.base_url).rstrip("/") + prefix
 
 
 def _filter_code(header: str | None) -> bool:
@@ -151,10 +224,16 @@ async def health() -> dict[str, str]:
 
 
 @routes.get("/ready", summary="Readiness: settings loaded and the Klaviyo client open")
-async def ready(klaviyo: KlaviyoDep) -> Response:
+async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
     if not klaviyo.is_open:
         return JsonResponse({"status": "starting"}, status_code=503)
-    return JsonResponse({"status": "ready"})
+    front = cast(Front, request.state.front)
+    if request.state.emulator_prefix is not None:
+        target = "the embedded emulator: nothing reaches Klaviyo"
+    else:
+        target = cast(Settings, request.state.settings).klaviyo_base_url
+    upstream = front.upstream.url if front.upstream is not None else None
+    return JsonResponse({"status": "ready", "klaviyo": target, "upstream_transformer": upstream})
 
 
 @routes.get("/metrics", summary="Prometheus metrics")

@@ -18,8 +18,10 @@ class Events:
     single: bool
 
 
-def parse_json(raw: bytes, *, max_depth: int) -> Any:
-    if not raw.strip():
+def parse_json(raw: bytes | bytearray, *, max_depth: int | None) -> Any:
+    """The JSON value of ``raw``; ``max_depth=None`` leaves the depth to the caller (the
+    protocol routes check it per event)."""
+    if not raw or raw.isspace():  # not raw.strip(): that would copy a 200 MB body
         raise BadRequest("body is empty: send a JSON event, array of events or {batch: [...]}")
     try:
         value = orjson.loads(raw)
@@ -28,17 +30,25 @@ def parse_json(raw: bytes, *, max_depth: int) -> Any:
         raise BadRequest(f"body is not valid JSON (UTF-8): {exc}", field="body") from None
     # Nothing can nest deeper than the number of brackets, plus one for a scalar inside them
     # (brackets in strings only raise the bound): small bodies skip the walk.
-    if raw.count(b"{") + raw.count(b"[") >= max_depth:
+    if max_depth is not None and raw.count(b"{") + raw.count(b"[") >= max_depth:
         check_depth(value, max_depth)
     return value
 
 
 def check_depth(value: Any, max_depth: int) -> None:
-    """Refuse JSON nested deeper than ``max_depth``, without recursion.
+    """Refuse JSON nested deeper than ``max_depth``."""
+    if too_deep(value, max_depth):
+        raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether ``value`` nests deeper than ``max_depth``, found without recursion.
 
     Walks one nesting level at a time and only ever steps into containers, so scalars (most of
     a payload) cost one type test each inside a comprehension, not a stack push and pop.
     """
+    if max_depth < 1:
+        return True
     level: list[Any] = [value]
     depth = 1
     while level:
@@ -49,11 +59,10 @@ def check_depth(value: Any, max_depth: int) -> None:
             elif isinstance(node, list):
                 below.extend(node)
         if below and depth >= max_depth:
-            raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
+            return True
         level = [child for child in below if isinstance(child, _CONTAINERS)]
         depth += 1
-    if max_depth < 1:
-        raise BadRequest(f"JSON is nested deeper than {max_depth} levels", field="body")
+    return False
 
 
 _CONTAINERS = (dict, list)

@@ -26,16 +26,32 @@ class Job:
     message: Any
     metadata: Any
     destination: Mapping[str, Any]
+    #: why this one job cannot be read (too deep, too large); its neighbours still are
+    error: DestinationError | None = None
 
     @classmethod
-    def parse(cls, raw: Any) -> Job:
+    def parse(cls, raw: Any, destinations: Mapping[str, Any] | None = None) -> Job:
+        """A plain job, or with ``destinations`` a compacted one (its destination by id)."""
         raw = raw if isinstance(raw, dict) else {}
-        destination = raw.get("destination")
+        metadata = raw.get("metadata")
+        if destinations is None:
+            destination = raw.get("destination")
+        else:
+            destination_id = metadata.get("destinationId") if isinstance(metadata, dict) else None
+            destination = (
+                destinations.get(destination_id) if isinstance(destination_id, str) else None
+            )
         return cls(
-            raw.get("message"),
-            raw.get("metadata"),
-            destination if isinstance(destination, dict) else {},
+            raw.get("message"), metadata, destination if isinstance(destination, dict) else {}
         )
+
+    @property
+    def job_id(self) -> Any:
+        return self.metadata.get("jobId") if isinstance(self.metadata, dict) else None
+
+    @property
+    def api_version(self) -> Any:
+        return self.config.get("apiVersion")
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -72,6 +88,8 @@ async def plan_jobs(
 
 
 def _plan(job: Job) -> PlannedEvent:
+    if job.error is not None:
+        return PlannedEvent(None, None, "", error=job.error)
     if not isinstance(job.message, dict):
         error = InvalidEvent("message must be a JSON object", field="message")
         return PlannedEvent(None, None, "", error=error)

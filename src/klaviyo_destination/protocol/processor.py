@@ -25,11 +25,16 @@ async def process(
     look-up and the returned requests go to the same Klaviyo.
     """
     jobs = [Job.parse(raw) for raw in raw_jobs]
+    per_job = await process_jobs(jobs, lookup, filter_code=filter_code, base_url=base_url)
+    return [item for items in per_job for item in items]
+
+
+async def process_jobs(
+    jobs: Sequence[Job], lookup: ProfileLookup, *, filter_code: bool, base_url: str
+) -> list[list[JsonObject]]:
+    """The processor's items of each job, job by job."""
     planned = await plan_jobs(jobs, lookup, filter_code=filter_code)
-    items: list[JsonObject] = []
-    for job, event in zip(jobs, planned, strict=True):
-        items.extend(_items(job, event, base_url))
-    return items
+    return [_items(job, event, base_url) for job, event in zip(jobs, planned, strict=True)]
 
 
 def _items(job: Job, event: PlannedEvent, base_url: str) -> list[JsonObject]:

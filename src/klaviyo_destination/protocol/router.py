@@ -39,10 +39,19 @@ async def route(
     filter_code: bool = False,
     base_url: str = DEFAULT_BASE_URL,
 ) -> list[JsonObject]:
+    """The outputs for a router request's ``input`` (plain jobs)."""
     if not isinstance(raw_jobs, list) or not raw_jobs:
         return [dict(INVALID_EVENT_ARRAY)]
+    jobs = [Job.parse(raw) for raw in raw_jobs]
+    return await route_jobs(jobs, lookup, filter_code=filter_code, base_url=base_url)
+
+
+async def route_jobs(
+    jobs: list[Job], lookup: ProfileLookup, *, filter_code: bool, base_url: str
+) -> list[JsonObject]:
+    """Every job in exactly one output (rudder-server checks that)."""
     outputs: list[JsonObject] = []
-    for group in _destination_groups([Job.parse(raw) for raw in raw_jobs]):
+    for group in _destination_groups(jobs):
         outputs.extend(await _route_group(group, lookup, filter_code, base_url))
     return outputs
 
@@ -65,7 +74,7 @@ async def _route_group(
     except DestinationError as error:
         return [router_error(error, [job.metadata for job in jobs], destination)]
     # The first event's destination serves the whole group, as in the reference.
-    jobs = [Job(job.message, job.metadata, destination) for job in jobs]
+    jobs = [Job(job.message, job.metadata, destination, job.error) for job in jobs]
     successes: list[JsonObject] = []
     errors: list[JsonObject] = []
     for chunk in _type_chunks(jobs):

@@ -1,0 +1,132 @@
+"""rudder-server's request bodies, plain or compacted, read job by job.
+
+Plain bodies carry each job's ``destination``; compacted ones (``X-Content-Format:
+json+compactedv1``, which rudder-server sends when ``/features`` allows it) carry
+``{"input": [{message, metadata}], "destinations": {id: destination}, "connections":
+{"sourceId:destinationId": connection}}``, and the router adds ``destType``. Either way one event
+that is too deep or too large becomes that job's own error, never the whole request's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import orjson
+
+from ..errors import BadRequest, InvalidEvent
+from ..ingest.body import too_deep
+from .jobs import Job
+
+COMPACTED: Final = "json+compactedv1"
+
+
+class EventTooLarge(InvalidEvent):
+    status = 413
+    code = "event_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_depth: int
+    max_event_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolBody:
+    """The jobs of one request, with what is needed to send a part of it on unchanged."""
+
+    items: list[Any]
+    jobs: list[Job]
+    compacted: bool
+    destinations: dict[str, Any] = field(default_factory=dict)
+    connections: dict[str, Any] = field(default_factory=dict)
+    dest_type: Any = None
+
+    def subset(self, indexes: Sequence[int]) -> bytes:
+        """A body of the same form holding only these jobs (for the upstream transformer)."""
+        items = [self.items[i] for i in indexes]
+        if not self.compacted:
+            body: Any = items if self.dest_type is None else {"input": items}
+        else:
+            ids = {_destination_id(item) for item in items}
+            body = {
+                "input": items,
+                "destinations": {k: v for k, v in self.destinations.items() if k in ids},
+                "connections": {
+                    k: v for k, v in self.connections.items() if k.partition(":")[2] in ids
+                },
+            }
+        if self.dest_type is not None:
+            body["destType"] = self.dest_type
+        return orjson.dumps(body)
+
+
+def processor_body(body: Any, *, compacted: bool, size: int, limits: Limits) -> ProtocolBody:
+    if not compacted:
+        if not isinstance(body, list):
+            raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
+        return _checked(ProtocolBody(body, [Job.parse(raw) for raw in body], False), size, limits)
+    items, destinations, connections = _compacted_parts(body)
+    jobs = [Job.parse(raw, destinations) for raw in items]
+    parsed = ProtocolBody(items, jobs, True, destinations, connections)
+    return _checked(parsed, size, limits)
+
+
+def router_body(body: Any, *, compacted: bool, size: int, limits: Limits) -> ProtocolBody:
+    """A router body; an ``input`` that is not a list gives no jobs (the reference's answer)."""
+    if not isinstance(body, dict):
+        return ProtocolBody([], [], compacted)
+    dest_type = body.get("destType")
+    items = body.get("input")
+    if not isinstance(items, list):
+        return ProtocolBody([], [], compacted, dest_type=dest_type)
+    if not compacted:
+        jobs = [Job.parse(raw) for raw in items]
+        return _checked(ProtocolBody(items, jobs, False, dest_type=dest_type), size, limits)
+    _, destinations, connections = _compacted_parts(body)
+    jobs = [Job.parse(raw, destinations) for raw in items]
+    parsed = ProtocolBody(items, jobs, True, destinations, connections, dest_type)
+    return _checked(parsed, size, limits)
+
+
+def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("input"), list):
+        msg = f"a {COMPACTED} body is an object with an input array"
+        raise BadRequest(msg, field="input")
+    destinations = body.get("destinations")
+    if not isinstance(destinations, dict):
+        msg = f"a {COMPACTED} body maps destination ids to destinations"
+        raise BadRequest(msg, field="destinations")
+    connections = body.get("connections")
+    return body["input"], destinations, connections if isinstance(connections, dict) else {}
+
+
+def _checked(parsed: ProtocolBody, size: int, limits: Limits) -> ProtocolBody:
+    """Mark each job whose message is too deep or too large; the others are left alone."""
+    # No event can be larger than the whole body: small bodies skip the measuring.
+    measure = size > limits.max_event_bytes
+    jobs = list(parsed.jobs)
+    for index, job in enumerate(jobs):
+        error = _event_error(job.message, limits, measure=measure)
+        if error is not None:
+            jobs[index] = replace(job, error=error)
+    return replace(parsed, jobs=jobs)
+
+
+def _event_error(message: Any, limits: Limits, *, measure: bool) -> InvalidEvent | None:
+    if too_deep(message, limits.max_depth):
+        return InvalidEvent(
+            f"event is nested deeper than {limits.max_depth} levels", field="message"
+        )
+    if measure and len(orjson.dumps(message)) > limits.max_event_bytes:
+        return EventTooLarge(
+            f"event is larger than {limits.max_event_bytes} bytes", field="message"
+        )
+    return None
+
+
+def _destination_id(item: Any) -> Any:
+    metadata = item.get("metadata") if isinstance(item, dict) else None
+    return metadata.get("destinationId") if isinstance(metadata, dict) else None
