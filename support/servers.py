@@ -42,6 +42,7 @@ from support.processes import (
     wait_healthy,
 )
 
+REPOSITORY: Final = Path(__file__).resolve().parents[1]
 #: The benchmarks' service key: the emulator checks the header's shape, not the value.
 BENCH_PRIVATE_KEY: Final = "pk_bench_not_a_real_key"
 
@@ -140,6 +141,23 @@ def start_service(emulator_url: str, logs: Path, env: Mapping[str, str] | None =
     argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
     settings = local_service_env(emulator_url) | dict(env or {})
     return start("service", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=settings)
+
+
+def start_upstream_transformer(logs: Path) -> Server:
+    """The stand-in rudder-transformer (:mod:`support.upstream_transformer`)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "support.upstream_transformer", "--host", LOOPBACK]
+    argv += ["--port", str(port)]
+    env = {"PYTHONPATH": str(REPOSITORY)}
+    return start("upstream", argv, port=port, logs=logs, health="/health", env=env)
+
+
+def start_service_with(env: Mapping[str, str], logs: Path) -> Server:
+    """The service as compose runs it, with exactly ``env`` (no compose defaults): e.g. no
+    Klaviyo settings at all, for the embedded emulator."""
+    port = free_port()
+    argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
+    return start("service", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
 
 
 def start_uvicorn_service(

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.rudder_server import compact_processor, compact_router
 
 from .conformance import (
     case_files,
@@ -373,10 +374,21 @@ def _scripted(router: respx.MockRouter, responses: list[dict[str, Any]]) -> list
     return calls
 
 
+def _with_ids(jobs: list[Any]) -> list[Any]:
+    """Jobs whose metadata names source and destination, as compaction needs."""
+    return [
+        {**job, "metadata": {**job["metadata"], "sourceId": "s1", "destinationId": "d1"}}
+        for job in jobs
+    ]
+
+
 @pytest.mark.anyio
 @pytest.mark.contract
+@pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
 @pytest.mark.parametrize("path", case_files())
-async def test_protocol_endpoints_match_reference(path: Path, klaviyo: respx.MockRouter) -> None:
+async def test_protocol_endpoints_match_reference(
+    path: Path, compacted: bool, klaviyo: respx.MockRouter
+) -> None:
     case = load(path)
     expected = expected_of(case)
     calls = _scripted(klaviyo, case.get("klaviyo_responses", []))
@@ -385,21 +397,25 @@ async def test_protocol_endpoints_match_reference(path: Path, klaviyo: respx.Moc
         if case.get("request_features", {}).get("filter-code")
         else {}
     )
+    if compacted:
+        headers["X-Content-Format"] = "json+compactedv1"
     async for c in _client(_settings(), klaviyo):
         if case["source"] == "processor":
-            response = await c.post(
-                "/v0/destinations/klaviyo", json=processor_jobs(case), headers=headers
-            )
+            jobs = processor_jobs(case)
+            body: Any = compact_processor(_with_ids(jobs)) if compacted else jobs
+            response = await c.post("/v0/destinations/klaviyo", json=body, headers=headers)
             assert response.status_code == 200
+            assert response.headers["apiVersion"] == "2"
             got = normalise_processor(response.json(), case["input"])
             assert got == {k: v for k, v in expected.items() if k != "lookups"}
         else:
-            response = await c.post(
-                "/routerTransform",
-                json={"destType": "klaviyo", "input": router_jobs(case)},
-                headers=headers,
-            )
+            jobs = router_jobs(case)
+            message: Any = {"destType": "klaviyo", "input": jobs}
+            if compacted:
+                message = compact_router({"destType": "klaviyo", "input": _with_ids(jobs)})
+            response = await c.post("/routerTransform", json=message, headers=headers)
             assert response.status_code == 200
+            assert response.headers["apiVersion"] == "2"
             messages = {item["job_id"]: item["message"] for item in case["input"]}
             outputs = normalise_router(response.json()["output"], messages)
             assert unordered(outputs) == unordered(expected["outputs"])

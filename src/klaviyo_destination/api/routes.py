@@ -132,6 +132,7 @@ async def post_processor(request: Request, destination: str) -> Response:
         compacted=_compacted(request),
         size=len(raw),
         limits=front.limits,
+        brackets=raw.count(b"{") + raw.count(b"["),
     )
     del raw  # the parsed body is all that is needed from here on
     annotate(request, jobs=len(body.jobs))
@@ -162,7 +163,13 @@ async def post_router(request: Request) -> Response:
     dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
     if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
         return await pass_through(request, body=raw)
-    body = router_body(parsed, compacted=_compacted(request), size=len(raw), limits=front.limits)
+    body = router_body(
+        parsed,
+        compacted=_compacted(request),
+        size=len(raw),
+        limits=front.limits,
+        brackets=raw.count(b"{") + raw.count(b"["),
+    )
     del raw, parsed
     annotate(request, jobs=len(body.jobs))
     filter_code = _filter_code(request.headers.get("x-feature-filter-code"))

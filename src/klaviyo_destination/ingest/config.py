@@ -72,7 +72,8 @@ def check_api_version(config: DestinationConfig) -> None:
     if version in ("v2", "v3"):
         raise ConfigurationError(
             f"Klaviyo apiVersion {version} is not supported by this service, which implements "
-            "revision 2023-02-22 (apiVersion v1)",
+            "revision 2023-02-22 (apiVersion v1); set RUDDER_TRANSFORMER_URL to pass these "
+            "events to a rudder-transformer",
             field="apiVersion",
         )
     raise ConfigurationError(f"Unsupported Klaviyo apiVersion: {version}", field="apiVersion")

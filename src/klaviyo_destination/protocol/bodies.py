@@ -63,18 +63,25 @@ class ProtocolBody:
         return orjson.dumps(body)
 
 
-def processor_body(body: Any, *, compacted: bool, size: int, limits: Limits) -> ProtocolBody:
+def processor_body(
+    body: Any, *, compacted: bool, size: int, limits: Limits, brackets: int | None = None
+) -> ProtocolBody:
+    """``size`` and ``brackets`` (count of ``{`` and ``[``) describe the raw body, so checks
+    no event can fail are skipped."""
     if not compacted:
         if not isinstance(body, list):
             raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
-        return _checked(ProtocolBody(body, [Job.parse(raw) for raw in body], False), size, limits)
+        parsed = ProtocolBody(body, [Job.parse(raw) for raw in body], False)
+        return _checked(parsed, size, limits, brackets)
     items, destinations, connections = _compacted_parts(body)
     jobs = [Job.parse(raw, destinations) for raw in items]
     parsed = ProtocolBody(items, jobs, True, destinations, connections)
-    return _checked(parsed, size, limits)
+    return _checked(parsed, size, limits, brackets)
 
 
-def router_body(body: Any, *, compacted: bool, size: int, limits: Limits) -> ProtocolBody:
+def router_body(
+    body: Any, *, compacted: bool, size: int, limits: Limits, brackets: int | None = None
+) -> ProtocolBody:
     """A router body; an ``input`` that is not a list gives no jobs (the reference's answer)."""
     if not isinstance(body, dict):
         return ProtocolBody([], [], compacted)
@@ -84,11 +91,12 @@ def router_body(body: Any, *, compacted: bool, size: int, limits: Limits) -> Pro
         return ProtocolBody([], [], compacted, dest_type=dest_type)
     if not compacted:
         jobs = [Job.parse(raw) for raw in items]
-        return _checked(ProtocolBody(items, jobs, False, dest_type=dest_type), size, limits)
+        parsed = ProtocolBody(items, jobs, False, dest_type=dest_type)
+        return _checked(parsed, size, limits, brackets)
     _, destinations, connections = _compacted_parts(body)
     jobs = [Job.parse(raw, destinations) for raw in items]
     parsed = ProtocolBody(items, jobs, True, destinations, connections, dest_type)
-    return _checked(parsed, size, limits)
+    return _checked(parsed, size, limits, brackets)
 
 
 def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
@@ -103,20 +111,24 @@ def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, An
     return body["input"], destinations, connections if isinstance(connections, dict) else {}
 
 
-def _checked(parsed: ProtocolBody, size: int, limits: Limits) -> ProtocolBody:
+def _checked(parsed: ProtocolBody, size: int, limits: Limits, brackets: int | None) -> ProtocolBody:
     """Mark each job whose message is too deep or too large; the others are left alone."""
-    # No event can be larger than the whole body: small bodies skip the measuring.
+    # No event is larger than the whole body, nor deeper than its brackets: small bodies
+    # skip the walks.
     measure = size > limits.max_event_bytes
+    walk = brackets is None or brackets >= limits.max_depth
+    if not (measure or walk):
+        return parsed
     jobs = list(parsed.jobs)
     for index, job in enumerate(jobs):
-        error = _event_error(job.message, limits, measure=measure)
+        error = _event_error(job.message, limits, measure=measure, walk=walk)
         if error is not None:
             jobs[index] = replace(job, error=error)
     return replace(parsed, jobs=jobs)
 
 
-def _event_error(message: Any, limits: Limits, *, measure: bool) -> InvalidEvent | None:
-    if too_deep(message, limits.max_depth):
+def _event_error(message: Any, limits: Limits, *, measure: bool, walk: bool) -> InvalidEvent | None:
+    if walk and too_deep(message, limits.max_depth):
         return InvalidEvent(
             f"event is nested deeper than {limits.max_depth} levels", field="message"
         )
