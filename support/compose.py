@@ -105,6 +105,7 @@ def local_service_env(emulator_url: str) -> dict[str, str]:
         "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "KLAVIYO_LIST_ID": LIST_ID,
         "KLAVIYO_CONSENT": "email,sms",
+        "RUDDER_TRANSFORMER_URL": "",  # compose's default: no upstream transformer
         "DELIVERY_DEADLINE": str(DELIVERY_DEADLINE),
         "BACKOFF_INITIAL": "0.05",
         "BACKOFF_MAX": "0.2",
