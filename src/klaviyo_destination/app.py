@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__
 from .api import routes
 from .api.request_log import RequestLog, annotate
-from .api.responses import JsonResponse
+from .api.responses import JsonResponse, error_body
 from .api.routes import API_VERSION, pass_through
 from .errors import DestinationError
 from .ingest.config import DestinationConfig, from_settings
@@ -144,7 +144,7 @@ def _not_matched(not_found: ASGIApp) -> ASGIApp:
 
 def error_response(error: DestinationError, *, protocol: bool = False) -> JsonResponse:
     headers = API_VERSION if protocol else None
-    return JsonResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+    return JsonResponse(error_body(error.to_dict()), status_code=error.status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -159,16 +159,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         field = ".".join(str(part) for part in first.get("loc", ()))
         body = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
         annotate(request, error=body["code"], reason=body["message"], field=field)
-        return JsonResponse({"error": body}, status_code=400)
+        return JsonResponse(error_body(body), status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JsonResponse:
         body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
         annotate(request, error=body["code"], reason=body["message"])
-        return JsonResponse({"error": body}, status_code=error.status_code)
+        return JsonResponse(error_body(body), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JsonResponse:
         logger.exception("unexpected error: %s", type(error).__name__)
         body = {"code": "internal_error", "message": "unexpected error", "field": None}
-        return JsonResponse({"error": body}, status_code=500)
+        return JsonResponse(error_body(body), status_code=500)

@@ -13,6 +13,7 @@ Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's st
     │   ├── Unauthorized        401 missing or wrong webhook token
     │   ├── NotFound            404 an endpoint that is switched off
     │   ├── NotServed           501 not served here, and no RUDDER_TRANSFORMER_URL
+    │   ├── UnsupportedEncoding 415 a Content-Encoding other than gzip or deflate
     │   └── PayloadTooLarge     413 body or batch over its limit
     └── KlaviyoError            Klaviyo answered, or could not be reached
         ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
@@ -169,6 +170,11 @@ class NotServed(RequestError):
 
     status = 501
     code = "not_served"
+
+
+class UnsupportedEncoding(RequestError):
+    status = 415
+    code = "unsupported_encoding"
 
 
 class PayloadTooLarge(RequestError):

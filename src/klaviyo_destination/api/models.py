@@ -21,9 +21,12 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorAnswer(BaseModel):
-    """Every request-level error: ``{"error": {"code", "message", "field"}}``."""
+    """Every request-level error: ``{"error": {"code", "message", "field"}, "code",
+    "message"}`` (the top-level pair is what the RudderStack and Segment SDKs read)."""
 
     error: ErrorDetail
+    code: str | None = None
+    message: str | None = None
 
 
 class KlaviyoErrorItem(BaseModel):
@@ -59,6 +62,13 @@ class DeliveryAnswer(BaseModel):
     """``/v1/events``: one result per event, in input order."""
 
     results: list[DeliveryResult]
+
+
+class RetryAnswer(DeliveryAnswer):
+    """A batch to resend: the per-event results, and the ``code``/``message`` SDKs read."""
+
+    code: str
+    message: str
 
 
 class PlannedRequestShown(BaseModel):
@@ -148,6 +158,7 @@ EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DeliveryAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
+    415: _error("A Content-Encoding other than gzip or deflate"),
     429: {
         "model": DeliveryAnswer,
         "description": "Klaviyo (or the client-side limiter) throttled: resend later",
@@ -165,11 +176,36 @@ TRANSFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DryRunAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
+    415: _error("A Content-Encoding other than gzip or deflate"),
+}
+SDK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": DeliveryAnswer,
+        "description": "Every event delivered or permanently rejected (reasons per event)",
+    },
+    400: _error("Malformed body (invalid JSON or gzip, too deep, wrong shape)"),
+    401: _error("Missing or wrong write key (WEBHOOK_TOKEN)"),
+    413: _error("Body larger than MAX_BODY_BYTES once decompressed, or too many events"),
+    415: _error("A Content-Encoding other than gzip or deflate"),
+    429: {
+        "model": RetryAnswer,
+        "description": "Throttled: resend the batch later",
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        "model": RetryAnswer,
+        "description": "Klaviyo unavailable: resend the batch later",
+        "headers": _RETRY_AFTER,
+    },
 }
 _PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error("Malformed body (invalid JSON, too deep, not the protocol's shape)"),
+    400: _error("Malformed body (invalid JSON or gzip, not the protocol's shape)"),
     404: _error("The rudder-server protocol is switched off (ENABLE_RUDDER_PROTOCOL=false)"),
-    413: _error("Body larger than MAX_BODY_BYTES"),
+    413: _error("Body larger than MAX_PROTOCOL_BODY_BYTES"),
+    415: _error("A Content-Encoding other than gzip or deflate"),
+    502: _error("The upstream transformer is unreachable (rudder-server retries)"),
+    503: _error("The upstream transformer failed this request's v2/v3 part (retried)"),
+    504: _error("The upstream transformer timed out (rudder-server retries)"),
 }
 PROCESSOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": list[ProcessorItem], "description": "One item per produced request or error"},

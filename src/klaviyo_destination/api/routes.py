@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..errors import NotFound, NotServed
 from ..ingest.body import events_of, parse_json
 from ..ingest.config import DestinationConfig
-from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
+from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession, Outcome
+from ..planned import PlannedEvent
 from ..protocol import route
 from ..protocol.bodies import COMPACTED, processor_body, router_body
 from ..protocol.features import merged_features
@@ -26,18 +27,22 @@ from .models import (
     EVENTS_RESPONSES,
     PROCESSOR_RESPONSES,
     ROUTER_RESPONSES,
+    SDK_RESPONSES,
     TRANSFORM_RESPONSES,
     processor_openapi,
     router_openapi,
 )
 from .request_log import annotate
-from .responses import JsonResponse
+from .responses import JsonResponse, error_body
 from .samples import request_body_examples
 
 logger = logging.getLogger(__name__)
 routes = APIRouter()
 #: rudder-server panics on a 200 from its transformer without this header (apiVersion 2).
 API_VERSION: Final = {"apiVersion": "2"}
+#: The single-event routes of the RudderStack HTTP API; page and alias events are answered
+#: with the reference's rejection, per event.
+SDK_EVENT_TYPES: Final = ("identify", "track", "screen", "group", "page", "alias")
 
 
 async def _settings(request: Request) -> Settings:
@@ -81,12 +86,57 @@ async def _body(request: Request, settings: Settings) -> Any:
 )
 async def post_events(request: Request, settings: SettingsDep) -> Response:
     events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    delivered = await _deliver(request, events.items)
+    body, status, headers = webhook.webhook_answer(delivered, single=events.single)
+    return JsonResponse(body, status_code=status, headers=headers)
+
+
+@routes.post(
+    "/v1/batch",
+    dependencies=[Depends(_authorized)],
+    summary="RudderStack/Segment HTTP API: a batch of events, as the SDKs send it",
+    openapi_extra=request_body_examples(),
+    responses=SDK_RESPONSES,
+)
+async def post_batch(request: Request, settings: SettingsDep) -> Response:
+    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    return _sdk_response(await _deliver(request, events.items))
+
+
+async def post_one(request: Request, settings: SettingsDep) -> Response:
+    """``/v1/<type>``: one event; the path gives its type when the body has none."""
+    body = await _body(request, settings)
+    event_type = request.url.path.rsplit("/", 1)[-1]
+    if isinstance(body, dict) and body.get("type") is None:
+        body = {**body, "type": event_type}
+    events = events_of(body, max_events=settings.max_batch_events)
+    return _sdk_response(await _deliver(request, events.items))
+
+
+for _type in SDK_EVENT_TYPES:
+    routes.add_api_route(
+        f"/v1/{_type}",
+        post_one,
+        methods=["POST"],
+        dependencies=[Depends(_authorized)],
+        summary=f"RudderStack/Segment HTTP API: one {_type} event",
+        openapi_extra=request_body_examples(),
+        responses=SDK_RESPONSES,
+        name=f"post_{_type}",
+    )
+
+
+async def _deliver(request: Request, items: list[Any]) -> list[tuple[PlannedEvent, Outcome]]:
     config = cast(DestinationConfig, request.state.config)
     session = cast(KlaviyoSession, request.state.session)
-    delivered = await webhook.deliver_events(events.items, config, session)
+    delivered = await webhook.deliver_events(items, config, session)
     tally = webhook.record(delivered, request.state.events)
     annotate(request, events=len(delivered), **tally)
-    body, status, headers = webhook.webhook_answer(delivered, single=events.single)
+    return delivered
+
+
+def _sdk_response(delivered: list[tuple[PlannedEvent, Outcome]]) -> Response:
+    body, status, headers = webhook.sdk_answer(delivered)
     return JsonResponse(body, status_code=status, headers=headers)
 
 
@@ -204,7 +254,7 @@ def _upstream_failed(request: Request, exc: UpstreamError) -> Response:
     """rudder-server retries a 5xx, so nothing it sent is lost while the upstream is away."""
     annotate(request, error="upstream_unavailable", reason=exc.message)
     error = {"code": "upstream_unavailable", "message": exc.message, "field": None}
-    return JsonResponse({"error": error}, status_code=exc.status, headers=API_VERSION)
+    return JsonResponse(error_body(error), status_code=exc.status, headers=API_VERSION)
 
 
 def _compacted(request: Request) -> bool:

@@ -66,6 +66,22 @@ def webhook_answer(delivered: Delivered, *, single: bool) -> tuple[JsonObject, i
     return {"results": results}, status, headers
 
 
+def sdk_answer(delivered: Delivered) -> tuple[JsonObject, int, dict[str, str]]:
+    """Body, status and headers for the SDK routes (``/v1/batch``, ``/v1/<type>``).
+
+    The SDKs resend a batch on any answer but 2xx, so a batch whose events were all delivered
+    or permanently rejected is a 200 (the rejections are in the body, the log and the
+    metrics). A retryable failure is a 503 or 429 with ``Retry-After``, and the body carries
+    the top-level ``code`` and ``message`` the SDKs read from an error answer.
+    """
+    body, status, headers = webhook_answer(delivered, single=False)
+    if status in (429, 503):
+        failed = next(o.error for _, o in delivered if o.status == "failed" and o.error)
+        body.update(code=failed["code"], message=failed["message"])
+        return body, status, headers
+    return body, 200, headers
+
+
 def result_of(planned: PlannedEvent, outcome: Outcome) -> JsonObject:
     result: JsonObject = {**planned.header, "status": outcome.status}
     result["requests"] = [
