@@ -387,7 +387,7 @@ async def test_protocol_endpoints_match_reference(path: Path, klaviyo: respx.Moc
                 "/v0/destinations/klaviyo", json=processor_jobs(case), headers=headers
             )
             assert response.status_code == 200
-            got = normalise_processor(response.json(), case["input"])
+            got = normalise_processor(response.json(), case["input"], case["destination_config"])
             assert got == {k: v for k, v in expected.items() if k != "lookups"}
         else:
             response = await c.post(
@@ -397,7 +397,9 @@ async def test_protocol_endpoints_match_reference(path: Path, klaviyo: respx.Moc
             )
             assert response.status_code == 200
             messages = {item["job_id"]: item["message"] for item in case["input"]}
-            outputs = normalise_router(response.json()["output"], messages)
+            outputs = normalise_router(
+                response.json()["output"], messages, case["destination_config"]
+            )
             assert unordered(outputs) == unordered(expected["outputs"])
     sent = [
         (httpx_json(call), call.headers["authorization"].removeprefix("Klaviyo-API-Key "))
