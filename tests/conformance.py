@@ -6,6 +6,7 @@ clone without ../shared still runs them; tests/test_shared_sync.py keeps the cop
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -78,7 +79,8 @@ def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -
     """A planned event request back to what the reference sent for the same input.
 
     Undoes exactly the documented differences, each only where its input condition holds:
-    D1's ``unique_id`` equal to the input's messageId; ``event_properties_always``'s
+    D1's ``unique_id``, when it equals the input's messageId or, for an input without a usable
+    messageId, the digest of the input (``_unique_id_of``); ``event_properties_always``'s
     ``properties: {}`` where the input had no properties and flattening (which makes the
     reference send ``{}`` too, Q10) is off; ``event_time_iso``'s ISO ``time`` where the input's
     ``timestamp`` is a number that converts to exactly that text. Anything else stays, so any
@@ -87,7 +89,7 @@ def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -
     if request["endpoint_path"] != "/api/events":
         return request
     attributes = dict(request["body"]["data"]["attributes"])
-    if "unique_id" in attributes and attributes["unique_id"] == message.get("messageId"):
+    if "unique_id" in attributes and attributes["unique_id"] == _unique_id_of(message):
         del attributes["unique_id"]
     if (
         message.get("properties") is None
@@ -100,6 +102,17 @@ def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -
         attributes["time"] = timestamp
     data = {**request["body"]["data"], "attributes": attributes}
     return {**request, "body": {**request["body"], "data": data}}
+
+
+def _unique_id_of(message: JsonObject) -> str:
+    """D1 computed independently of the service (standard library JSON, not orjson)."""
+    message_id = message.get("messageId")
+    if isinstance(message_id, str) and message_id:
+        return message_id
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        return str(message_id)
+    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
 def _iso_of_unix(timestamp: Any) -> str | None:

@@ -51,6 +51,8 @@ async def test_reference_case(path: Path) -> None:
 
 # --- the normalisation undoes exactly the documented differences, nowhere else ---------------
 ISO = "2025-11-28T10:00:00.000Z"
+#: sha256(b'{"type":"track"}'), first 32 hex digits
+DIGEST = "338932d384008b853f6dd3d47fa582d3"
 
 
 def _event_request(**attributes: Any) -> JsonObject:
@@ -70,6 +72,11 @@ def _attributes(request: JsonObject) -> JsonObject:
         ({"unique_id": "m1"}, {"messageId": "m1"}, {}, {}),
         ({"unique_id": "m2"}, {"messageId": "m1"}, {}, {"unique_id": "m2"}),
         ({"unique_id": "m1"}, {}, {}, {"unique_id": "m1"}),
+        ({"unique_id": "7"}, {"messageId": 7}, {}, {}),
+        # D1 without a usable messageId: the digest of exactly this input
+        ({"unique_id": DIGEST}, {"type": "track"}, {}, {}),
+        ({"unique_id": DIGEST}, {"type": "track", "messageId": ""}, {}, {"unique_id": DIGEST}),
+        ({"unique_id": DIGEST}, {"type": "screen"}, {}, {"unique_id": DIGEST}),
         # event_properties_always: {} where the input had none, unless flattening sends {} too
         ({"properties": {}}, {}, {}, {}),
         ({"properties": {}}, {"properties": None}, {}, {}),

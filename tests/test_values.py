@@ -1,9 +1,12 @@
 """The value rules behind valid event bodies (docs/mapping.md §8.4, §8.7): JavaScript's
-``toISOString()``, its ``trim()``, and the JSON number grammar. Expected values written by hand
-(the dates checked against Node.js), plus a property test against Python's ``datetime``."""
+``toISOString()``, its ``trim()``, the JSON number grammar, and ``unique_id`` (D1). Expected
+values written by hand (the dates checked against Node.js), plus property tests against Python's
+``datetime`` and standard library JSON."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from klaviyo_destination.js import MISSING, js_date_iso, js_trim
-from klaviyo_destination.mapping.values import event_time, json_number, numeric_value
+from klaviyo_destination.mapping.values import (
+    canonical_json,
+    event_time,
+    json_number,
+    numeric_value,
+    unique_id,
+)
 
 # --- new Date(ms).toISOString() --------------------------------------------------------------
 DATES: list[tuple[float, str | None]] = [
@@ -144,3 +153,59 @@ def test_json_number(text: str, number: int | float | None) -> None:
 )
 def test_numeric_value(value: Any, number: int | float | None) -> None:
     assert numeric_value(value) == number
+
+
+# --- unique_id (D1) --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("message_id", "expected"),
+    [
+        ("m-1", "m-1"),
+        (" ", " "),
+        (42, "42"),
+        (0, "0"),
+        (-0.0, "0"),
+        (2.0, "2"),
+        (1.5, "1.5"),
+        (1e21, "1e+21"),
+    ],
+)
+def test_unique_id_from_a_usable_message_id(message_id: Any, expected: str) -> None:
+    assert unique_id(message_id, {"type": "track"}) == expected
+
+
+@pytest.mark.parametrize("message_id", ["", None, False, True, MISSING])
+def test_unique_id_without_a_usable_message_id_is_a_digest(message_id: Any) -> None:
+    received = {"type": "track", "event": "Café", "userId": "u1"}
+    canonical = b'{"event":"Caf\xc3\xa9","type":"track","userId":"u1"}'  # UTF-8, no \u escape
+    assert unique_id(message_id, received) == hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def test_canonical_json_bytes() -> None:
+    value = {"b": [1.5, 12, None, True, 'é\n\x1f"\\/'], "a": {"z": 1, "ä": 2, "😀": 3, "\uff01": 4}}
+    assert (
+        canonical_json(value)
+        == (
+            '{"a":{"z":1,"ä":2,"\uff01":4,"😀":3},"b":[1.5,12,null,true,"é\\n\\u001f\\"\\\\/"]}'
+        ).encode()
+    )
+
+
+def test_canonical_json_beyond_64_bits() -> None:
+    assert canonical_json({"n": 2**70}) == b'{"n":1180591620717411303424}'
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_canonical_json_is_standard_json_sorted(event: dict[str, Any]) -> None:
+    """Same bytes as the standard library's sorted, compact, non-ASCII JSON, whatever the order."""
+    expected = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(event) == expected.encode()
+    assert canonical_json(dict(reversed(list(event.items())))) == expected.encode()

@@ -31,7 +31,7 @@ from .lookups import (
     value_at,
 )
 from .paths import flatten
-from .values import event_time, numeric_value
+from .values import event_time, numeric_value, unique_id
 
 #: event_time_iso: a number that is no date rejects the event (§8.7).
 INVALID_TIMESTAMP: Final = (
@@ -60,9 +60,8 @@ def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedReques
         raise InvalidEvent(INVALID_TIMESTAMP.format(js_string(event.timestamp)), field="timestamp")
     if time is not MISSING:
         attributes["time"] = time
-    if truthy(event.message_id):
-        # D1: Klaviyo deduplicates on profile + metric + unique_id, so a replay counts once.
-        attributes["unique_id"] = str(event.message_id)
+    # D1: Klaviyo deduplicates on profile + metric + unique_id, so a resend counts once.
+    attributes["unique_id"] = unique_id(event.message_id, event.received)
     return [planned.create_event(attributes)]
 
 
