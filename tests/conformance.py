@@ -6,8 +6,10 @@ clone without ../shared still runs them; tests/test_shared_sync.py keeps the cop
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +75,56 @@ def router_jobs(case: JsonObject) -> list[JsonObject]:
     ]
 
 
-def strip_unique_id(request: JsonObject, message: JsonObject) -> JsonObject:
-    """D1: ignore a ``unique_id`` equal to the input's messageId, and nothing else."""
-    attributes = request["body"].get("data", {}).get("attributes", {})
-    if "unique_id" in attributes and attributes["unique_id"] == message.get("messageId"):
-        attributes = {k: v for k, v in attributes.items() if k != "unique_id"}
-        data = {**request["body"]["data"], "attributes": attributes}
-        return {**request, "body": {**request["body"], "data": data}}
-    return request
+def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -> JsonObject:
+    """A planned event request back to what the reference sent for the same input.
+
+    Undoes exactly the documented differences, each only where its input condition holds:
+    D1's ``unique_id``, when it equals the input's messageId or, for an input without a usable
+    messageId, the digest of the input (``_unique_id_of``); ``event_properties_always``'s
+    ``properties: {}`` where the input had no properties and flattening (which makes the
+    reference send ``{}`` too, Q10) is off; ``event_time_iso``'s ISO ``time`` where the input's
+    ``timestamp`` is a number that converts to exactly that text. Anything else stays, so any
+    other difference fails the comparison.
+    """
+    if request["endpoint_path"] != "/api/events":
+        return request
+    attributes = dict(request["body"]["data"]["attributes"])
+    if "unique_id" in attributes and attributes["unique_id"] == _unique_id_of(message):
+        del attributes["unique_id"]
+    if (
+        message.get("properties") is None
+        and not config.get("flattenProperties")
+        and attributes.get("properties") == {}
+    ):
+        del attributes["properties"]
+    timestamp = message.get("timestamp")
+    if "time" in attributes and attributes["time"] == _iso_of_unix(timestamp):
+        attributes["time"] = timestamp
+    data = {**request["body"]["data"], "attributes": attributes}
+    return {**request, "body": {**request["body"], "data": data}}
+
+
+def _unique_id_of(message: JsonObject) -> str:
+    """D1 computed independently of the service (standard library JSON, not orjson)."""
+    message_id = message.get("messageId")
+    if isinstance(message_id, str) and message_id:
+        return message_id
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        return str(message_id)
+    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _iso_of_unix(timestamp: Any) -> str | None:
+    """``event_time_iso`` computed independently of the service, within datetime's years."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not timestamp:
+        return None
+    ms = timestamp if abs(timestamp) >= 1e11 else timestamp * 1000
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(ms))
+    except OverflowError:
+        return None
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def from_envelope(output: JsonObject) -> JsonObject:
@@ -103,12 +147,14 @@ def error_of(item: JsonObject) -> JsonObject:
     return error
 
 
-def normalise_processor(items: list[JsonObject], message: JsonObject) -> JsonObject:
+def normalise_processor(
+    items: list[JsonObject], message: JsonObject, config: JsonObject
+) -> JsonObject:
     """Processor response items → the case's ``expected`` shape (without lookups)."""
     if len(items) == 1 and "error" in items[0] and "output" not in items[0]:
         return {"error": error_of(items[0])}
     result: JsonObject = {
-        "requests": [strip_unique_id(from_envelope(item["output"]), message) for item in items]
+        "requests": [as_reference(from_envelope(item["output"]), message, config) for item in items]
     }
     marked = [item["output"] for item in items if item["output"].get("statusCode") == 299]
     if marked:
@@ -117,7 +163,7 @@ def normalise_processor(items: list[JsonObject], message: JsonObject) -> JsonObj
 
 
 def normalise_router(
-    outputs: list[JsonObject], messages: dict[int, JsonObject]
+    outputs: list[JsonObject], messages: dict[int, JsonObject], config: JsonObject
 ) -> list[JsonObject]:
     normalised = []
     for out in outputs:
@@ -132,7 +178,7 @@ def normalise_router(
             "job_ids": job_ids,
             "batched": out["batched"],
             "status": out["statusCode"],
-            "requests": [strip_unique_id(from_envelope(r), message) for r in requests],
+            "requests": [as_reference(from_envelope(r), message, config) for r in requests],
         }
         if out["statusCode"] == 299:
             item["suppressed_error"] = out["error"]

@@ -406,7 +406,7 @@ async def test_protocol_endpoints_match_reference(
             response = await c.post("/v0/destinations/klaviyo", json=body, headers=headers)
             assert response.status_code == 200
             assert response.headers["apiVersion"] == "2"
-            got = normalise_processor(response.json(), case["input"])
+            got = normalise_processor(response.json(), case["input"], case["destination_config"])
             assert got == {k: v for k, v in expected.items() if k != "lookups"}
         else:
             jobs = router_jobs(case)
@@ -417,7 +417,9 @@ async def test_protocol_endpoints_match_reference(
             assert response.status_code == 200
             assert response.headers["apiVersion"] == "2"
             messages = {item["job_id"]: item["message"] for item in case["input"]}
-            outputs = normalise_router(response.json()["output"], messages)
+            outputs = normalise_router(
+                response.json()["output"], messages, case["destination_config"]
+            )
             assert unordered(outputs) == unordered(expected["outputs"])
     sent = [
         (httpx_json(call), call.headers["authorization"].removeprefix("Klaviyo-API-Key "))

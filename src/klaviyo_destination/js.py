@@ -97,3 +97,49 @@ def js_number(value: float) -> int | float:
     if value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
+
+
+def js_trim(text: str) -> str:
+    """``String.prototype.trim``: JavaScript's whitespace and line terminators, both ends."""
+    return text.strip(_JS_SPACE)
+
+
+#: ``new Date(ms)`` is valid only within 8.64e15 ms either side of the epoch (TimeClip).
+MAX_DATE_MS: Final = 8.64e15
+_MS_PER_DAY: Final = 86_400_000
+
+
+def js_date_iso(ms: float) -> str | None:
+    """``new Date(ms).toISOString()``, or ``None`` where JavaScript throws (an invalid date).
+
+    Python's ``datetime`` stops at year 9999; JavaScript dates reach ±275,760 years and write
+    years outside 0-9999 with a sign and six digits (``+010000``, ``-000001``).
+    """
+    if not math.isfinite(ms) or abs(ms) > MAX_DATE_MS:
+        return None
+    days, in_day = divmod(int(ms), _MS_PER_DAY)  # TimeClip truncates toward zero, then floor
+    year, month, day = _civil_from_days(days)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    year_text = f"{year:04d}" if 0 <= year <= 9999 else f"{'-' if year < 0 else '+'}{abs(year):06d}"
+    return f"{year_text}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """Proleptic Gregorian (year, month, day) of a day count from 1970-01-01, any sign.
+
+    Howard Hinnant's ``civil_from_days``: eras of 400 years, each starting on 1 March.
+    """
+    shifted = days + 719_468  # days from 0000-03-01
+    era = shifted // 146_097
+    day_of_era = shifted - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153  # 0 is March
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day

@@ -11,7 +11,16 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ..js import JsonObject
 
@@ -46,6 +55,23 @@ class RudderEvent(Model):
     context: JsonObject | None = None
     properties: JsonObject | None = None
     integrations: JsonObject | None = None
+    #: the JSON object this event was parsed from, untouched (``type`` in its original case)
+    _received: JsonObject = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_received(
+        cls, data: Any, handler: ModelWrapValidatorHandler[RudderEvent]
+    ) -> RudderEvent:
+        event = handler(data)
+        if isinstance(data, dict):
+            event._received = data  # a reference, not a copy: nothing mutates an event
+        return event
+
+    @property
+    def received(self) -> JsonObject:
+        """The event exactly as it arrived: what a resend repeats (its ``unique_id``, §8.7)."""
+        return self._received
 
     @field_validator("type", mode="before")
     @classmethod

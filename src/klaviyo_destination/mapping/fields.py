@@ -166,6 +166,14 @@ EVENT_VALUE: Final = _paths("properties.revenue", "properties.total", "propertie
 METRIC_NAME: Final = _paths("event", "properties.event", "properties.name")
 STRIPPED_EVENT_PROPERTIES: Final = frozenset({"email", "phone", "revenue", "total", "value"})
 
+# --- §8.7 time and unique_id ----------------------------------------------------------------
+#: A numeric ``timestamp`` this large (absolute value) is Unix milliseconds, a smaller one
+#: seconds: 1e11 s is the year 5138, 1e11 ms is 1973 (``event_time_iso``).
+MILLISECONDS_FROM: Final = 1e11
+#: ``unique_id`` of an event without a usable ``messageId``: this many hex digits of SHA-256
+#: (128 bits, so two different events never share one in practice).
+UNIQUE_ID_HEX_DIGITS: Final = 32
+
 # --- §7.2 subscription channels -------------------------------------------------------------
 CHANNELS: Final = (("email", "email"), ("sms", "sms"))  # consent value → channel key
 MARKETING: Final = ("MARKETING",)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import InvalidEvent
-from ..js import MISSING, truthy
+from ..js import MISSING
 
 UNSAFE_KEYS: Final = frozenset({"__proto__", "constructor", "prototype"})
 #: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
@@ -119,13 +119,6 @@ def walk(value: Any, path: Path) -> Any:
         else:
             return MISSING
     return value
-
-
-def first_truthy(values: Iterable[Any]) -> Any:
-    for value in values:
-        if truthy(value):
-            return value
-    return MISSING
 
 
 def set_path(target: dict[str, Any], key: str, value: Any) -> None:

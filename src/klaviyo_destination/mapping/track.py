@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from .. import planned
 from ..errors import InvalidEvent
 from ..ingest.config import DestinationConfig
 from ..ingest.events import Screen, Track
-from ..js import MISSING, JsonObject, truthy
+from ..js import MISSING, JsonObject, js_string, js_trim, truthy
 from ..planned import PlannedRequest
 from .fields import (
     ECOMMERCE_EVENTS,
@@ -30,7 +30,14 @@ from .lookups import (
     map_object,
     value_at,
 )
-from .paths import first_truthy, flatten
+from .paths import flatten
+from .values import event_time, numeric_value, unique_id
+
+#: event_time_iso: a number that is no date rejects the event (§8.7).
+INVALID_TIMESTAMP: Final = (
+    "Invalid timestamp {}: a numeric timestamp is Unix time (milliseconds from 1e11, seconds "
+    "below) and must be a date within 8.64e15 ms of 1970-01-01"
+)
 
 
 def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedRequest]:
@@ -44,15 +51,17 @@ def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedReques
     else:
         attributes = _custom_event(event)
     if config.flatten_properties:
-        attributes["properties"] = flatten(attributes.get("properties"))
+        attributes["properties"] = flatten(attributes["properties"])
         if "value" in attributes:  # keep the reference's key order: metric, properties, value
             attributes["value"] = attributes.pop("value")
     attributes["profile"] = _profile(event, config)
-    if truthy(event.timestamp):
-        attributes["time"] = event.timestamp
-    if truthy(event.message_id):
-        # D1: Klaviyo deduplicates on profile + metric + unique_id, so a replay counts once.
-        attributes["unique_id"] = str(event.message_id)
+    time = event_time(event.timestamp)
+    if time is None:
+        raise InvalidEvent(INVALID_TIMESTAMP.format(js_string(event.timestamp)), field="timestamp")
+    if time is not MISSING:
+        attributes["time"] = time
+    # D1: Klaviyo deduplicates on profile + metric + unique_id, so a resend counts once.
+    attributes["unique_id"] = unique_id(event.message_id, event.received)
     return [planned.create_event(attributes)]
 
 
@@ -78,20 +87,40 @@ def _items(properties: JsonObject) -> list[JsonObject]:
 
 
 def _custom_event(event: Track | Screen) -> JsonObject:
-    value = first_truthy(value_at(event, path) for path in EVENT_VALUE)
-    name = lookup(event, METRIC_NAME)
-    if name is MISSING:
-        raise InvalidEvent(MISSING_METRIC_MESSAGE, field="event")
-    attributes: JsonObject = {"metric": {"name": name}}
-    if event.properties is not None:
-        attributes["properties"] = {
-            key: item
-            for key, item in event.properties.items()
-            if key not in STRIPPED_EVENT_PROPERTIES
-        }
-    if value is not MISSING:
+    source, found = _event_value(event)
+    value = numeric_value(found) if source is not None else None
+    # event_value_number: a value that is no number stays in properties, so nothing is lost.
+    kept_key = source if value is None else None
+    attributes: JsonObject = {"metric": {"name": _metric_name(event)}}
+    # event_properties_always: Klaviyo's schema requires properties, even empty (extends Q10).
+    attributes["properties"] = {
+        key: item
+        for key, item in (event.properties or {}).items()
+        if key not in STRIPPED_EVENT_PROPERTIES or key == kept_key
+    }
+    if value is not None:
         attributes["value"] = value
     return attributes
+
+
+def _event_value(event: Track | Screen) -> tuple[str | None, Any]:
+    """The first truthy of revenue, total, value (§8.4 step 1), and the key it came from."""
+    for path in EVENT_VALUE:
+        found = value_at(event, path)
+        if truthy(found):
+            return path.segments[-1], found
+    return None, MISSING
+
+
+def _metric_name(event: Track | Screen) -> Any:
+    name = lookup(event, METRIC_NAME)
+    if name is not MISSING:
+        return name
+    # screen_top_level_name: SDKs put a screen's name there; only events the reference
+    # rejects change. The name is sent untrimmed, like every plain metric name (Q8).
+    if isinstance(event, Screen) and isinstance(event.name, str) and js_trim(event.name):
+        return event.name
+    raise InvalidEvent(MISSING_METRIC_MESSAGE, field="event")
 
 
 def _profile(event: Track | Screen, config: DestinationConfig) -> JsonObject:
