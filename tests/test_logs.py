@@ -192,9 +192,12 @@ async def test_a_retry_line_names_endpoint_reason_and_wait(
     )
     response = await client.post("/v1/events", json=TRACK, headers=auth())
     assert response.status_code == 200
-    [retry] = [line for line in printed() if line["message"] == "klaviyo retry scheduled"]
-    assert (retry["endpoint"], retry["reason"]) == ("/api/events", "429")
+    lines = printed()
+    [retry] = [line for line in lines if line["message"] == "klaviyo retry scheduled"]
+    assert (retry["endpoint"], retry["reason"], retry["attempt"]) == ("/api/events", "429", 1)
     assert retry["retry_wait"] >= 0
+    # one line per retry: stamina's own "retry scheduled" line is switched off
+    assert not [line for line in lines if line["logger"] == "stamina"]
 
 
 def test_log_level_from_the_command_line_and_the_environment(

@@ -11,6 +11,7 @@ from typing import Any, TypedDict, cast
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
@@ -97,7 +98,7 @@ def create_app(
                 if upstream is not None:
                     await upstream.aclose()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="klaviyo-destination",
         version=__version__,
         description=(

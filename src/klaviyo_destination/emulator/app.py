@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -36,7 +37,7 @@ def create_emulator(
     elif rate_limits is not True:
         store.limiter.limits.update(rate_limits)
         store.limiter.enabled = True
-    app = FastAPI(
+    app = FastAPIOffline(
         title=f"Klaviyo API emulator (revision {REVISION})",
         version=REVISION,
     )

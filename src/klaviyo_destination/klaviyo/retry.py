@@ -52,7 +52,12 @@ class RetryHook:
         self._metrics.retried(self._endpoint.value, reason)
         logger.info(
             "klaviyo retry scheduled",
-            extra={"endpoint": self._endpoint.value, "reason": reason, "retry_wait": wait},
+            extra={
+                "endpoint": self._endpoint.value,
+                "reason": reason,  # Klaviyo's status, the transport error, or rate_limiter
+                "attempt": self._retries,
+                "retry_wait": round(wait, 3),
+            },
         )
         return wait
 
