@@ -8,10 +8,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 WORKDIR /build
-COPY pyproject.toml README.md ./
+# Exactly the lock, every wheel checked against its hash; then the package alone.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 # A regular (not editable) install: the final stage copies the venv and nothing else.
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="klaviyo-destination" \

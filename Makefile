@@ -1,19 +1,32 @@
 # The two commands a newcomer needs are `make run` and `make test`; both install into .venv first.
+# `make run` installs the runtime dependencies only, exactly as locked (the image does the same);
+# `make test` adds the dev dependencies.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak
+.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak lock
 
-$(STAMP): pyproject.toml
+$(RUNTIME): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/klaviyo-destination serve
+
+# After a dependency change in pyproject.toml: both locks, from what `make test` installed.
+lock: $(STAMP)
+	$(BIN)/python -m support.lock runtime > requirements.lock
+	$(BIN)/python -m support.lock dev > requirements-dev.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench reliability support

@@ -40,6 +40,7 @@ from support.compose import (
     local_service_env,
     option,
 )
+from support.lock import closure
 
 BIN: Final = Path(sys.executable).parent
 WORKFLOW: Final = ROOT / ".github" / "workflows" / "ci.yml"
@@ -248,7 +249,8 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
     ]
     assert patterns[0] == "*"  # everything out (.env, .venv, .git, caches) ...
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "src"}  # ... but what COPY needs
+    # ... but what COPY needs
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "requirements.lock", "src"}
     copied = {
         source.rstrip("/")
         for arguments in _instruction("COPY")
@@ -258,11 +260,55 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
     assert copied == allowed
 
 
-def test_the_lock_pins_every_declared_dependency() -> None:
-    # pip-audit in CI reads requirements.lock: a dependency missing there would go unaudited.
+def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
+    """Canonical name → (version, hashes) of a requirements file (continuation lines joined)."""
+    text = (ROOT / name).read_text(encoding="utf-8").replace("\\\n", " ")
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if "==" not in line or line.lstrip().startswith("#"):
+            continue
+        pin, *options = line.split()
+        package, _, version = pin.partition("==")
+        hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=")]
+        entries[canonicalize_name(package)] = (version, hashes)
+    return entries
+
+
+def _declared() -> tuple[list[Requirement], list[Requirement]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
-    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines()
-    pinned = {canonicalize_name(line.split("==")[0]) for line in lock if "==" in line}
-    missing = [r for r in declared if canonicalize_name(Requirement(r).name) not in pinned]
-    assert missing == [], f"run: python -m reliability.lock > requirements.lock ({missing})"
+    runtime = [Requirement(r) for r in project["dependencies"]]
+    dev = [Requirement(r) for r in project["optional-dependencies"]["dev"]]
+    return runtime, dev
+
+
+def test_the_runtime_lock_is_exactly_the_runtime_dependencies_with_hashes() -> None:
+    """What the image and `make run` install: every runtime dependency (transitively, as
+    installed), each version inside pyproject's bounds and hashed; no dev dependency."""
+    lock = _lock("requirements.lock")
+    assert set(lock) == set(closure()), "run: make lock"
+    runtime, dev = _declared()
+    for requirement in runtime:
+        version, _ = lock[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version), f"{requirement} vs {version}"
+    assert all(hashes for _, hashes in lock.values())
+    assert all(len(h) == 64 for _, hashes in lock.values() for h in hashes)
+    only_dev = {canonicalize_name(r.name) for r in dev} - set(closure())
+    assert only_dev, "the dev extras add nothing?"
+    assert not only_dev & set(lock)
+
+
+def test_the_dev_lock_pins_every_declared_dependency() -> None:
+    # pip-audit in CI reads the locks: a dependency missing there would go unaudited.
+    lock = _lock("requirements-dev.lock")
+    runtime, dev = _declared()
+    missing = [str(r) for r in (*runtime, *dev) if canonicalize_name(r.name) not in lock]
+    assert missing == [], f"run: make lock ({missing})"
+
+
+def test_the_image_and_make_run_install_exactly_the_lock() -> None:
+    runs = [arguments for keyword, arguments in _stages()[0] if keyword == "RUN"]
+    assert any("--require-hashes -r requirements.lock" in run for run in runs)
+    assert any(run.endswith("--no-deps .") for run in runs)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "pip install --quiet --require-hashes -r requirements.lock" in makefile
+    assert "\nrun: $(RUNTIME)\n" in makefile  # make run: no dev dependencies
