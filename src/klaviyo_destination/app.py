@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import routes
+from .api.metrics import HttpMetrics
 from .api.request_log import RequestLog, annotate
 from .api.responses import JsonResponse, error_body
 from .api.routes import API_VERSION, pass_through
@@ -113,7 +114,7 @@ def create_app(
         app.mount(prefix, sub_app)
     app.router.default = _not_matched(app.router.default)
     _install_error_handlers(app)
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, metrics=HttpMetrics(metrics.registry))
     return app
 
 

@@ -14,6 +14,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .metrics import HttpMetrics
+
 logger = logging.getLogger("klaviyo_destination.requests")
 
 _HEADER: Final = b"x-request-id"
@@ -37,9 +39,21 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def route_of(scope: Scope) -> str:
+    """The matched route's template (``/v0/destinations/{destination}``, under a mount's prefix
+    such as ``/emulator``), or ``unmatched``: a label with a bounded set of values."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    root = scope.get("root_path")
+    return f"{root}{path}" if isinstance(root, str) else path
+
+
 class RequestLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,11 +75,14 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - start
+            if self.metrics is not None:
+                self.metrics.observe(route_of(scope), scope["method"], status, seconds)
             fields = {
                 "method": scope["method"],
                 "path": scope["path"],
                 "status": status,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
                 "request_id": request_id,
                 **scope.get("state", {}).get(_FIELDS, {}),
             }

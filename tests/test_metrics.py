@@ -1,0 +1,77 @@
+"""What an operator graphs, read from /metrics after real requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from klaviyo_destination.app import create_app
+from klaviyo_destination.emulator import create_emulator
+from klaviyo_destination.settings import Settings
+
+KEY = "pk_metrics"
+TRACK = {"type": "track", "event": "E", "userId": "u1", "messageId": "m1", "properties": {}}
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    emulator = create_emulator()
+    settings = Settings(klaviyo_private_api_key=SecretStr(KEY))
+    app = create_app(
+        settings, transport=httpx.ASGITransport(emulator), mounts={"/emulator": emulator}
+    )
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+    ):
+        yield c
+
+
+async def samples(client: httpx.AsyncClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    text = (await client.get("/metrics")).text
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_requests_and_latency_per_route_template(client: httpx.AsyncClient) -> None:
+    job = {
+        "message": TRACK,
+        "metadata": {"jobId": 1},
+        "destination": {"ID": "d", "Config": {"privateApiKey": KEY}},
+    }
+    assert (await client.post("/v0/destinations/klaviyo", json=[job])).status_code == 200
+    assert (await client.post("/v1/events", json=TRACK)).status_code == 200
+    assert (await client.get("/nowhere/123")).status_code == 404
+    assert (await client.get("/emulator/__emulator/state")).status_code == 200
+    counts = await samples(client, "klaviyo_destination_http_requests_total")
+    expected = {
+        ("/v0/destinations/{destination}", "POST", "200"),
+        ("/v1/events", "POST", "200"),
+        ("unmatched", "GET", "404"),
+        ("/emulator/__emulator/state", "GET", "200"),
+    }
+    got = {(dict(k)["route"], dict(k)["method"], dict(k)["status"]) for k in counts}
+    assert expected <= got
+    assert not any("123" in route for route, _, _ in got)  # raw paths never become labels
+    latency = await samples(client, "klaviyo_destination_http_request_duration_seconds_count")
+    assert latency[(("route", "/v1/events"),)] == 1
+
+
+async def test_event_outcomes_and_klaviyo_requests(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/events", json=[TRACK, {"type": "page", "userId": "u"}])
+    outcomes = await samples(client, "klaviyo_destination_events_total")
+    assert outcomes[(("outcome", "delivered"), ("type", "track"))] == 1
+    assert outcomes[(("outcome", "rejected"), ("type", "page"))] == 1
+    requests = await samples(client, "klaviyo_requests_total")
+    assert requests[(("endpoint", "/api/events"), ("status", "202"))] == 1
