@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import inspect
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +27,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.api import auth
 from klaviyo_destination.app import create_app
+from klaviyo_destination.cli import _embedded_app
 from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
 from klaviyo_destination.planned import PROFILES_PATH, create_event, create_profile, subscribe
@@ -244,7 +247,8 @@ def test_token_comparison_is_constant_time() -> None:
     # Timing cannot be measured reliably in a unit test; the property is that the comparison is
     # hmac.compare_digest over the whole token (bytes), which the behaviour tests above pin
     # down (prefixes, extensions and near misses are all refused).
-    source = inspect.getsource(auth.check_token)
+    assert "token_presented(" in inspect.getsource(auth.check_token)
+    source = inspect.getsource(auth.token_presented)
     assert "hmac.compare_digest(" in source
     assert "==" not in source.replace("presented is None", "")
 
@@ -467,3 +471,72 @@ async def test_odd_content_length_headers_are_not_a_500(declared: str) -> None:
         request.headers["content-length"] = declared
         response = await client.send(request)
         assert response.status_code < 500, response.text
+
+
+# --- the embedded emulator --------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def embedded(token: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    """The app ``serve`` builds without key or base URL (embedded emulator), in process."""
+    values: dict[str, Any] = {"webhook_token": SecretStr(token) if token else None}
+    with contextlib.redirect_stdout(io.StringIO()):  # the start-up banner
+        app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://svc"
+        ) as client,
+    ):
+        yield client
+
+
+KLAVIYO_HEADERS = {"revision": "2023-02-22", "Content-Type": "application/json"}
+PROFILE = {"data": {"type": "profile", "attributes": {"email": "ada@example.com"}}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/emulator/__emulator/state"),
+        ("GET", "/emulator/__emulator/requests"),
+        ("POST", "/emulator/__emulator/reset"),
+        ("POST", "/emulator/__emulator/faults"),
+        ("POST", "/emulator/api/profiles"),
+        ("GET", "/emulator/docs"),
+    ],
+)
+async def test_the_embedded_emulator_needs_the_token_when_one_is_set(
+    method: str, path: str
+) -> None:
+    async with embedded(TOKEN) as client:
+        refused = await client.request(method, path, json={})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "unauthorized"
+        assert TOKEN not in refused.text
+        allowed = await client.request(method, path, json={"status": 500}, headers=bearer())
+        assert allowed.status_code != 401
+
+
+@pytest.mark.anyio
+async def test_rudder_server_can_deliver_to_it_with_the_token_as_klaviyo_key() -> None:
+    async with embedded(TOKEN) as client:
+        headers = {**KLAVIYO_HEADERS, "Authorization": f"Klaviyo-API-Key {TOKEN}"}
+        created = await client.post("/emulator/api/profiles", json=PROFILE, headers=headers)
+        assert created.status_code == 201
+        wrong = {**KLAVIYO_HEADERS, "Authorization": "Klaviyo-API-Key pk_other"}
+        assert (
+            await client.post("/emulator/api/profiles", json=PROFILE, headers=wrong)
+        ).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve() -> None:
+    async with embedded(None) as client:
+        headers = {**KLAVIYO_HEADERS, "Authorization": "Klaviyo-API-Key pk_any"}
+        created = await client.post("/emulator/api/profiles", json=PROFILE, headers=headers)
+        assert created.status_code == 201
+        link = created.json()["data"]["links"]["self"]
+        assert link.startswith("http://svc/emulator/api/profiles/")
+        assert (await client.get(link, headers=headers)).status_code == 200

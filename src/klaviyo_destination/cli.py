@@ -13,8 +13,10 @@ import orjson
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
+from starlette.types import ASGIApp
 
 from . import logs
+from .api.auth import guarded
 from .api.dry_run import dry_run
 from .app import create_app
 from .errors import DestinationError
@@ -152,14 +154,21 @@ def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
     _say(f"Service:  {url}   (API docs: {url}/docs)")
     sample = '{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1","properties":{}}'
     _say(f"Try:      curl -s {url}/v1/events -H 'content-type: application/json' -d '{sample}'")
-    _say(f"See what arrived: curl -s {url}/emulator/__emulator/state")
+    auth = " -H 'Authorization: Bearer <WEBHOOK_TOKEN>'" if settings.webhook_token else ""
+    _say(f"See what arrived: curl -s{auth} {url}/emulator/__emulator/state")
     _say_upstream(settings)
     return create_app(
         embedded,
         transport=httpx.ASGITransport(app=emulator),
-        mounts={EMULATOR_PREFIX: emulator},
+        mounts={EMULATOR_PREFIX: _mounted(emulator, settings.webhook_token)},
         emulator_prefix=EMULATOR_PREFIX,
     )
+
+
+def _mounted(emulator: FastAPI, token: SecretStr | None) -> ASGIApp:
+    """The emulator as mounted on the service: behind the webhook token when one is set (the
+    service then listens beyond loopback, and the emulator holds what was delivered)."""
+    return emulator if token is None else guarded(emulator, token)
 
 
 def _say_upstream(settings: Settings) -> None:

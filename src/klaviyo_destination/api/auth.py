@@ -6,10 +6,52 @@ import base64
 import binascii
 import hmac
 
+import orjson
+from pydantic import SecretStr
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Unauthorized
 from ..settings import Settings
+from .responses import error_body
+
+
+def token_presented(header: str, expected: bytes, *, klaviyo_key: bool = False) -> bool:
+    """Whether an ``Authorization`` value presents the token (constant-time per candidate);
+    ``klaviyo_key`` also accepts ``Klaviyo-API-Key <token>``, as Klaviyo's clients send it."""
+    candidates = _presented(header, klaviyo_key=klaviyo_key)
+    # Every candidate is compared, so the time taken does not tell which one was close.
+    matches = [hmac.compare_digest(c, expected) for c in candidates]
+    return any(matches)
+
+
+def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
+    """``app`` behind the webhook token: the embedded emulator's routes (its state holds the
+    emails and phones delivered) answer nobody without it. Klaviyo's own header form is
+    accepted too, so rudder-server can deliver to it with the token as the private key."""
+    expected = token.get_secret_value().encode()
+    body = orjson.dumps(
+        error_body(
+            Unauthorized(
+                "the emulator needs the webhook token: Authorization: Bearer <WEBHOOK_TOKEN> "
+                "(or Klaviyo-API-Key <WEBHOOK_TOKEN>)",
+                field="Authorization",
+            ).to_dict()
+        )
+    )
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = Headers(scope=scope).get("authorization", "")
+            if not token_presented(header, expected, klaviyo_key=True):
+                response = Response(body, status_code=401, media_type="application/json")
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return guard
 
 
 def check_token(request: Request, settings: Settings) -> None:
@@ -22,12 +64,7 @@ def check_token(request: Request, settings: Settings) -> None:
     if settings.webhook_token is None:
         return
     expected = settings.webhook_token.get_secret_value().encode()
-    # Every candidate is compared, so the time taken does not tell which one was close.
-    matches = [
-        hmac.compare_digest(c, expected)
-        for c in _presented(request.headers.get("authorization", ""))
-    ]
-    if not any(matches):
+    if not token_presented(request.headers.get("authorization", ""), expected):
         raise Unauthorized(
             "missing or wrong credentials: send Authorization: Bearer <WEBHOOK_TOKEN>, or Basic "
             "auth with the token as username (an SDK's write key) or as password",
@@ -35,11 +72,12 @@ def check_token(request: Request, settings: Settings) -> None:
         )
 
 
-def _presented(header: str) -> list[bytes]:
+def _presented(header: str, *, klaviyo_key: bool = False) -> list[bytes]:
     """The values a header offers as the token: Bearer's, or Basic's username (how RudderStack
-    and Segment SDKs send their write key, with an empty password) and its password."""
+    and Segment SDKs send their write key, with an empty password) and its password; with
+    ``klaviyo_key``, Klaviyo's ``Klaviyo-API-Key <key>`` too."""
     scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
+    if scheme.lower() == "bearer" or (klaviyo_key and scheme.lower() == "klaviyo-api-key"):
         return [value.strip().encode()]
     if scheme.lower() == "basic":
         try:

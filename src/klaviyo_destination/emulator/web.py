@@ -35,5 +35,7 @@ StoreDep = Annotated[EmulatorStore, Depends(_store)]
 
 
 def base_url(request: Request) -> str:
-    """Scheme and host the client used, for ``links.self`` (Klaviyo: https://a.klaviyo.com)."""
-    return str(request.base_url).rstrip("/")
+    """Scheme, host and mount prefix the client used, for ``links.self`` (Klaviyo:
+    https://a.klaviyo.com; mounted on the service: http://host:8080/emulator)."""
+    url = request.url
+    return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}".rstrip("/")
