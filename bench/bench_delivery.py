@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from support.emulator_control import EmulatorControl
 from support.events import corpus
-from support.servers import start_emulator, start_uvicorn_service
+from support.servers import start_emulator, start_service_with
 
 EVENTS = 1000
 REQUESTS = 10
@@ -124,11 +124,14 @@ def run(progress: Callable[[str], None]) -> list[Delivery]:
             progress(f"delivery: {EVENTS} track events, {LATENCY_MS} ms upstream, {label} ...")
             _prepare(klaviyo)
             env = {
+                "KLAVIYO_PRIVATE_API_KEY": "pk_bench",
+                "KLAVIYO_BASE_URL": emulator.url,
                 "EVENTS_RATE_BURST": str(burst),
                 "EVENTS_RATE_STEADY": str(steady),
                 "DELIVERY_CONCURRENCY": str(CONCURRENCY),
             }
-            with start_uvicorn_service(emulator.url, Path(logs), env=env) as service:
+            # As production starts it: klaviyo-destination serve.
+            with start_service_with(env, Path(logs)) as service:
                 seconds, delivered = asyncio.run(_send(service.url, batches))
             times = _request_times(klaviyo)
             results.append(

@@ -1,36 +1,47 @@
-"""The HTTP service in one process (and with two workers), driven from this process.
+"""The HTTP service side by side with RudderStack's transformer: one machine, one run, one load
+generator, the two servers alternating on the same corpus.
 
-    .venv/bin/python bench/bench_service.py [--seconds 3]
+    REFERENCE_DIR=/tmp/reference/rt .venv/bin/python bench/bench_service.py [--seconds 3]
+    REFERENCE_URL=http://127.0.0.1:9090 .venv/bin/python bench/bench_service.py
 
-Each scenario posts the deterministic corpus (support/events.py, no identify: identify makes a
-network call while transforming) to one endpoint, ``batch`` events a request, over
-``connections`` keep-alive connections, and reports events/s, p50 and p99 latency per request,
-and the peak RSS (VmHWM) of the busiest worker during that scenario.
+``REFERENCE_DIR`` is a built rudder-transformer (``../shared/tools/build-reference.sh``), started
+here as one Node process (``CLUSTER_ENABLED=false LOG_LEVEL=error``); ``REFERENCE_URL`` is one
+already running (then its RSS and CPU are not read). Without either, only this service is
+measured and no ratio is reported. The service runs as production runs it:
+``klaviyo-destination serve`` with its default settings and logging (one JSON line per request,
+to a file). A do-nothing ASGI app under the same uvicorn, uvloop and httptools gives the ceiling
+of the HTTP stack in the same run. Klaviyo is a canned server answering at once, so ``/v1/events``
+measures the service, not Klaviyo; its client-side rate limits are raised out of the way there.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
+import psutil
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen
 from support.events import CORPUS_CONFIG, corpus
-from support.processes import LOOPBACK
-from support.servers import Server, start_emulator, start_uvicorn_service
+from support.processes import LOOPBACK, free_port
+from support.servers import REPOSITORY, Server, start, start_service_with
 
-PROCESSOR = "/v0/destinations/klaviyo"
-ROUTER = "/routerTransform"
-TRANSFORM = "/v1/transform"
+PROCESSOR: Final = "/v0/destinations/klaviyo"
+ROUTER: Final = "/routerTransform"
+WEBHOOK: Final = "/v1/events"
 
 #: rudder-server sends the destination (config included) with every job.
 DESTINATION: dict[str, Any] = {
@@ -48,6 +59,13 @@ DESTINATION: dict[str, Any] = {
     "Transformations": [],
     "IsProcessorEnabled": True,
     "RevisionID": "2Zl2cFvLpmG9b7ZJPTbNzdVhPQv",
+}
+#: Only our limits: Klaviyo is canned here, and 350 events/s would measure the limiter.
+UNLIMITED: Final = {
+    "EVENTS_RATE_BURST": "10000000",
+    "EVENTS_RATE_STEADY": "100000000",
+    "PROFILES_RATE_BURST": "10000000",
+    "PROFILES_RATE_STEADY": "100000000",
 }
 
 
@@ -73,26 +91,19 @@ def _job(message: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items) - size + 1, size):
-        yield items[start : start + size]
+    for start_at in range(0, len(items) - size + 1, size):
+        yield items[start_at : start_at + size]
 
 
-def processor_bodies(events: list[dict[str, Any]], batch: int) -> list[bytes]:
+def bodies(endpoint: str, events: list[dict[str, Any]], batch: int) -> list[bytes]:
+    if endpoint == WEBHOOK:
+        if batch == 1:
+            return [orjson.dumps(e) for e in events]
+        return [orjson.dumps(chunk) for chunk in _batches(events, batch)]
     jobs = [_job(e, i) for i, e in enumerate(events)]
+    if endpoint == ROUTER:
+        return [orjson.dumps({"input": c, "destType": "KLAVIYO"}) for c in _batches(jobs, batch)]
     return [orjson.dumps(chunk) for chunk in _batches(jobs, batch)]
-
-
-def router_bodies(events: list[dict[str, Any]], batch: int) -> list[bytes]:
-    jobs = [_job(e, i) for i, e in enumerate(events)]
-    return [
-        orjson.dumps({"input": chunk, "destType": "klaviyo"}) for chunk in _batches(jobs, batch)
-    ]
-
-
-def transform_bodies(events: list[dict[str, Any]], batch: int) -> list[bytes]:
-    if batch == 1:
-        return [orjson.dumps(e) for e in events]
-    return [orjson.dumps(chunk) for chunk in _batches(events, batch)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,154 +111,297 @@ class Scenario:
     endpoint: str
     batch: int
     connections: int
-    workers: int = 1
-    #: RudderStack's transformer on the same kind of machine: events/s, p50 ms, p99 ms, RSS MB
-    reference: tuple[float, float, float, float] | None = None
 
     @property
     def name(self) -> str:
-        workers = f", {self.workers} workers" if self.workers > 1 else ""
         plural = "s" if self.batch > 1 else ""
         conns = "s" if self.connections > 1 else ""
-        return (
-            f"{self.endpoint} {self.batch} event{plural}/req, "
-            f"{self.connections} conn{conns}{workers}"
-        )
+        where = {PROCESSOR: "processor", ROUTER: "router", WEBHOOK: "/v1/events"}[self.endpoint]
+        return f"{where}, {self.batch} event{plural}/req, {self.connections} conn{conns}"
+
+    @property
+    def compared(self) -> bool:
+        """Whether the reference serves it (it has no webhook)."""
+        return self.endpoint != WEBHOOK
 
 
-SCENARIOS = (
-    Scenario(PROCESSOR, 1, 1, reference=(1850, 0.49, 1.3, 290)),
-    Scenario(PROCESSOR, 1, 8, reference=(3200, 2.2, 5.6, 290)),
-    Scenario(PROCESSOR, 100, 1, reference=(8200, 10, 15, 270)),
+SCENARIOS: Final = (
+    Scenario(PROCESSOR, 1, 1),
+    Scenario(PROCESSOR, 1, 8),
+    Scenario(PROCESSOR, 100, 1),
     Scenario(PROCESSOR, 100, 8),
-    Scenario(ROUTER, 1, 1),
-    Scenario(ROUTER, 100, 1, reference=(7500, 11, 18, 290)),
+    Scenario(ROUTER, 100, 1),
     Scenario(ROUTER, 100, 8),
-    Scenario(TRANSFORM, 1, 1),
-    Scenario(TRANSFORM, 100, 1),
-    Scenario(PROCESSOR, 1, 8, workers=2),
-    Scenario(PROCESSOR, 100, 8, workers=2),
-    Scenario(ROUTER, 100, 8, workers=2),
+    Scenario(WEBHOOK, 1, 1),
+    Scenario(WEBHOOK, 100, 1),
 )
 
-BODIES: dict[str, Callable[[list[dict[str, Any]], int], list[bytes]]] = {
-    PROCESSOR: processor_bodies,
-    ROUTER: router_bodies,
-    TRANSFORM: transform_bodies,
-}
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Measured:
-    scenario: Scenario
     events_per_second: float
     p50_ms: float
     p99_ms: float
-    peak_rss_mb: float
     errors: int
+    cpu_us_per_event: float | None
+    peak_rss_mb: float | None
 
 
-def _corpus_without_identify(count: int) -> list[dict[str, Any]]:
+@dataclass
+class Row:
+    scenario: Scenario
+    ours: list[Measured] = field(default_factory=list)
+    reference: list[Measured] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under load: its port, and its process when it runs here (RSS, CPU)."""
+
+    name: str
+    port: int
+    pid: int | None
+
+    def process(self) -> psutil.Process | None:
+        return psutil.Process(self.pid) if self.pid is not None else None
+
+
+def _cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = [process.cpu_times(), *(c.cpu_times() for c in process.children(recursive=True))]
+    return sum(t.user + t.system for t in times)
+
+
+def _peak_rss_mb(process: psutil.Process | None) -> float | None:
+    if process is None:
+        return None
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    return kib / 1024
+
+
+def _reset_peak(process: psutil.Process | None) -> None:
+    if process is not None:
+        with contextlib.suppress(OSError):  # clear_refs needs the process to be ours
+            Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+
+
+def measure(target: Target, scenario: Scenario, payloads: list[bytes], seconds: float) -> Measured:
+    drive = loadgen.run
+    uvloop.run(
+        drive(LOOPBACK, target.port, payloads, connections=scenario.connections, seconds=0.5)
+    )
+    process = target.process()
+    _reset_peak(process)
+    cpu_before = _cpu_seconds(process)
+    result = uvloop.run(
+        drive(LOOPBACK, target.port, payloads, connections=scenario.connections, seconds=seconds)
+    )
+    # The generator's warm-up half second is in the CPU figure too: count its events as well.
+    cpu = _cpu_seconds(process) - cpu_before
+    events = result.requests * scenario.batch * (seconds + 0.5) / seconds
+    return Measured(
+        result.per_second * scenario.batch,
+        result.p50 * 1000,
+        result.percentile(0.99) * 1000,
+        result.errors,
+        cpu / events * 1e6 if process is not None and events else None,
+        _peak_rss_mb(process),
+    )
+
+
+@contextlib.contextmanager
+def reference_server(logs: Path) -> Iterator[Target | None]:
+    """The reference from REFERENCE_DIR (started here) or REFERENCE_URL, or None."""
+    url = os.environ.get("REFERENCE_URL")
+    folder = os.environ.get("REFERENCE_DIR")
+    if url:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        yield Target("reference", port, None)
+    elif folder:
+        port = free_port()
+        env = {"CLUSTER_ENABLED": "false", "LOG_LEVEL": "error", "PORT": str(port)}
+        argv = ["node", str(Path(folder) / "dist" / "src" / "index.js")]
+        server = start("reference", argv, port=port, logs=logs, health="/health", env=env)
+        try:
+            yield Target("reference", port, server.pid)
+        finally:
+            server.stop()
+    else:
+        yield None
+
+
+def reference_version() -> str | None:
+    folder = os.environ.get("REFERENCE_DIR")
+    if not folder:
+        return os.environ.get("REFERENCE_URL")
+    version = orjson.loads((Path(folder) / "package.json").read_bytes())["version"]
+    commit = subprocess.run(  # noqa: S603 -- git in the reference's checkout
+        ["git", "-C", folder, "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"rudder-transformer {version} (commit {commit or 'unknown'}), one Node process"
+
+
+def start_ours(logs: Path, klaviyo_url: str) -> Server:
+    """``klaviyo-destination serve`` as production runs it, Klaviyo canned."""
+    env = {"KLAVIYO_PRIVATE_API_KEY": "pk_bench", "KLAVIYO_BASE_URL": klaviyo_url, **UNLIMITED}
+    return start_service_with(env, logs)
+
+
+@contextlib.contextmanager
+def null_app(logs: Path) -> Iterator[Server]:
+    """A do-nothing ASGI app under uvicorn as ``serve`` runs it (uvloop, httptools)."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.null_app:app",
+        "--host", LOOPBACK, "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    env = {"PYTHONPATH": str(REPOSITORY)}
+    with start("null-app", argv, port=port, logs=logs, health="/health", env=env) as server:
+        yield server
+
+
+def ceiling(
+    port: int, events: list[dict[str, Any]], seconds: float
+) -> dict[tuple[int, int], float]:
+    """Requests/s of the do-nothing app, per (events/request, connections)."""
+    out = {}
+    for batch, connections in ((1, 1), (1, 8), (100, 1), (100, 8)):
+        payloads = [loadgen.request_bytes(PROCESSOR, b) for b in bodies(PROCESSOR, events, batch)]
+        result = uvloop.run(
+            loadgen.run(LOOPBACK, port, payloads, connections=connections, seconds=seconds)
+        )
+        out[(batch, connections)] = result.per_second
+    return out
+
+
+def corpus_without_identify(count: int) -> list[dict[str, Any]]:
     events = [e for e in corpus(count) if e["type"] != "identify"]
     assert len(events) == count, "the benchmark corpus holds no identify events"
     return events
 
 
-def measure(
-    service: Server, scenario: Scenario, events: list[dict[str, Any]], seconds: float
-) -> Measured:
-    bodies = BODIES[scenario.endpoint](events, scenario.batch)
-    payloads = [loadgen.request_bytes(scenario.endpoint, body) for body in bodies]
-    # Warm the worker(s) up (imports, caches, allocator) before the peak RSS is reset.
-    uvloop.run(
-        loadgen.run(LOOPBACK, service.port, payloads, connections=scenario.connections, seconds=0.5)
-    )
-    service.reset_peak_rss()
-    result = uvloop.run(
-        loadgen.run(
-            LOOPBACK,
-            service.port,
-            payloads,
-            connections=scenario.connections,
-            seconds=seconds,
-        )
-    )
-    return Measured(
-        scenario,
-        result.per_second * scenario.batch,
-        result.p50 * 1000,
-        result.percentile(0.99) * 1000,
-        service.peak_rss_mb(),
-        result.errors,
-    )
+@dataclass
+class Run:
+    rows: list[Row]
+    ceiling: dict[tuple[int, int], float]
+    reference: str | None
 
 
 def run_all(
-    seconds: float, progress: Callable[[str], None], scenarios: tuple[Scenario, ...] = SCENARIOS
-) -> list[Measured]:
-    events = _corpus_without_identify(1000)
-    results: list[Measured] = []
+    seconds: float,
+    progress: Callable[[str], None],
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
+    rounds: int = 2,
+) -> Run:
+    events = corpus_without_identify(1000)
+    rows = [Row(s) for s in scenarios]
     with (
-        tempfile.TemporaryDirectory(prefix="bench-") as logs,
-        start_emulator(Path(logs)) as klaviyo,
+        tempfile.TemporaryDirectory(prefix="bench-") as folder,
+        loadgen.canned_server() as klaviyo,
     ):
-        for workers in sorted({s.workers for s in scenarios}):
-            with start_uvicorn_service(klaviyo.url, Path(logs), workers=workers) as service:
-                for scenario in (s for s in scenarios if s.workers == workers):
-                    progress(f"service: {scenario.name} ...")
-                    results.append(measure(service, scenario, events, seconds))
-    return results
+        logs = Path(folder)
+        with null_app(logs) as null:
+            progress("ceiling: a do-nothing ASGI app under the same uvicorn ...")
+            limit = ceiling(null.port, events, seconds)
+        with (
+            start_ours(logs, f"http://{LOOPBACK}:{klaviyo}") as ours,
+            reference_server(logs) as reference,
+        ):
+            us = Target("ours", ours.port, ours.pid)
+            for round_number in range(1, rounds + 1):
+                for row in rows:
+                    s = row.scenario
+                    payloads = [
+                        loadgen.request_bytes(s.endpoint, b)
+                        for b in bodies(s.endpoint, events, s.batch)
+                    ]
+                    progress(f"round {round_number}/{rounds}: {s.name}: this service ...")
+                    row.ours.append(measure(us, s, payloads, seconds))
+                    if reference is not None and s.compared:
+                        progress(f"round {round_number}/{rounds}: {s.name}: reference ...")
+                        row.reference.append(measure(reference, s, payloads, seconds))
+    return Run(rows, limit, reference_version())
 
 
-def generator_ceiling(seconds: float) -> list[tuple[int, int, float]]:
-    """Requests/s this generator reaches against a server that does nothing, per shape."""
-    events = _corpus_without_identify(1000)
-    out = []
-    with loadgen.canned_server() as port:
-        for batch, connections in ((1, 1), (1, 8), (100, 1)):
-            bodies = processor_bodies(events, batch)
-            payloads = [loadgen.request_bytes(PROCESSOR, b) for b in bodies]
-            drive = loadgen.run(LOOPBACK, port, payloads, connections=connections, seconds=seconds)
-            result = uvloop.run(drive)
-            out.append((batch, connections, result.per_second))
-    return out
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values)
 
 
-def table(results: list[Measured]) -> str:
+def summary(measured: list[Measured]) -> Measured:
+    """The rounds of one side averaged (events/s, p50, p99); errors summed; RSS at its peak."""
+    cpu = [m.cpu_us_per_event for m in measured if m.cpu_us_per_event is not None]
+    rss = [m.peak_rss_mb for m in measured if m.peak_rss_mb is not None]
+    return Measured(
+        _mean([m.events_per_second for m in measured]),
+        _mean([m.p50_ms for m in measured]),
+        _mean([m.p99_ms for m in measured]),
+        sum(m.errors for m in measured),
+        _mean(cpu) if cpu else None,
+        max(rss) if rss else None,
+    )
+
+
+def table(run: Run) -> str:
     lines = [
-        "| scenario | events/s | p50 ms | p99 ms | peak RSS MB | reference events/s, p50, p99, RSS "
-        "| ratio events/s | ratio p50 | ratio RSS |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| scenario | events/s | p50 ms | p99 ms | CPU us/event | peak RSS MB "
+        "| reference events/s | p50 ms | p99 ms | peak RSS MB | ratio events/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in results:
-        ref = m.scenario.reference
-        errors = f" ({m.errors} non-200)" if m.errors else ""
-        if ref is None:
-            reference = ratio = ratio_p50 = ratio_rss = "-"
+    for row in run.rows:
+        ours = summary(row.ours)
+        cells = [
+            row.scenario.name,
+            f"{ours.events_per_second:,.0f}" + (f" ({ours.errors} non-200)" if ours.errors else ""),
+            f"{ours.p50_ms:.2f}",
+            f"{ours.p99_ms:.2f}",
+            f"{ours.cpu_us_per_event:.0f}" if ours.cpu_us_per_event is not None else "-",
+            f"{ours.peak_rss_mb:.0f}" if ours.peak_rss_mb is not None else "-",
+        ]
+        if row.reference:
+            ref = summary(row.reference)
+            cells += [
+                f"{ref.events_per_second:,.0f}"
+                + (f" ({ref.errors} non-200)" if ref.errors else ""),
+                f"{ref.p50_ms:.2f}",
+                f"{ref.p99_ms:.2f}",
+                f"{ref.peak_rss_mb:.0f}" if ref.peak_rss_mb is not None else "-",
+                f"**{ours.events_per_second / ref.events_per_second:.2f}x**",
+            ]
         else:
-            reference = f"{ref[0]:,.0f}, {ref[1]} ms, {ref[2]} ms, ~{ref[3]:.0f} MB"
-            ratio = f"{m.events_per_second / ref[0]:.1f}x"
-            ratio_p50 = f"{ref[1] / m.p50_ms:.1f}x"
-            ratio_rss = f"{m.peak_rss_mb / ref[3]:.2f}"
-        lines.append(
-            f"| {m.scenario.name} | {m.events_per_second:,.0f}{errors} | {m.p50_ms:.2f} | "
-            f"{m.p99_ms:.2f} | {m.peak_rss_mb:.0f} | {reference} | {ratio} | {ratio_p50} | "
-            f"{ratio_rss} |"
-        )
+            reason = "no reference given" if row.scenario.compared else "the reference has none"
+            cells += ["-", "-", "-", "-", reason]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def ceiling_lines(run: Run) -> list[str]:
+    lines = []
+    first = next((r for r in run.rows if r.scenario == Scenario(PROCESSOR, 1, 1)), None)
+    for (batch, connections), rate in sorted(run.ceiling.items()):
+        line = f"- {batch} event(s)/request, {connections} connection(s): {rate:,.0f} requests/s"
+        if first is not None and (batch, connections) == (1, 1):
+            ours = summary(first.ours).events_per_second
+            line += f" (this service: {ours / rate:.0%} of it)"
+        lines.append(line)
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", default=None, help="run scenarios whose name contains this")
     args = parser.parse_args()
     scenarios = tuple(s for s in SCENARIOS if args.only is None or args.only in s.name)
-    results = run_all(args.seconds, lambda line: print(line, flush=True), scenarios)
-    print(table(results))
-    if args.only is None:
-        for batch, connections, rate in generator_ceiling(args.seconds):
-            print(f"generator ceiling, {batch} event(s)/req, {connections} conn: {rate:,.0f} req/s")
+    run = run_all(args.seconds, lambda line: print(line, flush=True), scenarios, args.rounds)
+    print(table(run))
+    print("\n".join(ceiling_lines(run)))
 
 
 if __name__ == "__main__":
