@@ -1000,6 +1000,12 @@ def test_the_phone_check_is_the_emulators(phone: str) -> None:
 # --- odd answers are retryable failures, never a crash (issue 15, item 5) ---------------------
 
 
+def corrupt_gzip(status: int) -> httpx.Response:
+    """An answer whose body says gzip and is not (a stream, so that only the client reads it)."""
+    stream = httpx.ByteStream(b"not gzip")
+    return httpx.Response(status, headers={"Content-Encoding": "gzip"}, stream=stream)
+
+
 async def test_a_redirect_is_not_followed_and_fails_retryably(
     client: KlaviyoClient, router: respx.MockRouter
 ) -> None:
@@ -1014,19 +1020,26 @@ async def test_a_redirect_is_not_followed_and_fails_retryably(
     assert {call.request.url.host for call in router.calls} == {"klaviyo.test"}
 
 
-async def test_the_protocols_create_call_reports_a_redirect_as_retryable(
-    client: KlaviyoClient, router: respx.MockRouter
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (lambda: httpx.Response(301, headers={"Location": "https://elsewhere.example/"}), "301"),
+        (lambda: corrupt_gzip(201), "DecodingError"),
+        (lambda: httpx.Response(201, content=b" " * 5 * 2**20), "MAX_ANSWER_BYTES"),
+    ],
+    ids=["redirect", "corrupt-gzip", "over-the-cap"],
+)
+async def test_the_protocols_create_call_reports_an_odd_answer_as_retryable(
+    client: KlaviyoClient,
+    router: respx.MockRouter,
+    answer: Callable[[], httpx.Response],
+    why: str,
 ) -> None:
-    router.post("/api/profiles").respond(301, headers={"Location": "https://elsewhere.example/"})
+    router.post("/api/profiles").mock(side_effect=lambda _: answer())
     status, reason = await klaviyo_lookup(client)(PROFILE_BODY, SecretStr(KEY))
-    assert status == 500  # rudder-server retries 5xx; it drops a 3xx
-    assert "redirect" in reason
-
-
-def corrupt_gzip(status: int) -> httpx.Response:
-    """An answer whose body says gzip and is not (a stream, so that only the client reads it)."""
-    stream = httpx.ByteStream(b"not gzip")
-    return httpx.Response(status, headers={"Content-Encoding": "gzip"}, stream=stream)
+    assert status == 500  # rudder-server retries 5xx; it drops a 3xx and a 400
+    assert reason.startswith("[ERR_BAD_RESPONSE] :: Klaviyo's answer could not be read (")
+    assert why in reason
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 400, 503])
