@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -185,6 +187,8 @@ class Planned:
     list_id: str | None = None
     #: track, screen: the metric the stored event carries.
     metric: str | None = None
+    #: Data Klaviyo refuses: the rejection code expected instead of delivery.
+    refusal: str | None = None
 
     @property
     def message_id(self) -> str:
@@ -259,3 +263,26 @@ def _planned_event(rng: random.Random, message_id: str, user_index: int) -> Plan
     else:  # no event name: the mapping's "Missing required value" rejection
         message = base | {"type": "track", "properties": {}, "context": {"traits": traits}}
     return Planned(message, "invalid", user, email)
+
+
+def with_refused_subscriptions(events: Sequence[Planned], every: int = 4) -> list[Planned]:
+    """``events`` with every ``every``-th group event carrying an email Klaviyo refuses, so
+    merged subscription jobs hold one: alternately a number (nothing checks it before sending;
+    Klaviyo's 400 points at the entry: ``klaviyo_rejected``) and a string that is no email
+    address (refused before merging: ``invalid_event``)."""
+    out: list[Planned] = []
+    groups = 0
+    for planned in events:
+        if planned.kind == "group":
+            groups += 1
+            if groups % every == 0:
+                odd = (groups // every) % 2 == 1
+                email, code = (
+                    (12345, "klaviyo_rejected") if odd else ("not-an-email", "invalid_event")
+                )
+                message = planned.message | {"traits": planned.message["traits"] | {"email": email}}
+                planned = dataclasses.replace(
+                    planned, message=message, kind="invalid", refusal=code
+                )
+        out.append(planned)
+    return out

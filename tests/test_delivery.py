@@ -16,6 +16,8 @@ import stamina
 from pydantic import SecretStr
 
 from klaviyo_destination import planned
+from klaviyo_destination.emulator import EmulatorStore, create_emulator
+from klaviyo_destination.emulator import validation as emulator_validation
 from klaviyo_destination.errors import InvalidEvent, KlaviyoRejected, KlaviyoUnavailable
 from klaviyo_destination.klaviyo import (
     KlaviyoClient,
@@ -23,6 +25,7 @@ from klaviyo_destination.klaviyo import (
     Outcome,
     SentRequest,
     klaviyo_headers,
+    refusals,
 )
 from klaviyo_destination.klaviyo.metrics import DeliveryMetrics
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
@@ -793,3 +796,388 @@ async def test_api_key_never_in_logs_errors_or_outcomes(
     texts += [repr(vars(record)) for record in caplog.records]
     for text in texts:
         assert KEY not in text
+
+
+# --- one subscription Klaviyo refuses never sinks the others (issue 15, item 1) ---------------
+
+
+def entry_job(list_id: str, **entry: Any) -> PlannedRequest:
+    """A subscription job of one entry, as the mapping plans it for one event."""
+    return planned.subscribe(
+        {"list_id": list_id, "subscriptions": [{**entry, "channels": {"email": ["MARKETING"]}}]}
+    )
+
+
+@pytest.fixture
+def emulator_store() -> EmulatorStore:
+    return EmulatorStore(rate_limits=None)
+
+
+@pytest.fixture
+async def emulated(
+    make_client: Factory, emulator_store: EmulatorStore
+) -> AsyncIterator[KlaviyoClient]:
+    """The client against the bundled emulator, whose validation is the reference here."""
+    transport = httpx.ASGITransport(app=create_emulator(emulator_store))
+    async with make_client(transport) as opened:
+        yield opened
+
+
+def list_emails(store: EmulatorStore, list_id: str) -> list[str]:
+    return sorted(store.profiles[pid].fields["email"] for pid in store.lists.get(list_id, {}))
+
+
+async def test_one_bad_email_is_rejected_alone_and_the_others_are_subscribed(
+    emulated: KlaviyoClient, emulator_store: EmulatorStore
+) -> None:
+    emails = [f"user{i}@example.com" for i in range(10)]
+    emails[4] = "not-an-email"
+    events = [plan(f"u{i}", [entry_job("L1", email=email)]) for i, email in enumerate(emails)]
+    outcomes = await deliver_batch(emulated, events)
+    assert [o.status for o in outcomes] == ["delivered"] * 4 + ["rejected"] + ["delivered"] * 5
+    error = outcomes[4].error
+    assert error is not None
+    assert (error["code"], error["field"]) == (
+        "invalid_event",
+        "/data/attributes/subscriptions/0/email",
+    )
+    assert "Invalid email address" in error["message"]
+    assert outcomes[4].requests == []  # never sent
+    assert list_emails(emulator_store, "L1") == sorted(e for e in emails if "@" in e)
+    assert [r.status for r in emulator_store.requests] == [202]  # the nine in one job
+
+
+@pytest.mark.parametrize("phone", ["+12 345 678 900", "+1 (415) 555-0100", "+1.415.555.0101"])
+async def test_a_phone_number_klaviyo_accepts_stays_in_the_merged_job(
+    emulated: KlaviyoClient, emulator_store: EmulatorStore, phone: str
+) -> None:
+    events = [
+        plan("u1", [entry_job("L1", email="a@example.com", phone_number=phone)]),
+        plan("u2", [entry_job("L1", email="b@example.com")]),
+    ]
+    outcomes = await deliver_batch(emulated, events)
+    assert [o.status for o in outcomes] == ["delivered", "delivered"]
+    assert [r.status for r in emulator_store.requests] == [202]
+    assert list_emails(emulator_store, "L1") == ["a@example.com", "b@example.com"]
+
+
+@pytest.mark.parametrize("phone", ["0123", "14155550100", "+1 415 555 0100 ext 7", "+12"])
+async def test_a_phone_number_that_is_not_e164_is_rejected_alone(
+    emulated: KlaviyoClient, emulator_store: EmulatorStore, phone: str
+) -> None:
+    events = [
+        plan("u1", [entry_job("L1", email="a@example.com")]),
+        plan("u2", [entry_job("L1", email="b@example.com", phone_number=phone)]),
+        plan("u3", [entry_job("L1", email="c@example.com")]),
+    ]
+    outcomes = await deliver_batch(emulated, events)
+    assert [o.status for o in outcomes] == ["delivered", "rejected", "delivered"]
+    error = outcomes[1].error
+    assert error is not None
+    assert error["field"] == "/data/attributes/subscriptions/0/phone_number"
+    assert "Invalid phone number format" in error["message"]
+    assert list_emails(emulator_store, "L1") == ["a@example.com", "c@example.com"]
+
+
+async def test_a_refused_entry_klaviyo_points_at_is_rejected_and_the_rest_resent(
+    emulated: KlaviyoClient, emulator_store: EmulatorStore
+) -> None:
+    # Not a string: nothing checks that before sending, so the emulator's 400 names the entry.
+    emails: list[Any] = ["a@example.com", "b@example.com", 12345, "d@example.com"]
+    events = [plan(f"u{i}", [entry_job("L1", email=email)]) for i, email in enumerate(emails)]
+    outcomes = await deliver_batch(emulated, events)
+    assert [o.status for o in outcomes] == ["delivered", "delivered", "rejected", "delivered"]
+    error = outcomes[2].error
+    assert error is not None
+    assert (error["code"], error["klaviyo_status"]) == ("klaviyo_rejected", 400)
+    # The pointer names the entry in the event's own request, as /v1/transform shows it.
+    assert error["field"] == "/data/attributes/subscriptions/0/email"
+    assert [e["source"]["pointer"] for e in error["klaviyo_errors"]] == [error["field"]]
+    assert [r.status for r in emulator_store.requests] == [400, 202]
+    jobs = SentRequest("POST", "/api/profile-subscription-bulk-create-jobs", 400)
+    assert outcomes[0].requests == [jobs, SentRequest(jobs.method, jobs.path, 202)]
+    assert outcomes[2].requests == [jobs]
+    assert list_emails(emulator_store, "L1") == ["a@example.com", "b@example.com", "d@example.com"]
+
+
+def refusing(refused: str, pointer: str | None) -> Handler:
+    """Klaviyo refusing any job that holds ``refused``: the 400 points at ``pointer``, or at
+    the refused entry itself (``/data/attributes/subscriptions/<i>/email``) when it is None."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        subs = orjson.loads(request.content)["data"]["attributes"]["subscriptions"]
+        emails = [sub.get("email") for sub in subs]
+        if refused not in emails:
+            return httpx.Response(202)
+        where = pointer or f"/data/attributes/subscriptions/{emails.index(refused)}/email"
+        return httpx.Response(400, json=error_body(400, "invalid", "Refused", where))
+
+    return handle
+
+
+async def test_a_400_pointing_at_one_entry_resends_the_others_without_it(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").mock(
+        side_effect=refusing("2@b.co", None)
+    )
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(4)]
+    outcomes = await deliver_batch(client, events)
+    assert [o.status for o in outcomes] == ["delivered", "delivered", "rejected", "delivered"]
+    assert job_sizes(jobs) == [("L1", 4), ("L1", 3)]
+    error = outcomes[2].error
+    assert error is not None
+    assert error["field"] == "/data/attributes/subscriptions/0/email"
+    assert error["message"] == "Klaviyo rejected the request (400 invalid): Refused"
+
+
+@pytest.mark.parametrize("pointer", ["/data", "/data/", "/data/attributes/subscriptions/99/email"])
+async def test_a_400_without_a_usable_pointer_splits_the_job_in_halves(
+    client: KlaviyoClient, router: respx.MockRouter, pointer: str
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").mock(
+        side_effect=refusing("3@b.co", pointer)
+    )
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(5)]
+    outcomes = await deliver_batch(client, events)
+    assert [o.status for o in outcomes] == ["delivered"] * 3 + ["rejected", "delivered"]
+    # 5 fails; halves 2 (sent) and 3 (fails); 1 (sent) and 2 (fails); 1 (refused), 1 (sent).
+    assert [size for _, size in job_sizes(jobs)] == [5, 2, 3, 1, 2, 1, 1]
+    assert outcomes[3].error is not None
+    assert outcomes[3].error["klaviyo_status"] == 400
+
+
+async def test_splitting_is_bounded_when_klaviyo_refuses_every_job(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(
+        400, json=error_body(400, "invalid", "The payload provided in the request is invalid.")
+    )
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(8)]
+    outcomes = await deliver_batch(client, events)
+    assert [o.status for o in outcomes] == ["rejected"] * 8
+    assert jobs.call_count == 2 * 8 - 1  # every member ends alone, at most once each
+
+
+@pytest.mark.parametrize(
+    ("status", "pointer"),
+    [(400, "/data/attributes/list_id"), (401, "/data/"), (410, "/data/")],
+)
+async def test_a_refusal_of_the_job_itself_rejects_every_event_at_once(
+    client: KlaviyoClient, router: respx.MockRouter, status: int, pointer: str
+) -> None:
+    jobs = router.post("/api/profile-subscription-bulk-create-jobs").respond(
+        status, json=error_body(status, "invalid", "no", pointer)
+    )
+    events = [plan(f"u{i}", [subscription("L1", f"{i}@b.co")]) for i in range(3)]
+    outcomes = await deliver_batch(client, events)
+    assert [o.status for o in outcomes] == ["rejected"] * 3
+    assert jobs.call_count == 1
+
+
+SAMPLE_EMAILS = [
+    "a@b.co", "first.last+tag@sub.example.com", "a@b", "a@.co", "a@b..co", "@b.co", "a b@c.co",
+    "a@b.c@d.co", "not-an-email", "", " a@b.co", "ü@exämple.de", "a@b.co.", "a@-b.co",
+]  # fmt: skip
+SAMPLE_PHONES = [
+    "+12345678900", "+12 345 678 900", "+1 (415) 555-0100", "+1.415.555.0101", "+1234567",
+    "+1234567890123456", "14155550100", "+1 415 555 0100 ext 7", "+", "", "+1_415_555_0100",
+    "+\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669", "+1\t415\n555 0100",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("email", SAMPLE_EMAILS)
+def test_the_email_check_is_the_emulators(email: str) -> None:
+    """No stricter than Klaviyo: refused before sending exactly when the emulator refuses."""
+    assert refusals.is_email(email) == emulator_validation.is_email(email)
+
+
+@pytest.mark.parametrize("phone", SAMPLE_PHONES)
+def test_the_phone_check_is_the_emulators(phone: str) -> None:
+    assert refusals.is_phone(phone) == (emulator_validation.normalize_phone(phone) is not None)
+
+
+# --- odd answers are retryable failures, never a crash (issue 15, item 5) ---------------------
+
+
+def corrupt_gzip(status: int) -> httpx.Response:
+    """An answer whose body says gzip and is not (a stream, so that only the client reads it)."""
+    stream = httpx.ByteStream(b"not gzip")
+    return httpx.Response(status, headers={"Content-Encoding": "gzip"}, stream=stream)
+
+
+async def test_a_redirect_is_not_followed_and_fails_retryably(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    elsewhere = "https://elsewhere.example/api/events"
+    route = router.post("/api/events").respond(302, headers={"Location": elsewhere})
+    outcome = await deliver(client, [event()])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert (outcome.error["code"], outcome.error["klaviyo_status"]) == ("klaviyo_unavailable", 302)
+    assert f"redirect to {elsewhere} not followed" in outcome.error["message"]
+    assert route.call_count == 1  # the same request would meet the same redirect
+    assert {call.request.url.host for call in router.calls} == {"klaviyo.test"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (lambda: httpx.Response(301, headers={"Location": "https://elsewhere.example/"}), "301"),
+        (lambda: corrupt_gzip(201), "DecodingError"),
+        (lambda: httpx.Response(201, content=b" " * 5 * 2**20), "MAX_ANSWER_BYTES"),
+    ],
+    ids=["redirect", "corrupt-gzip", "over-the-cap"],
+)
+async def test_the_protocols_create_call_reports_an_odd_answer_as_retryable(
+    client: KlaviyoClient,
+    router: respx.MockRouter,
+    answer: Callable[[], httpx.Response],
+    why: str,
+) -> None:
+    router.post("/api/profiles").mock(side_effect=lambda _: answer())
+    status, reason = await klaviyo_lookup(client)(PROFILE_BODY, SecretStr(KEY))
+    assert status == 500  # rudder-server retries 5xx; it drops a 3xx and a 400
+    assert reason.startswith("[ERR_BAD_RESPONSE] :: Klaviyo's answer could not be read (")
+    assert why in reason
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 400, 503])
+async def test_a_corrupt_gzip_answer_is_retried_and_then_fails_retryably(
+    client: KlaviyoClient, router: respx.MockRouter, status: int
+) -> None:
+    route = router.post("/api/events").mock(side_effect=lambda _: corrupt_gzip(status))
+    outcome = await deliver(client, [event()])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert outcome.error["code"] == "klaviyo_unavailable"
+    assert "answer could not be read" in outcome.error["message"]
+    assert route.call_count == 4  # retried like a dropped connection: Klaviyo may have it
+
+
+async def test_a_corrupt_answer_then_a_good_one_is_delivered(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").mock(side_effect=[corrupt_gzip(202), httpx.Response(202)])
+    assert (await deliver(client, [event()])).status == "delivered"
+
+
+async def test_an_answer_over_the_cap_is_not_read_past_it(make_client: Factory) -> None:
+    chunks = 0
+
+    async def huge() -> AsyncIterator[bytes]:
+        nonlocal chunks
+        for _ in range(500):  # 32 MB, streamed without a Content-Length
+            chunks += 1
+            yield b" " * 65536
+
+    async def handle(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, content=huge())
+
+    async with make_client(
+        httpx.MockTransport(handle), max_answer_bytes=100_000, max_attempts=1
+    ) as c:
+        outcome = await deliver(c, [event()])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "over MAX_ANSWER_BYTES (100000 bytes)" in outcome.error["message"]
+    assert chunks <= 3
+
+
+async def test_a_declared_length_over_the_cap_is_not_read_at_all(
+    make_client: Factory, router: respx.MockRouter
+) -> None:
+    router.post("/api/events").respond(202, content=b" " * 200_000)
+    async with make_client(
+        httpx.MockTransport(router.async_handler), max_answer_bytes=100_000, max_attempts=1
+    ) as c:
+        outcome = await deliver(c, [event()])
+    assert outcome.status == "failed"
+    assert outcome.error is not None
+    assert "over MAX_ANSWER_BYTES" in outcome.error["message"]
+
+
+async def test_an_answer_in_an_undecodable_charset_is_still_read(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    page = httpx.Response(
+        400, headers={"Content-Type": "text/plain; charset=utf-32"}, content=b"\xff\xfe bad"
+    )
+    router.post("/api/events").mock(return_value=page)
+    outcome = await deliver(client, [event()])
+    assert outcome.status == "rejected"
+    assert outcome.error is not None
+    assert "bad" in outcome.error["message"]
+
+
+async def test_an_unexpected_error_fails_its_events_retryably(make_client: Factory) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if b"boom" in request.content:
+            raise ValueError("a bug below the client")
+        return httpx.Response(202)
+
+    async with make_client(httpx.MockTransport(handle)) as c:
+        outcomes = await deliver_batch(
+            c, [plan("A", [event("boom")]), plan("B", [event("fine")]), plan("A", [event()])]
+        )
+    assert [o.status for o in outcomes] == ["failed", "delivered", "failed"]
+    assert outcomes[0].error is not None
+    assert outcomes[0].error["message"] == "unexpected error while delivering (ValueError)"
+
+
+# --- a long Retry-After holds an endpoint no longer than the cap (issue 15, item 6) -----------
+
+
+async def test_a_retry_after_over_the_cap_fails_at_once_and_holds_only_for_the_cap(
+    client: KlaviyoClient, router: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "86400"}), httpx.Response(202)]
+    )
+    first = await deliver(client, [event()])
+    assert (first.status, first.retry_after, first.throttled) == ("failed", 86400.0, True)
+    clock.now += 60.0  # MAX_RETRY_AFTER's default
+    second = await deliver(client, [event()])
+    assert second.status == "delivered"
+    assert route.call_count == 2
+
+
+async def test_a_retry_after_within_the_deadline_but_over_the_cap_is_not_waited_for(
+    make_client: Factory, router: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "90"}), httpx.Response(202)]
+    )
+    async with make_client(
+        httpx.MockTransport(router.async_handler), delivery_deadline=300.0, max_retry_after=60.0
+    ) as c:
+        outcome = await deliver(c, [event()])
+    assert (outcome.status, outcome.retry_after) == ("failed", 90.0)
+    assert route.call_count == 1
+    assert clock.sleeps == []
+
+
+async def test_a_retry_after_up_to_the_cap_is_waited_for(
+    make_client: Factory, router: respx.MockRouter, clock: FakeClock
+) -> None:
+    router.post("/api/events").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "60"}), httpx.Response(202)]
+    )
+    async with make_client(
+        httpx.MockTransport(router.async_handler), delivery_deadline=300.0, max_retry_after=60.0
+    ) as c:
+        outcome = await deliver(c, [event()])
+    assert outcome.status == "delivered"
+    assert clock.sleeps == [pytest.approx(60.0)]
+
+
+async def test_a_long_ratelimit_reset_holds_only_for_the_cap(
+    client: KlaviyoClient, router: respx.MockRouter, clock: FakeClock
+) -> None:
+    exhausted = {"RateLimit-Limit": "700", "RateLimit-Remaining": "0", "RateLimit-Reset": "86400"}
+    router.post("/api/events").mock(
+        side_effect=[httpx.Response(202, headers=exhausted), httpx.Response(202)]
+    )
+    assert (await deliver(client, [event()])).status == "delivered"
+    clock.now += 60.0
+    assert (await deliver(client, [event()])).status == "delivered"

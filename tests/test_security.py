@@ -25,6 +25,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
+from klaviyo_destination import logs
 from klaviyo_destination.api import auth
 from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _embedded_app
@@ -540,3 +541,141 @@ async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve()
         link = created.json()["data"]["links"]["self"]
         assert link.startswith("http://svc/emulator/api/profiles/")
         assert (await client.get(link, headers=headers)).status_code == 200
+
+
+# --- 5. Klaviyo's errors may echo a key in any member (issue 15, item 4) -------------------------
+
+#: Another account's key, echoed as an Authorization header value: masked as one too.
+OTHER_KEY = "pk_other_SECRET_987654321"
+
+
+def echoed_everywhere(status: int) -> dict[str, Any]:
+    """Klaviyo's error JSON with the key in every member, in every shape a member can take."""
+    header = f"Klaviyo-API-Key {KEY}"
+    return {
+        "errors": [
+            {
+                "id": KEY,
+                "status": status,
+                "code": f"code-{KEY}",
+                "title": f"title {header}",
+                "detail": {"sent": header, "nested": [KEY, {"k": KEY}], KEY: 1},
+                "source": {"pointer": f"/data/attributes/{KEY}", "parameter": KEY},
+                "meta": {"duplicate": KEY},
+            },
+            {
+                "id": "e2",
+                "code": "invalid",
+                "title": "t",
+                "detail": f"sent with Authorization: Klaviyo-API-Key {OTHER_KEY}",
+                "source": {"pointer": f"/Bearer {OTHER_KEY}"},
+            },
+            {"id": ["list", KEY], "code": 7, "detail": None, "source": KEY},
+        ]
+    }
+
+
+def echoing_handler(request: httpx.Request) -> httpx.Response:
+    """Answers by the event's name: which status to echo the key with."""
+    name = orjson.loads(request.content)["data"]["attributes"].get("metric", {}).get("name", "")
+    status = {"rejected": 400, "auth-fail": 401, "throttle": 429, "flaky": 503}.get(name)
+    if request.url.path.endswith("/profiles") and request.method == "POST":
+        status = 409  # no duplicate_profile_id: the conflict carries Klaviyo's errors
+    if status is None:
+        return httpx.Response(202)
+    return httpx.Response(status, json=echoed_everywhere(status))
+
+
+@pytest.mark.anyio
+async def test_a_key_echoed_in_any_member_of_klaviyos_errors_never_reaches_an_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    kinds = ["rejected", "auth-fail", "throttle", "flaky"]
+    batch = [event(kind, n) for n, kind in enumerate(kinds)] + [IDENTIFY]
+    async with in_process(settings(max_attempts=2), echoing_handler) as client:
+        answers = [await client.post("/v1/events", json=body, headers=bearer()) for body in
+                   (batch, batch[0], {"batch": batch})]  # fmt: skip
+    results = answers[0].json()["results"]
+    assert [r["error"]["klaviyo_status"] for r in results] == [400, 401, 429, 503, 409]
+    for response in answers:
+        text = response.text + repr(response.headers)
+        assert_no_secret(text, "answer")
+        assert OTHER_KEY not in text, text[:500]
+    first = results[0]["error"]
+    assert first["klaviyo_errors"][0]["id"] == "**********"  # masked, not dropped
+    assert first["field"] == "/data/attributes/**********"
+    for record in caplog.records:
+        assert_no_secret(rendered(record), f"log record of {record.name}")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Authorization: Klaviyo-API-Key {secret}",
+        "headers={{'authorization': 'Bearer {secret}'}}",
+        '{{"Authorization": "Basic {secret}"}}',
+        "sent Klaviyo-API-Key {secret} to Klaviyo",
+        "authorization={secret}",
+    ],
+)
+def test_any_authorization_value_is_masked_in_log_lines(line: str) -> None:
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, line.format(secret=OTHER_KEY), (), None
+    )
+    record.header = line.format(secret=OTHER_KEY)
+    logs.RedactSecrets([KEY]).filter(record)
+    assert OTHER_KEY not in record.getMessage() + str(vars(record))
+
+
+# --- 6. odd answers from Klaviyo are per-event retryable failures, never a 500 (items 5, 6) ------
+
+
+def odd_answer(kind: str) -> Callable[[httpx.Request], httpx.Response]:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if b"fine" in request.content:
+            return httpx.Response(202)
+        if kind == "corrupt gzip":
+            stream = httpx.ByteStream(b"\x1f\x8b not gzip")
+            return httpx.Response(202, headers={"Content-Encoding": "gzip"}, stream=stream)
+        if kind == "redirect":
+            return httpx.Response(307, headers={"Location": "https://elsewhere.example/api"})
+        if kind == "redirect to itself":
+            return httpx.Response(302, headers={"Location": str(request.url)})
+        if kind == "5 MB answer":
+            return httpx.Response(202, content=b" " * (5 * 1024 * 1024))
+        return httpx.Response(429, headers={"Retry-After": "86400"})
+
+    return handle
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "status", "retry_after"),
+    [
+        ("corrupt gzip", 503, "5"),
+        ("redirect", 503, "5"),
+        ("redirect to itself", 503, "5"),
+        ("5 MB answer", 503, "5"),
+    ],
+)
+async def test_an_odd_answer_fails_each_event_retryably(
+    kind: str, status: int, retry_after: str
+) -> None:
+    batch = [event("odd", 1), event("fine", 2), event("odd", 3)]
+    async with in_process(settings(), odd_answer(kind)) as client:
+        response = await client.post("/v1/events", json=batch, headers=bearer())
+    assert (response.status_code, response.headers.get("Retry-After")) == (status, retry_after)
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["failed", "delivered", "failed"]
+    assert all(r["error"]["code"] == "klaviyo_unavailable" for r in results[::2])
+
+
+@pytest.mark.anyio
+async def test_a_retry_after_beyond_the_cap_is_handed_to_the_caller() -> None:
+    async with in_process(settings(), odd_answer("Retry-After: 86400")) as client:
+        response = await client.post("/v1/events", json=event("odd", 1), headers=bearer())
+    assert (response.status_code, response.headers.get("Retry-After")) == (429, "86400")
+    [result] = response.json()["results"]
+    assert (result["status"], result["retry_after"]) == ("failed", 86400)

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import orjson
 
-from .redact import MASK
+from .redact import MASK, mask_authorization
 
 #: Attributes every ``LogRecord`` has; anything else on a record came from ``extra=``
 #: (except uvicorn's ``color_message``, the same message with terminal colour codes).
@@ -35,7 +35,8 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every known secret value in a record's message, fields and traceback."""
+    """Masks every known secret value, and any value of an Authorization header, in a record's
+    message, fields and traceback."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -44,11 +45,9 @@ class RedactSecrets(logging.Filter):
     def _clean(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        return text
+        return mask_authorization(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         record.msg, record.args = self._clean(record.getMessage()), None
         for key, value in fields_of(record).items():
             if isinstance(value, str):

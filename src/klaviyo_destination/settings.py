@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     profiles_rate_steady: int = Field(default=700, ge=1)
     events_rate_burst: int = Field(default=350, ge=1)
     events_rate_steady: int = Field(default=3500, ge=1)
+    # --- delivery: odd answers from Klaviyo (issue 15) ---
+    #: An answer body longer than this is not read on: a retryable failure.
+    max_answer_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: The longest Retry-After honoured; a longer one fails the events with it at once.
+    max_retry_after: float = Field(default=60.0, gt=0)
 
     @property
     def embedded(self) -> bool:

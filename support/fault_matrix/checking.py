@@ -124,6 +124,8 @@ class Checker:
             row.no_reason += 1
             row.problem(f"{planned.message_id}: rejected without a reason: {error}")
         expected = MAPPING_CODES if planned.kind == "invalid" else set()
+        if planned.refusal is not None:
+            expected = {planned.refusal}
         if self.fault.permanent and planned.kind != "invalid":
             expected = {"klaviyo_revision_retired"}
         if code not in expected:

@@ -25,6 +25,12 @@ CLOUDFLARE_403: Final = (
     "<body><h1>Sorry, you have been blocked</h1></body></html>"
 )
 
+GZIP: Final = {"Content-Encoding": "gzip"}
+#: Where a redirect points: a closed port, so following it would fail loudly.
+ELSEWHERE: Final = {"Location": "http://127.0.0.1:9/api/elsewhere"}
+#: Above the MAX_ANSWER_BYTES of the matrix's service (``running.FAST_SERVICE_ENV``).
+OVERSIZED_ANSWER: Final = 1024 * 1024
+
 Injection = Literal["none", "rate", "burst", "ticker"]
 
 
@@ -43,6 +49,10 @@ class Fault:
     period: float = TICK_SECONDS
     #: Requests the service gave up on (read timeout) are still applied later by Klaviyo.
     late_writes: bool = False
+    #: burst: this many faults before each batch instead of ~30% of its requests.
+    per_batch: int | None = None
+    #: Not a fault of Klaviyo's: some group events carry an email Klaviyo refuses.
+    refused_subscriptions: bool = False
 
 
 #: Opt-in rows (``--extra``): 30% of requests answered 429 + Retry-After: 1 in bursts keeps
@@ -87,6 +97,29 @@ FAULTS: Final[tuple[Fault, ...]] = (
         {"status": 403, "body": CLOUDFLARE_403, "content_type": "text/html; charset=UTF-8"},
     ),
     Fault("410 revision retired", "rate", {"status": 410}, permanent=True),
+    # Issue 15: one refused subscription must not sink the other events of its merged job.
+    Fault("refused subscription in a job", "none", refused_subscriptions=True),
+    # Issue 15: odd answers are retryable per event (applied by Klaviyo, then unreadable).
+    Fault(
+        "corrupt gzip answer (applied)",
+        "rate",
+        {"status": 202, "after_processing": True, "body": "not gzip", "headers": GZIP},
+        processed=True,
+    ),
+    Fault("redirect (302, not followed)", "rate", {"status": 302, "headers": ELSEWHERE}),
+    Fault(
+        f"answer over the cap ({OVERSIZED_ANSWER // 2**20} MiB, applied)",
+        "rate",
+        {"status": 202, "after_processing": True, "body_size": OVERSIZED_ANSWER},
+        processed=True,
+    ),
+    # Issue 15: a day-long Retry-After holds an endpoint for MAX_RETRY_AFTER, not a day.
+    Fault(
+        "429 with Retry-After: 86400 (one per batch)",
+        "burst",
+        {"status": 429, "retry_after": 86400},
+        per_batch=1,
+    ),
 )
 
 
@@ -130,7 +163,8 @@ class Injector:
             spec["status"] = next(self._burst)
         # Faulted requests are retried, so 30% of all requests is 0.3/0.7 of the clean ones.
         share = FAULT_SHARE / (1 - FAULT_SHARE) * REQUESTS_PER_EVENT
-        await self.add(spec | {"count": max(1, round(share * events))})
+        count = self.fault.per_batch or max(1, round(share * events))
+        await self.add(spec | {"count": count})
 
     async def _tick(self) -> None:
         """On for 30% of each period: a latency, or a status every request gets."""

@@ -12,7 +12,7 @@ from typing import Final
 import httpx
 
 from support.emulator_control import AsyncEmulatorControl
-from support.events import Planned, generate
+from support.events import Planned, generate, with_refused_subscriptions
 from support.fault_matrix.checking import Checker, Row
 from support.fault_matrix.faults import FAULTS, TIMEOUT_LATENCY_MS, Fault, Injector
 from support.fault_matrix.sending import BATCH_SIZE, LANES, Resend, Sender, Traffic, lanes
@@ -31,6 +31,10 @@ FAST_SERVICE_ENV: Final[Mapping[str, str]] = {
     "PROFILES_RATE_STEADY": "1000000",
     "EVENTS_RATE_BURST": "100000",
     "EVENTS_RATE_STEADY": "1000000",
+    # Issue 15: a cap above the matrix's Retry-After: 1 rows, short enough for a quick run; an
+    # answer cap that a fault exceeds cheaply (OVERSIZED_ANSWER).
+    "MAX_RETRY_AFTER": "1",
+    "MAX_ANSWER_BYTES": "262144",
 }
 
 
@@ -45,6 +49,8 @@ async def run_fault(
     seed: int = SEED,
 ) -> Row:
     await control.reset()
+    if fault.refused_subscriptions:
+        events = with_refused_subscriptions(events)
     row, traffic = Row(fault.name), Traffic()
     injector = Injector(control, fault, seed)
     sender = Sender(service, injector, traffic, resend=resend, max_wait=max_wait)

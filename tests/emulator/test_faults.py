@@ -4,7 +4,11 @@ dropped connections and unusable fault specs.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -137,3 +141,68 @@ async def test_unusable_fault_spec_is_400(client: httpx.AsyncClient, spec: Json)
 
     assert (await only_error(response, 400))["code"] == "invalid"
     assert (await client.get("/__emulator/faults")).json()["queued"] == []
+
+
+async def test_status_fault_with_headers_answers_with_them(client: httpx.AsyncClient) -> None:
+    location = "https://elsewhere.example/api/events"
+    await client.post("/__emulator/faults", json={"status": 302, "headers": {"Location": location}})
+
+    response = await client.post("/api/events", json=event_body({"$email": "a@b.co"}))
+
+    assert (response.status_code, response.headers["location"]) == (302, location)
+
+
+async def test_status_fault_after_processing_applies_the_request_first(
+    client: httpx.AsyncClient,
+) -> None:
+    # What a corrupt gzip answer from a proxy looks like: Klaviyo did it, the answer is junk.
+    spec = {
+        "status": 201,
+        "after_processing": True,
+        "body": "this is not gzip",
+        "headers": {"Content-Encoding": "gzip"},
+    }
+    await client.post("/__emulator/faults", json=spec)
+
+    with pytest.raises(httpx.DecodingError):
+        await client.post("/api/profiles", json=profile_body(email="a@b.co"))
+    retried = await client.post("/api/profiles", json=profile_body(email="a@b.co"))
+
+    assert retried.status_code == 409  # the faulted request was applied
+
+
+async def test_status_fault_with_a_body_size_streams_that_many_bytes(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await client.post("/__emulator/faults", json={"status": 202, "body_size": 3_000_000})
+    request = orjson.dumps(event_body({"$email": "a@b.co"}))
+    received = [{"type": "http.request", "body": request, "more_body": False}]
+    sent: list[Json] = []
+
+    async def receive() -> Json:
+        return received.pop() if received else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+    scope = {"type": "http", "method": "POST", "path": "/api/events", "headers": headers}
+    await app({**scope, "query_string": b"", "root_path": ""}, receive, send)
+
+    assert sent[0]["status"] == 202
+    sizes = [len(m["body"]) for m in sent if m["type"] == "http.response.body"]
+    assert sum(sizes) == 3_000_000
+    assert len(sizes) > 1  # streamed, not built in memory first
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"status": 202, "body": "x", "body_size": 10}, {"drop_connection": True, "headers": {}}],
+    ids=["body-and-size", "drop-with-headers"],
+)
+async def test_fault_spec_with_members_that_cannot_go_together_is_400(
+    client: httpx.AsyncClient, spec: Json
+) -> None:
+    response = await client.post("/__emulator/faults", json=spec)
+
+    assert (await only_error(response, 400))["code"] == "invalid"

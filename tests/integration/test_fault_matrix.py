@@ -53,5 +53,7 @@ def test_nothing_is_lost_or_duplicated(servers: Servers, index: int, fault: Faul
     if fault.permanent:
         assert row.reasons["klaviyo_revision_retired (410)"] > 0, report
         assert "Klaviyo: Gone." in row.samples["klaviyo_revision_retired (410)"]
-    if fault.injection in ("rate", "burst"):
+    if fault.injection in ("rate", "burst") and fault.per_batch is None:
         assert row.injected / row.klaviyo_requests > 0.2, report  # the faults did happen
+    if fault.refused_subscriptions:  # both ways of refusing happened, each to its event only
+        assert {"invalid_event", "klaviyo_rejected (400)"} <= set(row.reasons), report

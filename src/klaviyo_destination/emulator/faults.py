@@ -3,7 +3,10 @@
 Kinds (one ``FaultSpec`` may also just set ``latency_ms``):
 
 * queued status: the next ``count`` matching requests answer ``status`` (optional raw ``body``
-  and ``content_type``, e.g. Cloudflare's HTML 403; optional ``Retry-After``);
+  and ``content_type``, e.g. Cloudflare's HTML 403; optional ``Retry-After``; optional extra
+  ``headers``, e.g. ``Location`` or ``Content-Encoding``; or ``body_size`` filler bytes,
+  streamed, for an answer too large to read); with ``after_processing`` the request is applied
+  first and its answer replaced, e.g. by a corrupt gzip body;
 * queued drop: the connection is closed without a response; with ``after_processing`` the
   request is applied first, i.e. "Klaviyo did it but the answer was lost";
 * random: each request fails with ``status`` with probability ``error_rate`` (seeded);
@@ -29,6 +32,8 @@ class FaultSpec(BaseModel):
     retry_after: int | None = Field(default=None, ge=0)
     body: str | None = None
     content_type: str | None = None
+    headers: dict[str, str] | None = None
+    body_size: int | None = Field(default=None, ge=0)
     path: str | None = None
     latency_ms: int | None = Field(default=None, ge=0)
     error_rate: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -40,6 +45,10 @@ class FaultSpec(BaseModel):
     def _one_kind(self) -> Self:
         if self.drop_connection and self.status is not None:
             raise ValueError("drop_connection and status are exclusive")
+        if self.body is not None and self.body_size is not None:
+            raise ValueError("body and body_size are exclusive")
+        if self.status is None and (self.headers is not None or self.body_size is not None):
+            raise ValueError("headers and body_size need status")
         if self.error_rate is not None and self.status is None:
             raise ValueError("error_rate needs the status to answer with")
         if (
@@ -58,6 +67,9 @@ class StatusFault:
     retry_after: int | None = None
     body: str | None = None
     content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body_size: int | None = None
+    after_processing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +116,15 @@ class FaultPlan:
         if spec.drop_connection:
             fault = DropFault(spec.after_processing)
         elif spec.status is not None:
-            fault = StatusFault(spec.status, spec.retry_after, spec.body, spec.content_type)
+            fault = StatusFault(
+                spec.status,
+                spec.retry_after,
+                spec.body,
+                spec.content_type,
+                tuple((spec.headers or {}).items()),
+                spec.body_size,
+                spec.after_processing,
+            )
         if isinstance(fault, StatusFault) and spec.error_rate is not None:
             # Chaos, not a test oracle: a seeded PRNG makes a run repeatable.
             rng = random.Random(spec.seed)  # noqa: S311

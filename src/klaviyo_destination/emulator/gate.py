@@ -8,12 +8,13 @@ connection without answering, which only works from below Starlette's exception 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klaviyo_destination.emulator import errors
@@ -68,6 +69,8 @@ class KlaviyoGate:
         match faults.next_for(scope["path"]):
             case StatusFault() as fault:
                 entry.fault = f"status:{fault.status}"
+                if fault.after_processing:
+                    await self._admitted(scope, receive, _discard)
                 await _fault_response(fault)(scope, receive, send)
             case DropFault(after_processing=after):
                 entry.fault = "drop_connection"
@@ -122,6 +125,12 @@ def _check_revision(revision: str | None) -> None:
 
 def _fault_response(fault: StatusFault) -> Response:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    headers.update(fault.headers)
+    if fault.body_size is not None:
+        media_type = fault.content_type or "application/json"
+        return StreamingResponse(
+            _filler(fault.body_size), fault.status, headers=headers, media_type=media_type
+        )
     if fault.body is not None:
         media_type = fault.content_type or "text/plain; charset=utf-8"
         return Response(fault.body, fault.status, headers=headers, media_type=media_type)
@@ -158,6 +167,16 @@ def _recording(send: Send, entry: RecordedRequest) -> Send:
         await send(message)
 
     return wrapped
+
+
+#: Filler comes in chunks of this size, so a huge answer costs the emulator no memory.
+_FILLER_CHUNK: Final = 64 * 1024
+
+
+async def _filler(size: int) -> AsyncIterator[bytes]:
+    chunk = b" " * _FILLER_CHUNK
+    for start in range(0, size, _FILLER_CHUNK):
+        yield chunk[: min(_FILLER_CHUNK, size - start)]
 
 
 async def _discard(message: Message) -> None:

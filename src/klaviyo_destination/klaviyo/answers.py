@@ -20,7 +20,7 @@ from ..errors import (
     KlaviyoUnavailable,
 )
 from ..js import JsonObject
-from ..redact import redact
+from ..redact import redact, redact_json
 from .ratelimit import retry_after
 
 _RETIRED: Final = (
@@ -35,6 +35,8 @@ _SOCKET_ERRORS: Final = {
     "EAI_AGAIN": (500, "[EAI_AGAIN] :: Temporary failure in name resolution"),
     "ECONNABORTED": (500, "[ECONNABORTED] :: Connection aborted"),
     "ENOTFOUND": (400, "[ENOTFOUND] :: DNS lookup failed"),
+    # axios's name for an answer it could not use (over maxContentLength, say): retryable.
+    "ERR_BAD_RESPONSE": (500, "[ERR_BAD_RESPONSE] :: Klaviyo's answer could not be read"),
 }
 _UNKNOWN_HOST_HINTS: Final = (
     "name or service not known",
@@ -44,6 +46,20 @@ _UNKNOWN_HOST_HINTS: Final = (
 )
 
 
+class UnusableAnswer(httpx.TransportError):
+    """Klaviyo's answer could not be used: its body did not decode (a corrupt gzip), was over
+    ``MAX_ANSWER_BYTES``, or it redirected. A transport error, because like a dropped
+    connection it leaves unknown whether Klaviyo acted: every path that retries a dropped
+    connection retries this too, and none answers the caller 500 for it."""
+
+
+class KlaviyoRedirected(KlaviyoUnavailable):
+    """A 3xx, which is not followed: the key must go nowhere but ``KLAVIYO_BASE_URL``, and
+    Klaviyo's API does not redirect, so it comes from a proxy or a wrong base URL. Retryable
+    for the caller (the events are fine and deliverable once that is fixed), but not retried
+    here: the same request would meet the same redirect."""
+
+
 def body_of(response: httpx.Response) -> Any:
     """The answer's JSON, its text when it is not JSON (an HTML page), ``""`` when empty."""
     if not response.content:
@@ -51,7 +67,8 @@ def body_of(response: httpx.Response) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return response.text
+        # Not response.text: a charset it names may not decode these bytes (UnicodeError).
+        return response.content.decode("utf-8", "replace")
 
 
 def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[JsonObject]:
@@ -65,15 +82,14 @@ def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[JsonOb
             continue
         source = error.get("source")
         pointer = source.get("pointer") if isinstance(source, dict) else None
-        detail = error.get("detail")
-        out.append(
-            {
-                "id": error.get("id"),
-                "code": error.get("code"),
-                "detail": redact(detail, secret) if isinstance(detail, str) else detail,
-                "source": {"pointer": pointer},
-            }
-        )
+        reduced = {
+            "id": error.get("id"),
+            "code": error.get("code"),
+            "detail": error.get("detail"),
+            "source": {"pointer": pointer},
+        }
+        # Any member, of any type, may echo the key: every string in it is masked.
+        out.append(redact_json(reduced, secret))
     return out
 
 
@@ -92,7 +108,8 @@ def rejection(status: int, body: Any, *, secret: SecretStr | None) -> KlaviyoRej
     else:
         message = f"Klaviyo rejected the request ({status}{code}): {detail}"
     pointer = first["source"]["pointer"] if errors else None
-    return cls(redact(message, secret), field=pointer, klaviyo_status=status, klaviyo_errors=errors)
+    field = pointer if isinstance(pointer, str) else None
+    return cls(redact(message, secret), field=field, klaviyo_status=status, klaviyo_errors=errors)
 
 
 def transient(
@@ -113,6 +130,22 @@ def transient(
         throttled=status == 429,
         klaviyo_status=status,
         klaviyo_errors=errors,
+    )
+
+
+def redirect(status: int, headers: httpx.Headers, *, secret: SecretStr) -> KlaviyoRedirected | None:
+    """The retryable error for a 3xx (see :class:`KlaviyoRedirected`); ``None`` otherwise."""
+    if not 300 <= status < 400:
+        return None
+    location = headers.get("location", "")[:200] or "nowhere"
+    return KlaviyoRedirected(
+        redact(
+            f"Klaviyo answered {status}, a redirect to {location} not followed: Klaviyo's API "
+            "does not redirect; check KLAVIYO_BASE_URL and any proxy on the way",
+            secret,
+        ),
+        retry_after=retry_after(headers, None),
+        klaviyo_status=status,
     )
 
 
@@ -139,6 +172,9 @@ def duplicate_id(status: int, body: Any) -> str | None:
 def transport_error(exc: httpx.TransportError) -> tuple[int, str]:
     """A transport failure as the reference's ``(status, "[CODE] :: text")`` pair (§6.7)."""
     text = str(exc).lower()
+    if isinstance(exc, UnusableAnswer):
+        status, reason = _SOCKET_ERRORS["ERR_BAD_RESPONSE"]
+        return status, f"{reason} ({exc})"
     if isinstance(exc, httpx.ConnectTimeout):
         code = "ETIMEDOUT"
     elif isinstance(exc, httpx.TimeoutException):

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
-from ..errors import KlaviyoError, KlaviyoUnavailable
+from ..errors import DestinationError, KlaviyoError, KlaviyoUnavailable
 from ..mapping import merge_subscriptions
 from ..planned import Endpoint, PlannedEvent, PlannedRequest, subscriptions_of
+from .bulk import BulkJob, Sender
 from .outcomes import Outcome, SentRequest
+from .refusals import refusal
+
+logger = logging.getLogger(__name__)
+
+#: An event's index in the batch and one of its subscription requests.
+Member = tuple[int, PlannedRequest]
 
 
-class Sender(Protocol):
-    """What a batch needs to send one planned request (``KlaviyoSession`` is one)."""
-
-    async def run_one(
-        self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
-    ) -> None: ...
+def _unexpected(exc: Exception) -> KlaviyoUnavailable:
+    """A bug, or an answer odder than any handled: its events fail retryably, so the caller
+    resends them and still gets one result per event, not a 500 for the whole request."""
+    logger.error("unexpected error while delivering", exc_info=exc)
+    return KlaviyoUnavailable(f"unexpected error while delivering ({type(exc).__name__})")
 
 
 def _split_tail(requests: Sequence[PlannedRequest]) -> tuple[list[PlannedRequest], ...]:
@@ -33,15 +39,17 @@ def _identified(request: PlannedRequest) -> bool:
     return all("email" in sub or "phone_number" in sub for sub in subscriptions_of(request))
 
 
-def _jobs(parked: list[tuple[int, PlannedRequest]]) -> list[tuple[PlannedRequest, list[int]]]:
-    """Merged jobs for the subscriptions that name a person; the others go alone.
+def _jobs(parked: list[Member]) -> list[list[Member]]:
+    """The members of each job: merged per list for subscriptions that name a person, the
+    others alone.
 
     Klaviyo rejects a whole job for one entry without an email or phone number, so such an
     entry must not take other users' subscriptions down with it.
     """
     mergeable = [(index, request) for index, request in parked if _identified(request)]
-    alone = [(request, [index]) for index, request in parked if not _identified(request)]
-    return [*merge_subscriptions(mergeable), *alone]
+    alone = [[(index, request)] for index, request in parked if not _identified(request)]
+    merged = merge_subscriptions([(key, request) for key, (_, request) in enumerate(mergeable)])
+    return [*([mergeable[key] for key in keys] for _, keys in merged), *alone]
 
 
 class Batch:
@@ -52,8 +60,12 @@ class Batch:
     event whose plan ends in subscription jobs: that event's earlier requests are sent, its
     subscriptions parked. Then the parked subscriptions of all users are merged per list into
     bulk jobs (``mapping.merge_subscriptions``) and sent; each event of a job gets the job's
-    result, so a failed job fails each of its events. The next round resumes each user after
-    its parked event.
+    result. The next round resumes each user after its parked event.
+
+    One bad entry must not sink other users' subscriptions: an event whose subscription
+    Klaviyo would refuse (``refusals.py``) is rejected before merging, and a job Klaviyo still
+    refuses with 400 is narrowed down to the events it names (``bulk.py``). A job that fails
+    otherwise (5xx, 429, 401, 410) fails each of its events.
 
     So a user's requests reach Klaviyo in input order (a later event never overtakes its own
     user's subscription), while merging still spans users; a usual batch, with at most one
@@ -110,6 +122,9 @@ class Batch:
         except KlaviyoError as exc:
             self._fail(index, exc)
             return False
+        except Exception as exc:  # anything else: see _unexpected
+            self._fail(index, _unexpected(exc))
+            return False
         if not tail:
             self.outcomes[index] = Outcome("delivered", self.sent[index])
             return False
@@ -118,27 +133,35 @@ class Batch:
 
     async def _send_parked(self) -> None:
         parked, self.parked = self.parked, []
+        for index, request in parked:
+            if self.outcomes[index] is None and (refused := refusal(request)) is not None:
+                self._fail(index, refused)
+        sendable = [(index, request) for index, request in parked if self.outcomes[index] is None]
         async with asyncio.TaskGroup() as group:
-            for job, members in _jobs(parked):
-                group.create_task(self._send_job(job, members))
+            for members in _jobs(sendable):
+                group.create_task(self._send_job(members))
         for index in dict.fromkeys(index for index, _ in parked):
             if self.outcomes[index] is None:
                 self.outcomes[index] = Outcome("delivered", self.sent[index])
 
-    async def _send_job(self, job: PlannedRequest, members: list[int]) -> None:
-        sent: list[SentRequest] = []
-        error: KlaviyoError | None = None
+    async def _send_job(self, members: list[Member]) -> None:
         async with self.semaphore:
             try:
-                await self.sender.run_one(job, self.deadline, sent)
-            except KlaviyoError as exc:
-                error = exc
-        for index in dict.fromkeys(members):
-            self.sent[index].extend(sent)
-            if error is not None:
-                self._fail(index, error)
+                results = await BulkJob(self.sender, [r for _, r in members], self.deadline).run()
+            except Exception as exc:  # anything else: see _unexpected
+                error = _unexpected(exc)
+                for index, _ in members:
+                    self._fail(index, error)
+                return
+        recorded: set[int] = set()
+        for (index, _), result in zip(members, results, strict=True):
+            if index not in recorded:  # an event with two entries in one job sent it once
+                recorded.add(index)
+                self.sent[index].extend(result.sent)
+            if result.error is not None:
+                self._fail(index, result.error)
 
-    def _fail(self, index: int, exc: KlaviyoError, *, not_sent: bool = False) -> None:
+    def _fail(self, index: int, exc: DestinationError, *, not_sent: bool = False) -> None:
         if self.outcomes[index] is not None:
             return  # an event in two failed jobs keeps its first failure
         if isinstance(exc, KlaviyoUnavailable):

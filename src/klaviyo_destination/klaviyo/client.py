@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import httpx
 import orjson
@@ -21,10 +21,14 @@ import stamina
 
 from ..planned import Endpoint, PlannedRequest
 from ..settings import Settings
+from .answers import UnusableAnswer
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
 
 logger = logging.getLogger(__name__)
+
+#: Headers about the body as sent, not as read (decoded, possibly of another length).
+_RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 class KlaviyoClient:
@@ -65,10 +69,9 @@ class KlaviyoClient:
                 max_keepalive_connections=s.max_keepalive_connections,
             ),
             transport=self._transport,
-            # The reference's HTTP client follows up to 5 redirects; httpx drops
-            # Authorization on a cross-origin one.
-            follow_redirects=True,
-            max_redirects=5,
+            # Unlike the reference's HTTP client: the key goes nowhere but KLAVIYO_BASE_URL,
+            # and a 3xx is a final answer (``answers.KlaviyoRedirected``).
+            follow_redirects=False,
         )
         return self
 
@@ -99,19 +102,18 @@ class KlaviyoClient:
             yield
 
     async def call(self, request: PlannedRequest, headers: Mapping[str, str]) -> httpx.Response:
-        """One HTTP exchange, measured; no retries (``KlaviyoSession.send`` has them)."""
+        """One HTTP exchange, measured; no retries (``KlaviyoSession.send`` has them).
+
+        Raises ``httpx.TransportError``; an answer that cannot be used (its body over
+        ``max_answer_bytes`` or not decodable) raises :class:`UnusableAnswer`, one of them.
+        """
         if self._http is None:
             msg = "KlaviyoClient is not open: use `async with KlaviyoClient(...)`"
             raise RuntimeError(msg)
         endpoint = request.endpoint
         with self.metrics.timed(endpoint.value):
             try:
-                response = await self._http.request(
-                    request.method,
-                    request.path,
-                    content=orjson.dumps(request.body),
-                    headers=headers,
-                )
+                response = await self._exchange(self._http, request, headers)
             except httpx.TransportError as exc:
                 self.metrics.answered(endpoint.value, type(exc).__name__)
                 raise
@@ -120,8 +122,64 @@ class KlaviyoClient:
         logger.debug("klaviyo %s %s -> %d", request.method, request.path, response.status_code)
         return response
 
+    async def _exchange(
+        self, http: httpx.AsyncClient, request: PlannedRequest, headers: Mapping[str, str]
+    ) -> httpx.Response:
+        outgoing = http.build_request(
+            request.method, request.path, content=orjson.dumps(request.body), headers=headers
+        )
+        cap = self.settings.max_answer_bytes
+        try:
+            streamed = await http.send(outgoing, stream=True)
+            try:
+                if _plain_within(streamed.headers, cap):
+                    # The usual answer: Content-Length framing bounds this read.
+                    await streamed.aread()
+                    return streamed
+                content = await _read_capped(streamed, cap)
+            finally:
+                await streamed.aclose()
+        except httpx.TransportError:
+            raise
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+            # DecodingError (a corrupt gzip body) and the like: the answer came, unusable.
+            raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
+        # The body is decoded now, so the headers must no longer say it is encoded.
+        kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _RAW]
+        return httpx.Response(streamed.status_code, headers=kept, content=content, request=outgoing)
+
     def note_throttle(self, endpoint: Endpoint, response: httpx.Response, body: Any) -> None:
         """After a 429 with a wait hint, concurrent deliveries to the endpoint wait too."""
         wait = retry_after(response.headers, body) if response.status_code == 429 else None
         if wait is not None:
             self.limits[endpoint].hold(wait)
+
+
+def _declared_length(headers: httpx.Headers) -> int | None:
+    declared = headers.get("content-length", "")
+    if not (declared.isascii() and declared.isdigit()):
+        return None
+    return int(declared) if len(declared) <= 18 else 2**63
+
+
+def _plain_within(headers: httpx.Headers, cap: int) -> bool:
+    """A body of a declared length within ``cap`` that needs no decoding."""
+    declared = _declared_length(headers)
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    return declared is not None and declared <= cap and encoding in ("", "identity")
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    """The decoded body, read until ``cap`` bytes at most (then ``UnusableAnswer``)."""
+    too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
+    declared = _declared_length(response.headers)
+    if declared is not None and declared > cap:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)

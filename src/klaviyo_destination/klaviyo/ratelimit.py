@@ -92,8 +92,10 @@ class EndpointLimiter:
         sleep: Sleep = asyncio.sleep,
         burst_period: float = BURST_PERIOD,
         steady_period: float = STEADY_PERIOD,
+        max_hold: float = math.inf,
     ) -> None:
         self._windows = (_Window(burst, burst_period), _Window(steady, steady_period))
+        self._max_hold = max_hold
         self._clock = clock
         self._sleep = sleep
         self._hold_until = 0.0
@@ -138,10 +140,12 @@ class EndpointLimiter:
         return IN_FLIGHT_POLL if self._lock.locked() else None
 
     def hold(self, seconds: float) -> None:
-        """Admit nothing for ``seconds`` (Klaviyo said so: ``Retry-After`` or remaining 0)."""
+        """Admit nothing for ``seconds`` (Klaviyo said so: ``Retry-After`` or remaining 0), and
+        for no longer than ``max_hold``: one odd hint must not stop an endpoint for a day."""
         if math.isfinite(seconds) and seconds > 0:
             self._held_at = self._clock()
-            self._hold_until = max(self._hold_until, self._held_at + seconds)
+            until = self._held_at + min(seconds, self._max_hold)
+            self._hold_until = max(self._hold_until, until)
 
     def held_within(self, seconds: float) -> bool:
         """Whether Klaviyo asked this endpoint to wait during the last ``seconds``."""
@@ -166,7 +170,8 @@ class RateLimiter:
         cls, settings: Settings, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
     ) -> RateLimiter:
         def limiter(burst: int, steady: int) -> EndpointLimiter:
-            return EndpointLimiter(burst, steady, clock=clock, sleep=sleep)
+            hold = settings.max_retry_after
+            return EndpointLimiter(burst, steady, clock=clock, sleep=sleep, max_hold=hold)
 
         # Klaviyo puts profile writes and subscribe jobs in the same tier (L) but counts them
         # per endpoint, so they share numbers, not a bucket.

@@ -1,11 +1,12 @@
 """The retry policy: which failures to retry, how long to wait, and what running out means.
 
-stamina runs the loop; :class:`RetryHook` is its backoff hook. It retries transport errors and
-:class:`KlaviyoUnavailable` (408, 429, 5xx, a non-Klaviyo 403, the client-side limiter), never
-another answer. It returns the wait itself, so ``Retry-After`` (or the "Expected available in
-N seconds" of a 429 without it) is honoured, other waits get full jitter, and no wait runs past
-the delivery deadline: when Klaviyo asks for longer than is left, the delivery gives up at once
-with ``retry_after``, so the caller gets a 429 in time instead of timing out and re-sending.
+stamina runs the loop; :class:`RetryHook` is its backoff hook. It retries transport errors
+(an unusable answer among them) and :class:`KlaviyoUnavailable` (408, 429, 5xx, a non-Klaviyo
+403, the client-side limiter), never another answer, nor a redirect. It returns the wait
+itself, so ``Retry-After`` (or the "Expected available in N seconds" of a 429 without it) is
+honoured, other waits get full jitter, and no wait runs past the delivery deadline or
+``max_retry_after``: when Klaviyo asks for longer, the delivery gives up at once with
+``retry_after``, so the caller gets a 429 in time instead of timing out and re-sending.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 from ..errors import KlaviyoUnavailable
 from ..planned import Endpoint
 from ..settings import Settings
+from .answers import KlaviyoRedirected
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter
 
@@ -63,13 +65,17 @@ class RetryHook:
 
     def _wait(self, exc: Exception) -> tuple[float | None, str]:
         remaining = self._deadline - time.monotonic()
+        if isinstance(exc, KlaviyoRedirected):
+            return None, ""
         if isinstance(exc, KlaviyoUnavailable):
             self.last_unavailable = exc
             reason = str(exc.klaviyo_status or "rate_limiter")
             if exc.retry_after is not None:
-                # Klaviyo named the wait: take it, or stop now if it outlasts the deadline.
+                # Klaviyo named the wait: take it, or stop now if it outlasts the deadline or
+                # the cap (the caller gets the wait; the limiter holds no longer than the cap).
                 wait = max(exc.retry_after, _MIN_SERVER_WAIT)
-                return (wait if wait <= remaining else None), reason
+                usable = wait <= remaining and wait <= self._settings.max_retry_after
+                return (wait if usable else None), reason
         elif isinstance(exc, httpx.TransportError):
             reason = type(exc).__name__
         else:

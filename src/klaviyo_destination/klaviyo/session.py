@@ -20,7 +20,7 @@ from ..errors import KlaviyoUnavailable
 from ..js import JsonObject
 from ..planned import PlannedEvent, PlannedRequest, create_profile
 from . import upsert
-from .answers import body_of, rejection, transient, transport_error
+from .answers import UnusableAnswer, body_of, redirect, rejection, transient, transport_error
 from .batch import Batch
 from .client import KlaviyoClient
 from .headers import klaviyo_headers
@@ -68,6 +68,9 @@ class KlaviyoSession:
         async with self.client.slot(request.endpoint, self.client.settings.delivery_deadline):
             response = await self.client.call(request, self._headers)
         self.client.note_throttle(request.endpoint, response, body_of(response))
+        if redirected := redirect(response.status_code, response.headers, secret=self._key):
+            # rudder-server drops a job answered 3xx but retries a transport error's 500.
+            raise UnusableAnswer(redirected.message)
         return response
 
     async def _recorded(
@@ -99,6 +102,8 @@ class KlaviyoSession:
             ):
                 with attempt:
                     return await self._attempt(request, deadline)
+        except UnusableAnswer as exc:
+            raise KlaviyoUnavailable(f"Klaviyo's answer could not be read: {exc}") from None
         except httpx.TransportError as exc:
             raise KlaviyoUnavailable(f"Klaviyo unreachable: {transport_error(exc)[1]}") from None
         except TimeoutError:
@@ -124,6 +129,8 @@ class KlaviyoSession:
         body = body_of(response)
         client.note_throttle(request.endpoint, response, body)
         error = transient(response.status_code, response.headers, body, secret=self._key)
+        if error is None:
+            error = redirect(response.status_code, response.headers, secret=self._key)
         if error is not None:
             raise error
         return response

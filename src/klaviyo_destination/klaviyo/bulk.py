@@ -1,0 +1,126 @@
+"""One merged subscription job, carried to a final answer for each event in it.
+
+Klaviyo answers a bulk job as a whole, so one entry it refuses would sink every event in the
+job. When it answers 400, the events whose entries its errors point at
+(``source.pointer`` = ``/data/attributes/subscriptions/<i>/...``) are rejected with those errors
+and the others are sent again without them; a 400 that points at no entry splits the job in
+halves, each sent on its own, until what Klaviyo refuses is alone. Every job sent either
+settles its events or drops at least one of them (a named entry) or halves them, so n events
+cost at most 2n - 1 requests. A refusal of the job itself (a member such as ``list_id``, or a
+401, 403 or 410) rejects every event at once: each would meet it alone too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from ..errors import KlaviyoError, KlaviyoRejected
+from ..js import JsonObject
+from ..mapping import merge_subscriptions
+from ..planned import PlannedRequest, subscriptions_of
+from .answers import rejection
+from .outcomes import SentRequest
+
+#: An entry of the job; at most 9 digits, since a job holds at most 100 entries.
+_ENTRY: Final = re.compile(r"^/data/attributes/subscriptions/(\d{1,9})(/.*)?$")
+#: A member of the job itself, shared by every entry: its type, list_id, custom_source.
+_JOB_MEMBER: Final = re.compile(r"^/data/(type|attributes/(?!subscriptions(/|$))[^/]+)/?$")
+
+
+class Sender(Protocol):
+    """What delivery needs to send one planned request (``KlaviyoSession`` is one)."""
+
+    async def run_one(
+        self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class MemberResult:
+    """What became of one member request: the jobs that carried it, and its error if any."""
+
+    sent: list[SentRequest] = field(default_factory=list)
+    error: KlaviyoError | None = None
+
+
+class BulkJob:
+    """Member requests to one list (at most 100), merged and sent; see the module's text."""
+
+    def __init__(self, sender: Sender, members: Sequence[PlannedRequest], deadline: float) -> None:
+        self.sender, self.members, self.deadline = sender, members, deadline
+        self.results = [MemberResult() for _ in members]
+
+    async def run(self) -> list[MemberResult]:
+        await self._send(list(range(len(self.members))))
+        return self.results
+
+    async def _send(self, positions: list[int]) -> None:
+        [(job, _)] = merge_subscriptions([(p, self.members[p]) for p in positions])
+        sent: list[SentRequest] = []
+        try:
+            await self.sender.run_one(job, self.deadline, sent)
+        except KlaviyoError as exc:
+            self._record(positions, sent)
+            await self._refused(positions, exc)
+        else:
+            self._record(positions, sent)
+
+    async def _refused(self, positions: list[int], exc: KlaviyoError) -> None:
+        # Only a plain 400 judges entries; 401/403/410 and 5xx are about the whole request.
+        if len(positions) == 1 or type(exc) is not KlaviyoRejected or exc.klaviyo_status != 400:
+            self._fail(positions, exc)
+            return
+        named = self._named(positions, exc.klaviyo_errors)
+        if named:
+            for position, errors in named.items():
+                self._fail([position], rejection(400, {"errors": errors}, secret=None))
+            rest = [p for p in positions if p not in named]
+            if rest:
+                await self._send(rest)
+        elif any(_JOB_MEMBER.match(pointer) for pointer in _pointers(exc.klaviyo_errors)):
+            self._fail(positions, exc)
+        else:
+            half = len(positions) // 2
+            await self._send(positions[:half])
+            await self._send(positions[half:])
+
+    def _named(self, positions: list[int], errors: list[JsonObject]) -> dict[int, list[JsonObject]]:
+        """Klaviyo's errors per member they point at, each pointer rebased onto the member's
+        own request: that is the request ``/v1/transform`` shows for the event."""
+        owners = [
+            (position, own)
+            for position in positions
+            for own in range(len(subscriptions_of(self.members[position])))
+        ]
+        named: dict[int, list[JsonObject]] = {}
+        for error in errors:
+            pointer = _pointer(error)
+            match = _ENTRY.match(pointer) if isinstance(pointer, str) else None
+            if match is None or int(match[1]) >= len(owners):
+                continue
+            position, own = owners[int(match[1])]
+            rebased = f"/data/attributes/subscriptions/{own}{match[2] or ''}"
+            named.setdefault(position, []).append({**error, "source": {"pointer": rebased}})
+        return named
+
+    def _record(self, positions: list[int], sent: list[SentRequest]) -> None:
+        for position in positions:
+            self.results[position].sent.extend(sent)
+
+    def _fail(self, positions: list[int], exc: KlaviyoError) -> None:
+        for position in positions:
+            if self.results[position].error is None:
+                self.results[position].error = exc
+
+
+def _pointer(error: JsonObject) -> object:
+    source = error.get("source")
+    return source.get("pointer") if isinstance(source, dict) else None
+
+
+def _pointers(errors: list[JsonObject]) -> list[str]:
+    pointers = [_pointer(error) for error in errors]
+    return [pointer for pointer in pointers if isinstance(pointer, str)]
