@@ -27,10 +27,11 @@ from pydantic import SecretStr
 
 from klaviyo_destination import logs
 from klaviyo_destination.api import auth
+from klaviyo_destination.api.webhook import retry_after_header
 from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _embedded_app
 from klaviyo_destination.errors import DestinationError
-from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
+from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession, Outcome
 from klaviyo_destination.planned import PROFILES_PATH, create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
 
@@ -679,3 +680,15 @@ async def test_a_retry_after_beyond_the_cap_is_handed_to_the_caller() -> None:
     assert (response.status_code, response.headers.get("Retry-After")) == (429, "86400")
     [result] = response.json()["results"]
     assert (result["status"], result["retry_after"]) == ("failed", 86400)
+
+
+@pytest.mark.parametrize(
+    ("waits", "header"),
+    [([1e300], "604800"), ([float("inf")], "5"), ([0.2], "1"), ([86400.0], "86400"), ([None], "5")],
+    ids=["absurd", "infinite", "under-a-second", "a-day", "unknown"],
+)
+def test_the_retry_after_header_stays_a_number_a_client_reads(
+    waits: list[float | None], header: str
+) -> None:
+    outcomes = [Outcome("failed", [], {"code": "klaviyo_unavailable"}, w) for w in waits]
+    assert retry_after_header(outcomes) == header

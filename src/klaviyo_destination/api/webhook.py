@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 #: Retry-After for a retryable failure when neither Klaviyo nor the limiter named a wait.
 DEFAULT_RETRY_AFTER: Final = 5
+MAX_RETRY_AFTER_HEADER: Final = 7 * 24 * 3600
 
 Delivered = Sequence[tuple[PlannedEvent, Outcome]]
 
@@ -110,5 +111,8 @@ def retry_after_header(outcomes: Sequence[Outcome]) -> str | None:
     waits = [o.retry_after for o in outcomes if o.status == "failed"]
     if not waits:
         return None
-    known = [w for w in waits if w is not None]
-    return str(max(1, math.ceil(max(known)))) if known else str(DEFAULT_RETRY_AFTER)
+    known = [w for w in waits if w is not None and math.isfinite(w)]
+    if not known:
+        return str(DEFAULT_RETRY_AFTER)
+    # A week at most: a hint beyond that is passed on as a week, not as a 300-digit number.
+    return str(min(MAX_RETRY_AFTER_HEADER, max(1, math.ceil(max(known)))))
