@@ -75,3 +75,26 @@ async def test_event_outcomes_and_klaviyo_requests(client: httpx.AsyncClient) ->
     assert outcomes[(("outcome", "rejected"), ("type", "page"))] == 1
     requests = await samples(client, "klaviyo_requests_total")
     assert requests[(("endpoint", "/api/events"), ("status", "202"))] == 1
+
+
+async def test_the_limiter_budget_and_waits() -> None:
+    """Free slots per endpoint and window at scrape time, and how long requests waited."""
+    emulator = create_emulator()
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr(KEY), events_rate_burst=2, events_rate_steady=50
+    )
+    app = create_app(settings, transport=httpx.ASGITransport(emulator))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+    ):
+        before = await samples(c, "klaviyo_rate_limiter_available")
+        assert before[(("endpoint", "/api/events"), ("window", "burst"))] == 2
+        assert before[(("endpoint", "/api/events"), ("window", "steady"))] == 50
+        two = [{**TRACK, "messageId": f"m{i}", "userId": f"u{i}"} for i in range(2)]
+        assert (await c.post("/v1/events", json=two)).status_code == 200
+        after = await samples(c, "klaviyo_rate_limiter_available")
+        assert after[(("endpoint", "/api/events"), ("window", "burst"))] == 0  # both used
+        assert after[(("endpoint", "/api/events"), ("window", "steady"))] == 48
+        waits = await samples(c, "klaviyo_rate_limiter_wait_seconds_count")
+        assert waits[(("endpoint", "/api/events"),)] == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -47,6 +48,7 @@ class KlaviyoClient:
         self.limits = (
             rate_limiter if rate_limiter is not None else RateLimiter.from_settings(settings)
         )
+        self.metrics.watch(self.limits)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._connections = asyncio.Semaphore(settings.max_connections)
@@ -98,8 +100,11 @@ class KlaviyoClient:
         windows; the connection semaphore keeps requests from queueing inside httpcore's pool,
         whose bookkeeping grows with its queue.
         """
-        async with self.limits[endpoint].slot(max_wait=max_wait), self._connections:
-            yield
+        start = time.perf_counter()
+        async with self.limits[endpoint].slot(max_wait=max_wait):
+            self.metrics.waited(endpoint.value, time.perf_counter() - start)
+            async with self._connections:
+                yield
 
     async def call(self, request: PlannedRequest, headers: Mapping[str, str]) -> httpx.Response:
         """One HTTP exchange, measured; no retries (``KlaviyoSession.send`` has them).

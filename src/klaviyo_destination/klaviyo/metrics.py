@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .ratelimit import RateLimiter
 
 # Klaviyo answers in tens to hundreds of milliseconds; the tail covers the 10 s read timeout.
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,6 +51,13 @@ class DeliveryMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.limiter_wait = Histogram(
+            "klaviyo_rate_limiter_wait_seconds",
+            "Time a request waited for a client-side rate-limit slot, by endpoint class.",
+            ["endpoint"],
+            buckets=(0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "klaviyo_requests_in_flight",
             "Requests to Klaviyo currently waiting for an answer.",
@@ -73,3 +84,29 @@ class DeliveryMetrics:
 
     def retried(self, endpoint: str, reason: str) -> None:
         self.retries.labels(endpoint=endpoint, reason=reason).inc()
+
+    def waited(self, endpoint: str, seconds: float) -> None:
+        self.limiter_wait.labels(endpoint=endpoint).observe(seconds)
+
+    def watch(self, limits: RateLimiter) -> None:
+        """Report the limiters' free slots at each scrape (``klaviyo_rate_limiter_available``)."""
+        self.registry.register(_LimiterBudget(limits))
+
+
+class _LimiterBudget(Collector):
+    """Read at scrape time, so the gauge is the budget now, not when a request last passed."""
+
+    def __init__(self, limits: RateLimiter) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "klaviyo_rate_limiter_available",
+            "Free client-side rate-limit slots now, by endpoint class and window "
+            "(burst: 1 s, steady: 1 min); 0 while Klaviyo's Retry-After holds the endpoint.",
+            labels=["endpoint", "window"],
+        )
+        for endpoint, limiter in self._limits.items():
+            for window, free in limiter.available().items():
+                family.add_metric([endpoint.value, window], free)
+        yield family

@@ -79,6 +79,11 @@ class _Window:
     def record(self, now: float) -> None:
         self._stamps.append(now)
 
+    def available(self, now: float) -> int:
+        """Slots free at ``now`` (the budget an operator graphs)."""
+        self.wait(now)  # drops the stamps that left the window
+        return max(0, self.limit - len(self._stamps) - self.in_flight)
+
 
 class EndpointLimiter:
     """Burst and steady windows for one endpoint, plus a hold set from Klaviyo's own hints."""
@@ -131,6 +136,15 @@ class EndpointLimiter:
                 if max_wait is not None and (now - start) + wait > max_wait:
                     raise RateLimited(wait)
                 await self._sleep(wait)
+
+    def available(self) -> dict[str, int]:
+        """Free slots per window now; none while Klaviyo's own hint holds the endpoint."""
+        now = self._clock()
+        held = self._hold_until > now
+        names = ("burst", "steady")
+        return {
+            n: 0 if held else w.available(now) for n, w in zip(names, self._windows, strict=True)
+        }
 
     def throttling(self) -> float | None:
         """Seconds until a slot when this endpoint is limited now (waiters or no free slot)."""
@@ -186,6 +200,9 @@ class RateLimiter:
 
     def __getitem__(self, endpoint: Endpoint) -> EndpointLimiter:
         return self._limits[endpoint]
+
+    def items(self) -> list[tuple[Endpoint, EndpointLimiter]]:
+        return list(self._limits.items())
 
     def held_within(self, seconds: float) -> bool:
         """Whether Klaviyo asked any endpoint to wait during the last ``seconds``."""
