@@ -14,9 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from . import __version__
 from .api import routes
+from .api.edge import Edge
 from .api.request_log import RequestLog, annotate
 from .api.responses import JsonResponse
 from .errors import DestinationError
@@ -94,7 +96,10 @@ def create_app(
     for prefix, sub_app in (mounts or {}).items():
         app.mount(prefix, sub_app)
     _install_error_handlers(app)
-    app.add_middleware(RequestLog)
+    # Without a token the service is on loopback only; Edge keeps web pages out too.
+    loopback_only = settings.webhook_token is None
+    app.add_middleware(Edge, loopback_only=loopback_only, body_timeout=settings.body_timeout)
+    app.add_middleware(RequestLog)  # outermost: refusals by Edge get their line too
     return app
 
 
@@ -121,6 +126,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
         annotate(request, error=body["code"], reason=body["message"])
         return JsonResponse({"error": body}, status_code=error.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, _: ClientDisconnect) -> JsonResponse:
+        # An ordinary event (a sender timed out or was stopped): its log line, no traceback.
+        # 499 is nginx's "client closed request"; nobody receives this answer.
+        body = {
+            "code": "client_disconnected",
+            "message": "the client closed the connection before the whole body arrived",
+            "field": None,
+        }
+        annotate(request, error=body["code"], reason=body["message"])
+        return JsonResponse({"error": body}, status_code=499)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JsonResponse:

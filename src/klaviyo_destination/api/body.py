@@ -10,22 +10,36 @@ from ..errors import PayloadTooLarge
 from ..ingest.body import parse_json
 
 
-async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
-    """The request's JSON body, refusing it early when it grows past ``max_bytes``."""
-    declared = request.headers.get("content-length")
-    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
-    if (
-        declared
-        and declared.isascii()
-        and declared.isdigit()
-        and (len(declared) > 18 or int(declared) > max_bytes)
-    ):
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
+async def read_json(
+    request: Request, *, max_bytes: int, max_depth: int, drain_bytes: int = 0
+) -> Any:
+    """The request's JSON body, refusing it when it grows past ``max_bytes``.
+
+    An oversize body of up to ``max_bytes + drain_bytes`` is read to its end and discarded
+    before the 413, as web servers' lingering close does: a sender that writes its whole body
+    before it reads (urllib, many webhook senders) would otherwise meet a closed socket, not
+    the answer. Anything larger is refused at once (and the connection closed, see ``edge``).
+    """
+    too_large = PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes + drain_bytes:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-        chunks.append(chunk)
+        if size > max_bytes + drain_bytes:
+            raise too_large
+        if size <= max_bytes:
+            chunks.append(chunk)
+    if size > max_bytes:
+        raise too_large
     return parse_json(b"".join(chunks), max_depth=max_depth)
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
+    if not declared or not declared.isascii() or not declared.isdigit():
+        return None
+    return int(declared) if len(declared) <= 18 else 10**18

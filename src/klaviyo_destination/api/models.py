@@ -141,6 +141,12 @@ _RETRY_AFTER = {
     }
 }
 _PER_EVENT_OR_REQUEST = "Every event rejected (reasons per event), or a malformed request"
+#: What the HTTP edge answers on every POST route (``api/edge.py``).
+_EDGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: _error("The body did not arrive within BODY_TIMEOUT"),
+    415: _error("Without WEBHOOK_TOKEN: Content-Type is not JSON"),
+    421: _error("Without WEBHOOK_TOKEN: Host is not a loopback name"),
+}
 
 EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DeliveryAnswer, "description": "Every event delivered"},
@@ -148,6 +154,7 @@ EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DeliveryAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
+    **_EDGE_ERRORS,
     429: {
         "model": DeliveryAnswer,
         "description": "Klaviyo (or the client-side limiter) throttled: resend later",
@@ -165,11 +172,13 @@ TRANSFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DryRunAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
+    **_EDGE_ERRORS,
 }
 _PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Malformed body (invalid JSON, too deep, not the protocol's shape)"),
     404: _error("The rudder-server protocol is switched off (ENABLE_RUDDER_PROTOCOL=false)"),
     413: _error("Body larger than MAX_BODY_BYTES"),
+    **_EDGE_ERRORS,
 }
 PROCESSOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": list[ProcessorItem], "description": "One item per produced request or error"},

@@ -59,7 +59,10 @@ def _protocol_state(request: Request) -> tuple[Settings, ProfileLookup]:
 
 async def _body(request: Request, settings: Settings) -> Any:
     return await read_json(
-        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+        request,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        drain_bytes=settings.max_drain_bytes,
     )
 
 
