@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak lock
+.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
 
 $(RUNTIME): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ reliability: $(STAMP)
 # Two minutes of 500 events/s; prints throughput and the service's RSS every 10 s.
 soak: $(STAMP)
 	$(BIN)/python -m reliability.soak
+
+# Hostile connections: a 128 MB header, 19,000 half-sent requests, stalled bodies (~35 s).
+edge: $(STAMP)
+	$(BIN)/python -m reliability.edge
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

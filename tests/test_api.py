@@ -63,7 +63,7 @@ async def _client(settings: Settings, router: respx.MockRouter) -> AsyncIterator
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://svc"
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://localhost"
         ) as c,
     ):
         yield c
@@ -304,7 +304,8 @@ async def test_auth_happens_before_the_body_is_read(secured: httpx.AsyncClient) 
 async def test_malformed_bodies_are_400_json(
     client: httpx.AsyncClient, content: bytes, status: int, code: str
 ) -> None:
-    response = await client.post("/v1/events", content=content)
+    headers = {"content-type": "application/json"}  # without a token only JSON gets in
+    response = await client.post("/v1/events", content=content, headers=headers)
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code

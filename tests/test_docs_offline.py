@@ -29,7 +29,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     )
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
+        ) as c,
     ):
         yield c
 

@@ -29,7 +29,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     )
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
+        ) as c,
     ):
         yield c
 
@@ -86,7 +88,9 @@ async def test_the_limiter_budget_and_waits() -> None:
     app = create_app(settings, transport=httpx.ASGITransport(emulator))
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
+        ) as c,
     ):
         before = await samples(c, "klaviyo_rate_limiter_available")
         assert before[(("endpoint", "/api/events"), ("window", "burst"))] == 2

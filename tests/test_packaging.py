@@ -8,6 +8,7 @@ runs: both read them from docker-compose.yml through the same functions.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
+from klaviyo_destination.settings import Settings
 from support.compose import (
     COMPOSE_FILE,
     CONSOLE_SCRIPT,
@@ -112,6 +114,27 @@ def test_compose_services_are_healthy_before_use_and_on_loopback_only() -> None:
     assert destination["depends_on"] == {EMULATOR_SERVICE: {"condition": "service_healthy"}}
     assert destination["ports"] == ["127.0.0.1:8080:8080"]
     assert services[EMULATOR_SERVICE]["ports"] == ["127.0.0.1:8081:8081"]
+
+
+def _duration(text: str) -> float:
+    """A compose duration (``45s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", text)
+    assert parts, f"not a duration: {text!r}"
+    assert "".join(n + u for n, u in parts) == text, f"not a duration: {text!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_compose_lets_the_service_drain_on_stop() -> None:
+    """``docker compose stop`` sends SIGTERM, then SIGKILL after ``stop_grace_period`` (10 s by
+    default): the service must get past SHUTDOWN_TIMEOUT, which outlasts a request that has
+    just started (its body, then its delivery)."""
+    grace = _duration(compose_service(DESTINATION_SERVICE)["stop_grace_period"])
+    shutdown, body, deadline = (
+        Settings.model_fields[name].default
+        for name in ("shutdown_timeout", "body_timeout", "delivery_deadline")
+    )
+    assert grace > shutdown >= body + deadline
 
 
 # --- (c) compose runs what the loopback tests run ---------------------------------------------

@@ -136,7 +136,9 @@ async def _client(upstream: respx.MockRouter | None) -> AsyncIterator[httpx.Asyn
     )
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
+        ) as c,
     ):
         yield c
 

@@ -487,7 +487,7 @@ async def embedded(token: str | None) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://svc"
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://localhost"
         ) as client,
     ):
         yield client
@@ -540,7 +540,7 @@ async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve()
         created = await client.post("/emulator/api/profiles", json=PROFILE, headers=headers)
         assert created.status_code == 201
         link = created.json()["data"]["links"]["self"]
-        assert link.startswith("http://svc/emulator/api/profiles/")
+        assert link.startswith("http://localhost/emulator/api/profiles/")
         assert (await client.get(link, headers=headers)).status_code == 200
 
 

@@ -15,10 +15,12 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import routes
+from .api.edge import Edge
 from .api.metrics import HttpMetrics
 from .api.request_log import RequestLog, annotate
 from .api.responses import JsonResponse, error_body
@@ -114,6 +116,10 @@ def create_app(
         app.mount(prefix, sub_app)
     app.router.default = _not_matched(app.router.default)
     _install_error_handlers(app)
+    # Without a token the service is on loopback only; Edge keeps web pages out too.
+    loopback_only = settings.webhook_token is None
+    app.add_middleware(Edge, loopback_only=loopback_only, body_timeout=settings.body_timeout)
+    # outermost: refusals by Edge get their line (and their count) too
     app.add_middleware(RequestLog, metrics=HttpMetrics(metrics.registry))
     return app
 
@@ -168,6 +174,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
         annotate(request, error=body["code"], reason=body["message"])
         return JsonResponse(error_body(body), status_code=error.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, _: ClientDisconnect) -> JsonResponse:
+        # An ordinary event (a sender timed out or was stopped): its log line, no traceback.
+        # 499 is nginx's "client closed request"; nobody receives this answer.
+        body = {
+            "code": "client_disconnected",
+            "message": "the client closed the connection before the whole body arrived",
+            "field": None,
+        }
+        annotate(request, error=body["code"], reason=body["message"])
+        return JsonResponse(error_body(body), status_code=499)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JsonResponse:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from . import logs
 from .api.auth import guarded
+from .api.connections import raise_file_limit, serve_options
 from .api.dry_run import dry_run
 from .app import create_app
 from .errors import DestinationError
@@ -94,13 +95,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"log_level": args.log_level})
         os.environ["LOG_LEVEL"] = args.log_level  # worker processes read their own settings
     _configure_logs(settings)
+    if (short := raise_file_limit(settings)) is not None:
+        print(f"klaviyo-destination: warning: {short}", file=sys.stderr)  # noqa: T201
+    edge = serve_options(settings)
     app = _embedded_app(settings, host, port) if settings.embedded else None
     if settings.webhook_token is None:
         _say(f"No WEBHOOK_TOKEN set: listening on loopback only ({host}:{port}).")
     if app is not None:
         if args.workers > 1:
             _say("Embedded emulator: running one worker (each worker would hold its own state).")
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **edge)
         return 0
     _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
     if settings.klaviyo_private_api_key is None:
@@ -117,6 +121,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_config=None,
         access_log=False,  # /v1/events logs one line per request itself
+        **edge,
     )
     return 0
 

@@ -14,7 +14,12 @@ Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's st
     │   ├── NotFound            404 an endpoint that is switched off
     │   ├── NotServed           501 not served here, and no RUDDER_TRANSFORMER_URL
     │   ├── UnsupportedEncoding 415 a Content-Encoding other than gzip or deflate
-    │   └── PayloadTooLarge     413 body or batch over its limit
+    │   ├── RequestTimeout      408 the body did not arrive within BODY_TIMEOUT
+    │   ├── PayloadTooLarge     413 body or batch over its limit
+    │   ├── UnsupportedMediaType 415 not JSON, without a token (cross-site forms)
+    │   ├── MisdirectedRequest  421 not a loopback Host, without a token (DNS rebinding)
+    │   ├── HeadersTooLarge     431 request line and headers over MAX_HEADER_BYTES
+    │   └── TooManyConnections  503 MAX_INBOUND_CONNECTIONS reached, none of them idle
     └── KlaviyoError            Klaviyo answered, or could not be reached
         ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
         │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
@@ -177,6 +182,31 @@ class UnsupportedEncoding(RequestError):
     code = "unsupported_encoding"
 
 
+class RequestTimeout(RequestError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(RequestError):
+    status = 421
+    code = "misdirected_request"
+
+
+class HeadersTooLarge(RequestError):
+    status = 431
+    code = "headers_too_large"
+
+
+class TooManyConnections(RequestError):
+    status = 503
+    code = "too_many_connections"

@@ -38,6 +38,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_batch_events: int = Field(default=1000, gt=0)
     max_json_depth: int = Field(default=64, gt=0)
+    # --- inbound: the HTTP edge (README "Running it safely"; api/edge.py, api/connections.py) ---
+    #: bytes of a request's line and headers; more is refused with 431
+    max_header_bytes: int = Field(default=32 * 1024, gt=0)
+    #: seconds from connecting (or a request's first byte) to the end of its headers
+    header_timeout: float = Field(default=10.0, gt=0)
+    #: seconds from the end of the headers to the end of the body
+    body_timeout: float = Field(default=10.0, gt=0)
+    #: seconds an idle keep-alive connection is kept (uvicorn's timeout_keep_alive)
+    keepalive_timeout: int = Field(default=5, ge=1)
+    #: open client connections per process; beyond it the oldest idle ones are closed
+    max_inbound_connections: int = Field(default=1000, ge=1)
+    #: bytes past MAX_BODY_BYTES read and discarded so the sender can read the 413
+    max_drain_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    #: seconds in-flight requests get to finish after SIGTERM (> BODY_TIMEOUT + DELIVERY_DEADLINE)
+    shutdown_timeout: int = Field(default=40, ge=1)
+
+    @field_validator("webhook_token", mode="after")
+    @classmethod
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # "WEBHOOK_TOKEN=" would otherwise let "Authorization: Bearer " in on every interface.
+        return value if value is not None and value.get_secret_value().strip() else None
 
     # --- the rudder-server front ---
     #: Where every transformer request this service does not serve itself is passed through.

@@ -11,31 +11,50 @@ from ..ingest.body import parse_json
 from .encoding import decoder_for
 
 
-async def read_json(request: Request, *, max_bytes: int, max_depth: int | None) -> Any:
-    """The request's JSON body, refusing it early when it grows past ``max_bytes``."""
-    return parse_json(await read_bytes(request, max_bytes=max_bytes), max_depth=max_depth)
+async def read_json(
+    request: Request, *, max_bytes: int, max_depth: int | None, drain_bytes: int = 0
+) -> Any:
+    """The request's JSON body, refusing it when it grows past ``max_bytes``."""
+    body = await read_bytes(request, max_bytes=max_bytes, drain_bytes=drain_bytes)
+    return parse_json(body, max_depth=max_depth)
 
 
-async def read_bytes(request: Request, *, max_bytes: int) -> bytearray:
-    """The request's body in one buffer (no list of chunks joined into a second copy)."""
+async def read_bytes(request: Request, *, max_bytes: int, drain_bytes: int = 0) -> bytearray:
+    """The request's body in one buffer (no list of chunks joined into a second copy),
+    decoded when it is gzip or deflate, and refused past ``max_bytes``.
+
+    An oversize body of up to ``max_bytes + drain_bytes`` is read to its end and discarded
+    before the 413, as web servers' lingering close does: a sender that writes its whole body
+    before it reads (urllib, many webhook senders) would otherwise meet a closed socket, not
+    the answer. Anything larger is refused at once (and the connection closed, see ``edge``).
+    """
+    too_large = PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
     decoder = decoder_for(request.headers.get("content-encoding"), max_bytes)
-    declared = request.headers.get("content-length")
-    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
-    if (
-        declared
-        and declared.isascii()
-        and declared.isdigit()
-        and (len(declared) > 18 or int(declared) > max_bytes)
-    ):
-        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes + drain_bytes:
+        raise too_large
     body = bytearray()
+    size = 0
     async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes + drain_bytes:
+            raise too_large
+        if size > max_bytes:
+            continue  # draining: read on to the end, keep nothing
         if decoder is not None:
             body += decoder.feed(chunk)  # which enforces max_bytes on the decoded size
-            continue
-        if len(body) + len(chunk) > max_bytes:
-            raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-        body += chunk
+        else:
+            body += chunk
+    if size > max_bytes:
+        raise too_large
     if decoder is not None:
         decoder.finish()
     return body
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
+    if not declared or not declared.isascii() or not declared.isdigit():
+        return None
+    return int(declared) if len(declared) <= 18 else 10**18

@@ -151,6 +151,15 @@ _RETRY_AFTER = {
     }
 }
 _PER_EVENT_OR_REQUEST = "Every event rejected (reasons per event), or a malformed request"
+#: What the HTTP edge answers on every POST route (``api/edge.py``).
+_EDGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: _error("The body did not arrive within BODY_TIMEOUT"),
+    415: _error(
+        "A Content-Encoding other than gzip or deflate, or (without WEBHOOK_TOKEN) a "
+        "Content-Type that is not JSON"
+    ),
+    421: _error("Without WEBHOOK_TOKEN: Host is not a loopback name"),
+}
 
 EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": DeliveryAnswer, "description": "Every event delivered"},
@@ -158,7 +167,7 @@ EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DeliveryAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
-    415: _error("A Content-Encoding other than gzip or deflate"),
+    **_EDGE_ERRORS,
     429: {
         "model": DeliveryAnswer,
         "description": "Klaviyo (or the client-side limiter) throttled: resend later",
@@ -176,7 +185,7 @@ TRANSFORM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": DryRunAnswer | ErrorAnswer, "description": _PER_EVENT_OR_REQUEST},
     401: _error("Missing or wrong webhook token"),
     413: _error("Body larger than MAX_BODY_BYTES, or more than MAX_BATCH_EVENTS events"),
-    415: _error("A Content-Encoding other than gzip or deflate"),
+    **_EDGE_ERRORS,
 }
 SDK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -186,7 +195,6 @@ SDK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _error("Malformed body (invalid JSON or gzip, too deep, wrong shape)"),
     401: _error("Missing or wrong write key (WEBHOOK_TOKEN)"),
     413: _error("Body larger than MAX_BODY_BYTES once decompressed, or too many events"),
-    415: _error("A Content-Encoding other than gzip or deflate"),
     429: {
         "model": RetryAnswer,
         "description": "Throttled: resend the batch later",
@@ -197,15 +205,16 @@ SDK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Klaviyo unavailable: resend the batch later",
         "headers": _RETRY_AFTER,
     },
+    **_EDGE_ERRORS,
 }
 _PROTOCOL_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Malformed body (invalid JSON or gzip, not the protocol's shape)"),
     404: _error("The rudder-server protocol is switched off (ENABLE_RUDDER_PROTOCOL=false)"),
     413: _error("Body larger than MAX_PROTOCOL_BODY_BYTES"),
-    415: _error("A Content-Encoding other than gzip or deflate"),
     502: _error("The upstream transformer is unreachable (rudder-server retries)"),
     503: _error("The upstream transformer failed this request's v2/v3 part (retried)"),
     504: _error("The upstream transformer timed out (rudder-server retries)"),
+    **_EDGE_ERRORS,
 }
 PROCESSOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": list[ProcessorItem], "description": "One item per produced request or error"},

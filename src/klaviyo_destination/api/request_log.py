@@ -25,7 +25,12 @@ _MAX_ID: Final = 128
 
 def annotate(request: Request, **fields: Any) -> None:
     """Add fields to this request's log line."""
-    state = request.scope.setdefault("state", {})
+    annotate_scope(request.scope, **fields)
+
+
+def annotate_scope(scope: Scope, **fields: Any) -> None:
+    """:func:`annotate` for ASGI middleware, which has a scope and no request object."""
+    state = scope.setdefault("state", {})
     state.setdefault(_FIELDS, {}).update(fields)
 
 

@@ -73,7 +73,10 @@ def _protocol_front(request: Request) -> Front:
 
 async def _body(request: Request, settings: Settings) -> Any:
     return await read_json(
-        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+        request,
+        max_bytes=settings.max_body_bytes,
+        max_depth=settings.max_json_depth,
+        drain_bytes=settings.max_drain_bytes,
     )
 
 
@@ -176,7 +179,9 @@ async def post_processor(request: Request, destination: str) -> Response:
     if destination.lower() != "klaviyo":
         return await pass_through(request)
     settings = cast(Settings, request.state.settings)
-    raw = await read_bytes(request, max_bytes=settings.max_protocol_body_bytes)
+    raw = await read_bytes(
+        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
+    )
     body = processor_body(
         parse_json(raw, max_depth=None),
         compacted=_compacted(request),
@@ -208,7 +213,9 @@ async def post_processor(request: Request, destination: str) -> Response:
 async def post_router(request: Request) -> Response:
     front = _protocol_front(request)
     settings = cast(Settings, request.state.settings)
-    raw = await read_bytes(request, max_bytes=settings.max_protocol_body_bytes)
+    raw = await read_bytes(
+        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
+    )
     parsed = parse_json(raw, max_depth=None)
     dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
     if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":

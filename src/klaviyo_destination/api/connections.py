@@ -1,0 +1,202 @@
+"""The connection side of the HTTP edge: uvicorn's httptools protocol with what it lacks.
+
+uvicorn bounds neither the size nor the time of a request's headers (a 128 MB header is held in
+memory; a connection that never finishes its headers is held for ever), and ``limit_concurrency``
+answers 503 to everyone once idle connections fill it. :class:`EdgeProtocol` adds:
+
+* ``MAX_HEADER_BYTES``: a request line and headers longer than that are answered 431 and the
+  connection is closed, after at most one socket read more;
+* ``HEADER_TIMEOUT``: from connecting (or a later request's first byte) to the end of the
+  headers; then 408 and close (a silent connection is closed without an answer);
+* ``MAX_INBOUND_CONNECTIONS``: beyond it the oldest idle connections (no request in progress)
+  are closed, so a flood of idle or half-sent connections cannot keep anyone else out; only
+  when every connection is inside a request does a new one get 503.
+
+The limits are read from the settings in the app's lifespan state, so each worker process uses
+its own. The body's deadline is :mod:`.edge`'s (an ASGI middleware).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any, Final
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from ..errors import DestinationError, HeadersTooLarge, RequestTimeout, TooManyConnections
+from ..settings import Settings
+
+logger = logging.getLogger("klaviyo_destination.edge")
+
+_DEFAULTS: Final = Settings.model_construct()
+#: File descriptors the process needs besides its inbound and outbound connections.
+_SPARE_FILES: Final = 64
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        settings = app_state.get("settings")
+        self.settings: Settings = settings if isinstance(settings, Settings) else _DEFAULTS
+        self.opened = 0.0
+        self.in_headers = True
+        self.header_bytes = 0
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.refused = False
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.opened = self.loop.time()
+        self._arm_header_timer()
+        self._hold_the_cap()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.in_headers:
+            # Counted before parsing: httptools keeps a header it has not finished in memory.
+            self.header_bytes += len(data)
+        super().data_received(data)
+        if self.in_headers and self.header_bytes > self.settings.max_header_bytes:
+            limit = self.settings.max_header_bytes
+            self._refuse(HeadersTooLarge(f"request headers are larger than {limit} bytes"))
+
+    # --- httptools callbacks ---
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_headers = True  # what comes next is the next request's line and headers
+        self.header_bytes = 0
+
+    # --- the limits ---
+
+    @property
+    def idle(self) -> bool:
+        """No request in progress: waiting for one, or inside its headers."""
+        busy = self.cycle is not None and not self.cycle.response_complete
+        return not busy and not self.pipeline and not self.transport.is_closing()
+
+    def _arm_header_timer(self) -> None:
+        if self.header_timer is None:
+            timeout = self.settings.header_timeout
+            self.header_timer = self.loop.call_later(timeout, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.header_bytes == 0:  # nothing asked, nothing to answer
+            self.transport.close()
+            return
+        message = "the request headers did not arrive in time (HEADER_TIMEOUT)"
+        self._refuse(RequestTimeout(message, field="headers"))
+
+    def _hold_the_cap(self) -> None:
+        cap = self.settings.max_inbound_connections
+        if len(self.connections) <= cap:
+            return
+        open_ = [c for c in self.connections if not c.transport.is_closing()]
+        excess = len(open_) - cap
+        if excess <= 0:
+            return
+        idle = sorted(
+            (c for c in open_ if c is not self and isinstance(c, EdgeProtocol) and c.idle),
+            key=lambda c: c.opened,
+        )
+        # A tenth of the cap more than needed: under a flood, one sort per burst, not per accept.
+        closing = idle[: excess + cap // 10]
+        for connection in closing:
+            connection.transport.close()
+        if closing:
+            logger.warning(
+                "MAX_INBOUND_CONNECTIONS reached: closed the %d oldest idle connections",
+                len(closing),
+                extra={"connections": len(open_), "closed": len(closing)},
+            )
+        if len(closing) < excess:
+            message = f"{cap} connections are open and every one is inside a request"
+            self._refuse(TooManyConnections(message, field="connection"))
+
+    def _refuse(self, error: DestinationError) -> None:
+        """Answer ``error`` (unless another request's answer is under way) and close."""
+        self.refused = True
+        self._disarm_header_timer()
+        logger.info(
+            "connection refused: %s",
+            error.code,
+            extra={"status": error.status, "error": error.code, "reason": error.message},
+        )
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            body = orjson.dumps({"error": error.to_dict()})
+            head = [STATUS_LINE[error.status]]
+            head += [
+                name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+            ]
+            head += [
+                b"content-type: application/json\r\n",
+                b"content-length: %d\r\n" % len(body),
+                b"connection: close\r\n\r\n",
+            ]
+            self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def serve_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.run`` arguments for the edge's limits."""
+    return {
+        "http": EdgeProtocol,
+        "timeout_keep_alive": settings.keepalive_timeout,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
+
+
+def raise_file_limit(settings: Settings) -> str | None:
+    """Raise the soft limit of open files to what the connection limits need, as far as the
+    hard limit allows (Go's runtime does the same); a warning when it stays below."""
+    needed = settings.max_inbound_connections + settings.max_connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target >= needed:
+        return None
+    return (
+        f"open-file limit {target} is below the {needed} that MAX_INBOUND_CONNECTIONS "
+        f"({settings.max_inbound_connections}) and MAX_CONNECTIONS need: raise it (ulimit -n) "
+        "or lower MAX_INBOUND_CONNECTIONS"
+    )

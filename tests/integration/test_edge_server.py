@@ -1,0 +1,293 @@
+"""The HTTP edge of the real ``serve`` process on 127.0.0.1, over raw sockets: header size and
+time limits, stalled bodies, the connection cap, keep-alive, a 413 an ordinary client can read,
+and the drain on SIGTERM. Small numbers, so it runs in ``make test``; the big ones (128 MB
+headers, thousands of connections) are ``reliability/edge.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import httpx
+import psutil
+import pytest
+
+from support.compose import WEBHOOK_TOKEN
+from support.emulator_control import EmulatorControl
+from support.servers import Server, start_service
+
+#: Short limits, so that each is reached within a test.
+EDGE_ENV: Final = {
+    "HEADER_TIMEOUT": "1",
+    "BODY_TIMEOUT": "1",
+    "KEEPALIVE_TIMEOUT": "1",
+    "MAX_INBOUND_CONNECTIONS": "40",
+}
+AUTH: Final = f"Authorization: Bearer {WEBHOOK_TOKEN}\r\n"
+TRACK: Final = {
+    "type": "track",
+    "event": "Signed Up",
+    "userId": "u1",
+    "messageId": "edge-1",
+    "properties": {"plan": "pro"},
+    "context": {"traits": {"email": "ada@example.com"}},
+}
+
+
+@pytest.fixture(scope="module")
+def edge(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with start_service(emulator_server.url, tmp_path_factory.mktemp("edge"), EDGE_ENV) as server:
+        yield server
+
+
+def connect(server: Server, timeout: float = 5) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
+    """What the server sends before it closes, and whether it closed within ``limit`` s."""
+    received = b""
+    give_up = time.monotonic() + limit
+    while time.monotonic() < give_up:
+        sock.settimeout(max(give_up - time.monotonic(), 0.01))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionError:
+            return received, True
+        if not chunk:
+            return received, True
+        received += chunk
+    return received, False
+
+
+def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def post_head(server: Server, length: int, *, extra: str = "") -> bytes:
+    return (
+        f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{AUTH}"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def health(server: Server) -> httpx.Response:
+    return httpx.get(f"{server.url}/health", timeout=3)
+
+
+# --- item 8: header size, header time, stalled bodies, the connection cap, keep-alive ----------
+
+
+def test_a_huge_header_is_refused_before_it_costs_memory(edge: Server) -> None:
+    edge.reset_peak_rss()
+    before = edge.peak_rss_mb()
+    sent, refused = 0, False
+    with connect(edge) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ")
+        chunk = b"a" * 65536
+        while sent < 16 * 1024 * 1024:  # 16 MB of one header value
+            try:
+                sock.sendall(chunk)
+            except ConnectionError:
+                refused = True
+                break
+            sent += len(chunk)
+        answer, closed = read_until_closed(sock, 5)
+    growth = edge.peak_rss_mb() - before
+    assert refused or closed, "the server took a 16 MB header"
+    assert growth < 8, f"peak RSS grew {growth:.1f} MB for a refused header"
+    if answer:  # the 431 may be lost to the reset of a socket still being written
+        assert status_and_body(answer)[0] == 431
+    assert health(edge).status_code == 200
+
+
+def test_a_large_but_allowed_header_passes(edge: Server) -> None:
+    response = httpx.get(f"{edge.url}/health", headers={"X-Pad": "a" * 20_000}, timeout=3)
+    assert response.status_code == 200
+
+
+def test_half_sent_headers_are_closed_after_header_timeout(edge: Server) -> None:
+    with connect(edge) as silent, connect(edge) as partial:
+        partial.sendall(b"POST /v1/events HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        started = time.monotonic()
+        answer, closed = read_until_closed(partial, 5)
+        assert closed, "a request whose headers never end is held open"
+        assert 0.5 < time.monotonic() - started < 3
+        status, body = status_and_body(answer)
+        assert status == 408
+        assert body["error"] == {
+            "code": "request_timeout",
+            "message": "the request headers did not arrive in time (HEADER_TIMEOUT)",
+            "field": "headers",
+        }
+        nothing, closed = read_until_closed(silent, 2)
+        assert closed, "a connection that sends nothing is held open"
+        assert nothing == b""  # nothing was asked: no answer
+
+
+def test_a_stalled_body_is_cut_after_body_timeout(edge: Server) -> None:
+    with connect(edge) as sock:
+        sock.sendall(post_head(edge, 1000) + b'[{"type": "track"')
+        started = time.monotonic()
+        answer, closed = read_until_closed(sock, 5)
+    assert closed, "the stalled body is still being waited for"
+    assert time.monotonic() - started < 3
+    status, body = status_and_body(answer)
+    assert status == 408
+    assert body["error"] == {
+        "code": "request_timeout",
+        "message": "the request body did not arrive in time (BODY_TIMEOUT)",
+        "field": "body",
+    }
+    assert b"connection: close" in answer.lower()
+
+
+def _established(server: Server) -> int:
+    connections = psutil.Process(server.pid).net_connections(kind="tcp")
+    return sum(
+        1
+        for c in connections
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == server.port
+    )
+
+
+def test_idle_connections_beyond_the_cap_do_not_stop_health(edge: Server) -> None:
+    with contextlib.ExitStack() as stack:
+        for _ in range(200):
+            sock = stack.enter_context(connect(edge))
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")  # and never the end
+        started = time.monotonic()
+        assert health(edge).status_code == 200
+        assert time.monotonic() - started < 1
+        held = _established(edge)
+    assert held <= 40 + 1, f"{held} connections held, MAX_INBOUND_CONNECTIONS is 40"
+
+
+def test_busy_connections_at_the_cap_get_a_503(edge: Server) -> None:
+    with contextlib.ExitStack() as stack:
+        for _ in range(45):  # every one inside a request: its body is on its way
+            sock = stack.enter_context(connect(edge))
+            sock.sendall(post_head(edge, 1000) + b"[")
+        time.sleep(0.2)
+        response = health(edge)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "too_many_connections"
+    time.sleep(1.2)  # the stalled bodies are cut (BODY_TIMEOUT): room again
+    assert health(edge).status_code == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout(edge: Server) -> None:
+    with connect(edge) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        _, closed = read_until_closed(sock, 3)
+    assert closed
+    assert time.monotonic() - started < 2
+
+
+# --- item 9: a 413 that an ordinary client can read ---------------------------------------------
+
+
+def test_urllib_reads_the_413_of_a_7_mb_body(edge: Server, emulator: EmulatorControl) -> None:
+    """urllib writes the whole body before it reads: the service must read it too."""
+    body = json.dumps([TRACK | {"pad": "x" * (7 * 1024 * 1024)}]).encode()
+    request = urllib.request.Request(  # noqa: S310 -- http on loopback
+        f"{edge.url}/v1/events",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 -- http on loopback
+    assert refused.value.code == 413
+    error = json.loads(refused.value.read())["error"]
+    assert error["code"] == "payload_too_large"
+    assert emulator.requests() == []
+
+
+def test_a_body_far_beyond_the_drain_bound_is_refused_at_once(edge: Server) -> None:
+    with connect(edge) as sock:
+        sock.sendall(post_head(edge, 500 * 1024 * 1024) + b"[" * 1000)
+        answer, closed = read_until_closed(sock, 3)
+    assert closed
+    assert status_and_body(answer)[0] == 413
+    assert b"connection: close" in answer.lower()
+
+
+# --- item 12: SIGTERM drains what is in flight, within SHUTDOWN_TIMEOUT -------------------------
+
+
+def _post_in_thread(server: Server) -> tuple[threading.Thread, list[httpx.Response | Exception]]:
+    answers: list[httpx.Response | Exception] = []
+
+    def post() -> None:
+        headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        try:
+            answers.append(
+                httpx.post(f"{server.url}/v1/events", json=TRACK, headers=headers, timeout=30)
+            )
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread, answers
+
+
+def _terminate_during_delivery(server: Server, emulator: EmulatorControl) -> float:
+    """SIGTERM once the delivery is waiting on Klaviyo; seconds until the process exited."""
+    for _ in range(200):
+        if emulator.requests():
+            break
+        time.sleep(0.02)
+    server.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    with contextlib.suppress(Exception):
+        server.process.wait(timeout=15)
+    return time.monotonic() - started
+
+
+def test_sigterm_lets_a_delivery_in_flight_finish(
+    emulator_server: Server, emulator: EmulatorControl, tmp_path: Path
+) -> None:
+    emulator.fault(latency_ms=1500)
+    with start_service(emulator_server.url, tmp_path, {"SHUTDOWN_TIMEOUT": "10"}) as server:
+        thread, answers = _post_in_thread(server)
+        waited = _terminate_during_delivery(server, emulator)
+        thread.join(10)
+    [answer] = answers
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 200, answer.text
+    assert waited < 5
+    assert server.process.returncode is not None  # uvicorn re-raises SIGTERM once drained
+
+
+def test_sigterm_waits_no_longer_than_shutdown_timeout(
+    emulator_server: Server, emulator: EmulatorControl, tmp_path: Path
+) -> None:
+    emulator.fault(latency_ms=3000)
+    env = {"SHUTDOWN_TIMEOUT": "1", "DELIVERY_DEADLINE": "20", "READ_TIMEOUT": "20"}
+    with start_service(emulator_server.url, tmp_path, env) as server:
+        thread, _ = _post_in_thread(server)
+        waited = _terminate_during_delivery(server, emulator)
+        thread.join(10)
+    assert waited < 2.5, f"exited {waited:.1f} s after SIGTERM, SHUTDOWN_TIMEOUT is 1"
+    # The emulator still holds the abandoned request; let it land before the next test.
+    for _ in range(300):
+        if emulator.state()["events"]:
+            break
+        time.sleep(0.02)
