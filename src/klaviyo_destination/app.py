@@ -10,22 +10,20 @@ from typing import Any, TypedDict, cast
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter
 from pydantic import SecretStr
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import routes
 from .api.edge import Edge
+from .api.fast_lane import FastLane, Lane
 from .api.metrics import HttpMetrics
-from .api.request_log import RequestLog, annotate
-from .api.responses import JsonResponse, error_body
-from .api.routes import API_VERSION, pass_through
-from .errors import DestinationError
+from .api.refusals import HANDLERS, unexpected
+from .api.request_log import RequestLog
+from .api.responses import JsonResponse
+from .api.routes import HOT_ROUTES, pass_through
 from .ingest.config import DestinationConfig, from_settings
 from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
 from .protocol import klaviyo_lookup
@@ -116,6 +114,7 @@ def create_app(
         app.mount(prefix, sub_app)
     app.router.default = _not_matched(app.router.default)
     _install_error_handlers(app)
+    app.add_middleware(FastLane, lanes=_lanes())
     # Without a token the service is on loopback only; Edge keeps web pages out too.
     loopback_only = settings.webhook_token is None
     app.add_middleware(Edge, loopback_only=loopback_only, body_timeout=settings.body_timeout)
@@ -150,45 +149,15 @@ def _not_matched(not_found: ASGIApp) -> ASGIApp:
     return fallback
 
 
-def error_response(error: DestinationError, *, protocol: bool = False) -> JsonResponse:
-    headers = API_VERSION if protocol else None
-    return JsonResponse(error_body(error.to_dict()), status_code=error.status, headers=headers)
+def _lanes() -> dict[tuple[str, str], Lane]:
+    templates = {getattr(route, "path", None): route for route in routes.routes}
+    return {
+        key: Lane(endpoint, templates.get(template))
+        for key, (endpoint, template) in HOT_ROUTES.items()
+    }
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DestinationError)
-    async def destination_error(request: Request, error: DestinationError) -> JsonResponse:
-        annotate(request, error=error.code, reason=error.message[:200], field=error.field)
-        return error_response(error, protocol=getattr(request.state, "protocol", False))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JsonResponse:
-        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        field = ".".join(str(part) for part in first.get("loc", ()))
-        body = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
-        annotate(request, error=body["code"], reason=body["message"], field=field)
-        return JsonResponse(error_body(body), status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JsonResponse:
-        body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
-        annotate(request, error=body["code"], reason=body["message"])
-        return JsonResponse(error_body(body), status_code=error.status_code)
-
-    @app.exception_handler(ClientDisconnect)
-    async def client_left(request: Request, _: ClientDisconnect) -> JsonResponse:
-        # An ordinary event (a sender timed out or was stopped): its log line, no traceback.
-        # 499 is nginx's "client closed request"; nobody receives this answer.
-        body = {
-            "code": "client_disconnected",
-            "message": "the client closed the connection before the whole body arrived",
-            "field": None,
-        }
-        annotate(request, error=body["code"], reason=body["message"])
-        return JsonResponse(error_body(body), status_code=499)
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JsonResponse:
-        logger.exception("unexpected error: %s", type(error).__name__)
-        body = {"code": "internal_error", "message": "unexpected error", "field": None}
-        return JsonResponse(error_body(body), status_code=500)
+    for kind, handler in HANDLERS:
+        app.add_exception_handler(kind, handler)
+    app.add_exception_handler(Exception, unexpected)

@@ -4,14 +4,16 @@ The stdlib's ``logging`` with a formatter that renders ``extra`` (no second logg
 a record's own attributes beyond the standard ``LogRecord`` ones are its fields, so
 ``logger.info("klaviyo retry scheduled", extra={"endpoint": ..., "retry_wait": 2.0})`` comes out
 with ``endpoint`` and ``retry_wait`` as keys. On a terminal the same fields follow the message
-as ``key=value``. Secrets travel as ``SecretStr`` everywhere; :class:`RedactSecrets` is the last
-line of defence, should a library ever log a header or a URL that carries one.
+as ``key=value``. Secrets travel as ``SecretStr`` everywhere; :class:`RedactSecrets`, masking
+the finished line, is the last line of defence, should a library ever log a header or a URL
+that carries one.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -34,38 +36,43 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in vars(record).items() if key not in _STANDARD}
 
 
-class RedactSecrets(logging.Filter):
-    """Masks every known secret value, and any value of an Authorization header, in a record's
-    message, fields and traceback."""
+class RedactSecrets(logging.Formatter):
+    """Renders with ``inner`` and masks, in the finished line, every known secret value (as it
+    is and as JSON escapes it) and any value of an Authorization header: one pass over one
+    string, whatever the message, the fields or the traceback held."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.inner = inner
+        needles = {s for s in secrets if s}
+        needles |= {orjson.dumps(s).decode()[1:-1] for s in needles}
+        self.needles = sorted(needles, key=len, reverse=True)
 
-    def _clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for needle in self.needles:
+            if needle in text:
+                text = text.replace(needle, MASK)
         return mask_authorization(text)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self._clean(record.getMessage()), None
-        for key, value in fields_of(record).items():
-            if isinstance(value, str):
-                setattr(record, key, self._clean(value))
-            elif not isinstance(value, int | float | bool | None):
-                setattr(record, key, self._clean(repr(value)))
-        if record.exc_info:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = self._clean(text), None
-        return True
 
 
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message", **fields, "exception"?}`` on one line."""
 
+    _second = -1
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        # One strftime a second: the service logs a line per request.
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(created))
+        return self._stamp
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -99,8 +106,7 @@ def configure(secrets: Iterable[str], level: str = "INFO", *, json: bool | None 
     handler = logging.StreamHandler(sys.stdout)
     handler.set_name("klaviyo-destination")
     use_json = not sys.stdout.isatty() if json is None else json
-    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(RedactSecrets(JsonFormatter() if use_json else TextFormatter(), secrets))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == handler.get_name():

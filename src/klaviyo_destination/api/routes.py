@@ -32,14 +32,13 @@ from .models import (
     processor_openapi,
     router_openapi,
 )
+from .refusals import API_VERSION
 from .request_log import annotate
 from .responses import JsonResponse, error_body
 from .samples import request_body_examples
 
 logger = logging.getLogger(__name__)
 routes = APIRouter()
-#: rudder-server panics on a 200 from its transformer without this header (apiVersion 2).
-API_VERSION: Final = {"apiVersion": "2"}
 #: The single-event routes of the RudderStack HTTP API; page and alias events are answered
 #: with the reference's rejection, per event.
 SDK_EVENT_TYPES: Final = ("identify", "track", "screen", "group", "page", "alias")
@@ -304,3 +303,28 @@ async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
 async def metrics(request: Request) -> Response:
     registry = cast(DeliveryMetrics, request.state.metrics).registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _processor_lane(request: Request) -> Response:
+    return await post_processor(request, "klaviyo")
+
+
+async def _events_lane(request: Request) -> Response:
+    settings = cast(Settings, request.state.settings)
+    check_token(request, settings)
+    return await post_events(request, settings)
+
+
+async def _batch_lane(request: Request) -> Response:
+    settings = cast(Settings, request.state.settings)
+    check_token(request, settings)
+    return await post_batch(request, settings)
+
+
+#: The routes that carry traffic, served by the fast lane (``api/fast_lane.py``).
+HOT_ROUTES: Final = {
+    ("POST", "/v0/destinations/klaviyo"): (_processor_lane, "/v0/destinations/{destination}"),
+    ("POST", "/routerTransform"): (post_router, "/routerTransform"),
+    ("POST", "/v1/events"): (_events_lane, "/v1/events"),
+    ("POST", "/v1/batch"): (_batch_lane, "/v1/batch"),
+}
