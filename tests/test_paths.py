@@ -7,8 +7,10 @@ import json
 import math
 from typing import Any
 
+import orjson
 import pytest
 
+from klaviyo_destination.ingest.body import brackets_nest_within, too_deep
 from klaviyo_destination.js import MISSING, js_number, kept, parse_float, truthy
 from klaviyo_destination.mapping.paths import Path, flatten, set_path, walk
 
@@ -183,3 +185,26 @@ FLATTEN = [
 )
 def test_flatten(value: Any, expected: dict[str, Any]) -> None:
     assert json.dumps(flatten(value)) == json.dumps(expected)
+
+
+# --- the bracket pre-check of a body's depth ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "within"),
+    [
+        (b'{"a": [1, {"b": 2}]}', 3, True),
+        (b'{"a": [1, {"b": 2}]}', 2, False),
+        (b'{"a": "[not a bracket"}', 5, False),  # unpaired inside a string: walk to be sure
+        (b'{"a": "[]"}', 2, True),  # paired inside a string: only counted as deeper
+        (b"[{}, []]", 2, True),
+        (b'{"a": []}', 1, False),  # one pass removes one level, even across kinds
+        (b"1", 0, True),
+        (b"[" * 70 + b"]" * 70, 69, False),
+        (b"[" * 70 + b"]" * 70, 70, True),
+    ],
+)
+def test_brackets_nest_within(raw: bytes, limit: int, within: bool) -> None:
+    assert brackets_nest_within(raw, limit) is within
+    if within:  # what it proves holds for the parsed value (a scalar counts one level more)
+        assert not too_deep(orjson.loads(raw), limit + 1)

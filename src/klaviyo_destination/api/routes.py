@@ -186,7 +186,7 @@ async def post_processor(request: Request, destination: str) -> Response:
         compacted=_compacted(request),
         size=len(raw),
         limits=front.limits,
-        brackets=raw.count(b"{") + raw.count(b"["),
+        raw=raw,
     )
     del raw  # the parsed body is all that is needed from here on
     annotate(request, jobs=len(body.jobs))
@@ -224,7 +224,7 @@ async def post_router(request: Request) -> Response:
         compacted=_compacted(request),
         size=len(raw),
         limits=front.limits,
-        brackets=raw.count(b"{") + raw.count(b"["),
+        raw=raw,
     )
     del raw, parsed
     annotate(request, jobs=len(body.jobs))

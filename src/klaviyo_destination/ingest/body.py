@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,9 @@ def parse_json(raw: bytes | bytearray, *, max_depth: int | None) -> Any:
     except orjson.JSONDecodeError as exc:
         # orjson's message names the position; it never contains more than a few input bytes.
         raise BadRequest(f"body is not valid JSON (UTF-8): {exc}", field="body") from None
-    # Nothing can nest deeper than the number of brackets, plus one for a scalar inside them
-    # (brackets in strings only raise the bound): small bodies skip the walk.
-    if max_depth is not None and raw.count(b"{") + raw.count(b"[") >= max_depth:
+    # A value nests one level deeper than its brackets (a scalar inside the innermost): when
+    # the brackets prove the limit holds, the walk is skipped.
+    if max_depth is not None and not brackets_nest_within(raw, max_depth - 1):
         check_depth(value, max_depth)
     return value
 
@@ -66,6 +67,27 @@ def too_deep(value: Any, max_depth: int) -> bool:
 
 
 _CONTAINERS = (dict, list)
+#: Every byte but the four brackets, for ``bytes.translate(None, ...)``.
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def brackets_nest_within(raw: bytes | bytearray, limit: int) -> bool:
+    """True when the brackets of ``raw`` pair up and nest at most ``limit`` deep, which proves
+    no JSON value in it is deeper; False says only "maybe" (brackets inside strings that do not
+    pair up count too), and then the parsed value has to be walked.
+
+    All of it at C speed: the brackets alone, then one pass per level removing empty pairs.
+    """
+    nest = bytes(raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not nest:
+            return True
+        shorter = _EMPTY_PAIR.sub(b"", nest)
+        if len(shorter) == len(nest):
+            return False
+        nest = shorter
+    return not nest
 
 
 def events_of(body: Any, *, max_events: int) -> Events:

@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from ..errors import BadRequest, InvalidEvent
-from ..ingest.body import too_deep
+from ..ingest.body import brackets_nest_within, too_deep
 from .jobs import Job
 
 COMPACTED: Final = "json+compactedv1"
@@ -64,23 +64,22 @@ class ProtocolBody:
 
 
 def processor_body(
-    body: Any, *, compacted: bool, size: int, limits: Limits, brackets: int | None = None
+    body: Any, *, compacted: bool, size: int, limits: Limits, raw: bytes | bytearray | None = None
 ) -> ProtocolBody:
-    """``size`` and ``brackets`` (count of ``{`` and ``[``) describe the raw body, so checks
-    no event can fail are skipped."""
+    """``size`` and ``raw`` (the body's bytes) let checks no event can fail be skipped."""
     if not compacted:
         if not isinstance(body, list):
             raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
         parsed = ProtocolBody(body, [Job.parse(raw) for raw in body], False)
-        return _checked(parsed, size, limits, brackets)
+        return _checked(parsed, size, limits, raw)
     items, destinations, connections = _compacted_parts(body)
     jobs = [Job.parse(raw, destinations) for raw in items]
     parsed = ProtocolBody(items, jobs, True, destinations, connections)
-    return _checked(parsed, size, limits, brackets)
+    return _checked(parsed, size, limits, raw)
 
 
 def router_body(
-    body: Any, *, compacted: bool, size: int, limits: Limits, brackets: int | None = None
+    body: Any, *, compacted: bool, size: int, limits: Limits, raw: bytes | bytearray | None = None
 ) -> ProtocolBody:
     """A router body; an ``input`` that is not a list gives no jobs (the reference's answer)."""
     if not isinstance(body, dict):
@@ -92,11 +91,11 @@ def router_body(
     if not compacted:
         jobs = [Job.parse(raw) for raw in items]
         parsed = ProtocolBody(items, jobs, False, dest_type=dest_type)
-        return _checked(parsed, size, limits, brackets)
+        return _checked(parsed, size, limits, raw)
     _, destinations, connections = _compacted_parts(body)
     jobs = [Job.parse(raw, destinations) for raw in items]
     parsed = ProtocolBody(items, jobs, True, destinations, connections, dest_type)
-    return _checked(parsed, size, limits, brackets)
+    return _checked(parsed, size, limits, raw)
 
 
 def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
@@ -111,12 +110,15 @@ def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, An
     return body["input"], destinations, connections if isinstance(connections, dict) else {}
 
 
-def _checked(parsed: ProtocolBody, size: int, limits: Limits, brackets: int | None) -> ProtocolBody:
+def _checked(
+    parsed: ProtocolBody, size: int, limits: Limits, raw: bytes | bytearray | None
+) -> ProtocolBody:
     """Mark each job whose message is too deep or too large; the others are left alone."""
-    # No event is larger than the whole body, nor deeper than its brackets: small bodies
-    # skip the walks.
+    # No event is larger than the whole body, nor deeper than the body's brackets nest less
+    # the two (or three) levels of jobs around it, plus one for a value inside the innermost:
+    # most bodies skip the walks.
     measure = size > limits.max_event_bytes
-    walk = brackets is None or brackets >= limits.max_depth
+    walk = raw is None or not brackets_nest_within(raw, limits.max_depth + 1)
     if not (measure or walk):
         return parsed
     jobs = list(parsed.jobs)
