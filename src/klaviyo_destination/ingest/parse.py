@@ -53,7 +53,7 @@ def _parse(raw: Any, config: DestinationConfig, *, require_key: bool) -> Event:
     if model is None:
         raise UnsupportedEvent(f"Event type {lowered} is not supported", field="type")
     try:
-        return model.model_validate(raw)
+        return model.parse(raw)
     except ValidationError as exc:
         field, reason = first_error(exc)
         raise InvalidEvent(f"Invalid event field {field}: {reason}", field=field) from None
