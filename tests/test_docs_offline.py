@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 ASSET = re.compile(r"""(?:src|href)="([^"]+)"|url: '([^']+)'""")
 
@@ -27,12 +28,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         settings, transport=httpx.ASGITransport(emulator), mounts={"/emulator": emulator}
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
-        ) as c,
-    ):
+    async with served(app) as c:
         yield c
 
 

@@ -17,13 +17,14 @@ import orjson
 import pytest
 import respx
 import stamina
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination import logs
 from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _parser
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 KEY = "pk_logs_SECRET_0123456789"
 TOKEN = "hook-logs-SECRET-42"
@@ -79,10 +80,7 @@ async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
         backoff_max=0.02,
     )
     app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://svc") as c,
-    ):
+    async with served(app, "http://svc") as c:
         yield c
 
 

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 KEY = "pk_metrics"
 TRACK = {"type": "track", "event": "E", "userId": "u1", "messageId": "m1", "properties": {}}
@@ -27,12 +28,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         settings, transport=httpx.ASGITransport(emulator), mounts={"/emulator": emulator}
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
-        ) as c,
-    ):
+    async with served(app) as c:
         yield c
 
 
@@ -86,12 +82,7 @@ async def test_the_limiter_budget_and_waits() -> None:
         klaviyo_private_api_key=SecretStr(KEY), events_rate_burst=2, events_rate_steady=50
     )
     app = create_app(settings, transport=httpx.ASGITransport(emulator))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
-        ) as c,
-    ):
+    async with served(app) as c:
         before = await samples(c, "klaviyo_rate_limiter_available")
         assert before[(("endpoint", "/api/events"), ("window", "burst"))] == 2
         assert before[(("endpoint", "/api/events"), ("window", "steady"))] == 50

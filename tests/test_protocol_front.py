@@ -10,7 +10,6 @@ import httpx
 import orjson
 import pytest
 import respx
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
@@ -19,6 +18,8 @@ from klaviyo_destination.protocol.bodies import Limits, processor_body, router_b
 from klaviyo_destination.protocol.features import merged_features, own_features
 from klaviyo_destination.settings import Settings
 from support.rudder_server import compact_processor
+
+from .apps import served
 
 LIMITS = Limits(max_depth=8, max_event_bytes=10_000)
 UPSTREAM = "http://upstream.test"
@@ -134,12 +135,7 @@ async def _client(upstream: respx.MockRouter | None) -> AsyncIterator[httpx.Asyn
         transport=httpx.MockTransport(klaviyo.async_handler),
         upstream_transport=httpx.MockTransport(upstream.async_handler) if upstream else None,
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(manager.app), base_url="http://localhost"
-        ) as c,
-    ):
+    async with served(app) as c:
         yield c
 
 

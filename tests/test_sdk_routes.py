@@ -14,11 +14,12 @@ import httpx
 import orjson
 import pytest
 import respx
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 TOKEN = "write-key-SECRET-1"
 KEY = "pk_sdk_routes"
@@ -63,10 +64,7 @@ async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
         backoff_max=0.02,
     )
     app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url="http://s") as c,
-    ):
+    async with served(app, "http://s") as c:
         yield c
 
 

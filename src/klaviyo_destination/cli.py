@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from . import logs
 from .api.auth import guarded
 from .api.connections import raise_file_limit, serve_options
 from .api.dry_run import dry_run
+from .api.edge import loopback_name
 from .app import create_app
 from .errors import DestinationError
 from .ingest.body import events_of, parse_json
@@ -84,7 +84,7 @@ def _say(line: str) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host or ("0.0.0.0" if settings.webhook_token else "127.0.0.1")  # noqa: S104 -- only with a token
     port = args.port or settings.port
-    if settings.webhook_token is None and not _loopback(host):
+    if settings.webhook_token is None and not loopback_name(host):
         print(  # noqa: T201
             f"klaviyo-destination: refusing to listen on {host} without WEBHOOK_TOKEN; "
             "set WEBHOOK_TOKEN or bind to 127.0.0.1",
@@ -181,15 +181,6 @@ def _say_upstream(settings: Settings) -> None:
         _say("No RUDDER_TRANSFORMER_URL: only Klaviyo v1 is transformed here; other requests 501.")
     else:
         _say(f"Other transformer requests pass through to {settings.rudder_transformer_url}")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _transform(args: argparse.Namespace, settings: Settings) -> int:

@@ -163,7 +163,7 @@ def _cross_site(
 
 @functools.lru_cache(maxsize=64)
 def loopback_host(host: bytes) -> bool:
-    """``localhost`` or a loopback address, with or without a port."""
+    """A ``Host`` header naming ``localhost`` or a loopback address, with or without a port."""
     text = host.decode("latin-1").strip().lower()
     if text.startswith("["):
         address, _, port = text[1:].partition("]")
@@ -172,6 +172,11 @@ def loopback_host(host: bytes) -> bool:
         address, _, port = text.partition(":")
     if port and not (port.isascii() and port.isdigit()):
         return False
+    return loopback_name(address)
+
+
+def loopback_name(address: str) -> bool:
+    """``localhost`` or a loopback address (what ``serve`` may bind without a token)."""
     if address == "localhost":
         return True
     try:
