@@ -219,3 +219,20 @@ async def test_a_decompression_bomb_is_a_413_that_costs_no_memory(
     assert response.status_code == 413
     assert "decompressed" in response.json()["message"]
     assert peak < 40 * 1024 * 1024  # the 5 MB limit, a few copies of it, never the 200 MB
+
+
+async def test_without_a_token_an_encoded_body_passes_whatever_its_type() -> None:
+    """No token: loopback only, and a POST must be JSON, or content-encoded (no web page can
+    send ``Content-Encoding`` without a preflight), as the Node SDK's gzip forms are."""
+    klaviyo = respx.MockRouter(base_url=BASE, assert_all_called=False)
+    klaviyo.post("/api/events").respond(202)
+    settings = Settings(klaviyo_private_api_key=SecretStr(KEY))
+    app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
+    body = orjson.dumps({"batch": [TRACK]})
+    async with served(app) as client:
+        encoded = {"Content-Encoding": "gzip", "Content-Type": FORM}
+        answer = await client.post("/v1/batch", content=gzip.compress(body), headers=encoded)
+        assert answer.status_code == 200
+        refused = await client.post("/v1/batch", content=body, headers={"Content-Type": FORM})
+        assert refused.status_code == 415
+        assert refused.json()["error"]["field"] == "Content-Type"
