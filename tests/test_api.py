@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
 from support.rudder_server import compact_processor, compact_router
 
+from .apps import served
 from .conformance import (
     case_files,
     expected_of,
@@ -60,12 +60,7 @@ def _settings(**overrides: Any) -> Settings:
 
 async def _client(settings: Settings, router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, transport=httpx.MockTransport(router.async_handler))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://localhost"
-        ) as c,
-    ):
+    async with served(app) as c:
         yield c
 
 

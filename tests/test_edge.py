@@ -32,6 +32,8 @@ from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
 from support.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
 
+from .apps import served
+
 KEY: Final = "pk_edge_test_secret"
 TOKEN: Final = "edge-token-7"
 TRACK: Final = {
@@ -70,10 +72,7 @@ async def client(
     service: Settings, base_url: str = "http://localhost:8080"
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(service, transport=httpx.MockTransport(klaviyo))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(manager.app), base_url=base_url) as c,
-    ):
+    async with served(app, base_url) as c:
         yield c
 
 

@@ -22,7 +22,6 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination import logs
@@ -34,6 +33,8 @@ from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession, Outcome
 from klaviyo_destination.planned import PROFILES_PATH, create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 KEY = "pk_live_SECRET_0123456789abcdef"
 TOKEN = "hook-SECRET-token-42"
@@ -186,12 +187,7 @@ async def in_process(
     service: Settings, handler: Callable[[httpx.Request], httpx.Response]
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(service, transport=httpx.MockTransport(handler))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://svc"
-        ) as client,
-    ):
+    async with served(app, "http://svc") as client:
         yield client
 
 
@@ -484,12 +480,7 @@ async def embedded(token: str | None) -> AsyncIterator[httpx.AsyncClient]:
     values: dict[str, Any] = {"webhook_token": SecretStr(token) if token else None}
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up banner
         app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://localhost"
-        ) as client,
-    ):
+    async with served(app) as client:
         yield client
 
 

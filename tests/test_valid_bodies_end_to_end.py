@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import EmulatorStore, create_emulator
 from klaviyo_destination.emulator.models import EventRecord
 from klaviyo_destination.settings import Settings
+
+from .apps import served
 
 #: The emulator's clock: 2025-11-28T10:05:00Z, so the events' times are in its accepted window.
 NOW = 1_764_324_300.0
@@ -40,12 +41,7 @@ async def service(store: EmulatorStore) -> AsyncIterator[httpx.AsyncClient]:
     )
     transport = httpx.ASGITransport(app=create_emulator(store))
     app = create_app(settings, transport=transport)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://localhost"
-        ) as client,
-    ):
+    async with served(app) as client:
         yield client
 
 
