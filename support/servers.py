@@ -21,12 +21,14 @@ from types import TracebackType
 from typing import Final, Self
 from urllib.parse import urlsplit
 
+import httpx
 import psutil
 
 from support import memory
 from support.compose import (
     EMULATOR_COMMAND,
     EMULATOR_HEALTH,
+    PRIVATE_KEY,
     SERVICE_COMMAND,
     SERVICE_HEALTH,
     WEBHOOK_TOKEN,
@@ -195,6 +197,25 @@ def start_uvicorn_service(
     return server
 
 
+#: The header that presents the service's webhook token.
+TOKEN_AUTH: Final = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+
+
+@contextlib.contextmanager
+def own_service(
+    emulator_url: str, logs: Path, env: Mapping[str, str] | None = None
+) -> Iterator[httpx.Client]:
+    """A service process of its own (compose's env plus ``env``) and a client of it that
+    presents the webhook token; the private key must not have reached the service's output."""
+    with (
+        start_service(emulator_url, logs, env) as server,
+        httpx.Client(base_url=server.url, headers=TOKEN_AUTH, timeout=30) as client,
+    ):
+        yield client
+    if PRIVATE_KEY in server.output():
+        raise AssertionError("the private key reached the service's output")
+
+
 @dataclass(frozen=True)
 class Servers:
     emulator: Server
@@ -203,7 +224,7 @@ class Servers:
     @property
     def auth(self) -> dict[str, str]:
         """The header that presents the service's webhook token."""
-        return {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        return dict(TOKEN_AUTH)
 
 
 @contextlib.contextmanager

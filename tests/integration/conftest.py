@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from support.compose import PRIVATE_KEY, WEBHOOK_TOKEN
+from support.compose import PRIVATE_KEY
 from support.emulator_control import EmulatorControl
-from support.servers import Server, start_emulator, start_service
+from support.servers import TOKEN_AUTH, Server, start_emulator, start_service
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,5 @@ def emulator(emulator_client: httpx.Client) -> EmulatorControl:
 @pytest.fixture(scope="session")
 def service(service_server: Server) -> Iterator[httpx.Client]:
     """A client of the service that presents the webhook token."""
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-    with httpx.Client(base_url=service_server.url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=service_server.url, headers=TOKEN_AUTH, timeout=30) as client:
         yield client

@@ -16,9 +16,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from support.compose import PRIVATE_KEY, WEBHOOK_TOKEN
 from support.emulator_control import EmulatorControl, Json
-from support.servers import Server, start_service
+from support.servers import Server, own_service
 
 LIST: Final = "HardeningList"
 #: RudderStack's Klaviyo page writes its sample phone number this way.
@@ -163,15 +162,8 @@ SHORT_CAP: Final = 1.0
 @pytest.fixture
 def capped_service(emulator_server: Server, tmp_path: Path) -> Iterator[httpx.Client]:
     """A service of its own (a 429 holds the process's endpoint), with a short cap."""
-    env = {"MAX_RETRY_AFTER": str(SHORT_CAP)}
-    server = start_service(emulator_server.url, tmp_path, env)
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-    try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
-    assert PRIVATE_KEY not in server.output()
+    with own_service(emulator_server.url, tmp_path, {"MAX_RETRY_AFTER": str(SHORT_CAP)}) as client:
+        yield client
 
 
 def test_a_day_long_retry_after_is_handed_back_and_holds_only_for_the_cap(

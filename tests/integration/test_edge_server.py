@@ -24,7 +24,7 @@ import pytest
 
 from support.compose import WEBHOOK_TOKEN
 from support.emulator_control import EmulatorControl
-from support.servers import Server, start_service
+from support.servers import TOKEN_AUTH, Server, start_service
 
 #: Short limits, so that each is reached within a test.
 EDGE_ENV: Final = {
@@ -209,7 +209,7 @@ def test_urllib_reads_the_413_of_a_7_mb_body(edge: Server, emulator: EmulatorCon
     request = urllib.request.Request(  # noqa: S310 -- http on loopback
         f"{edge.url}/v1/events",
         data=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+        headers={"Content-Type": "application/json", **TOKEN_AUTH},
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)  # noqa: S310 -- http on loopback
@@ -235,10 +235,9 @@ def _post_in_thread(server: Server) -> tuple[threading.Thread, list[httpx.Respon
     answers: list[httpx.Response | Exception] = []
 
     def post() -> None:
-        headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         try:
             answers.append(
-                httpx.post(f"{server.url}/v1/events", json=TRACK, headers=headers, timeout=30)
+                httpx.post(f"{server.url}/v1/events", json=TRACK, headers=TOKEN_AUTH, timeout=30)
             )
         except httpx.HTTPError as exc:
             answers.append(exc)

@@ -23,13 +23,12 @@ from support.compose import (
     EMULATOR_SERVICE,
     LIST_ID,
     PRIVATE_KEY,
-    WEBHOOK_TOKEN,
     compose_service,
     dockerfile_instructions,
     option,
 )
 from support.emulator_control import EmulatorControl, Json
-from support.servers import Server, start_service
+from support.servers import Server, own_service
 
 EMAIL: Final = "ada@example.com"
 PHONE: Final = "+14155550100"
@@ -377,14 +376,8 @@ def test_lost_answer_is_retried_without_a_duplicate(
 @pytest.fixture
 def fresh_service(emulator_server: Server, tmp_path: Path) -> Iterator[httpx.Client]:
     """A service of its own: a long 429 pauses a process's deliveries to that endpoint class."""
-    server = start_service(emulator_server.url, tmp_path)
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-    try:
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
-    assert PRIVATE_KEY not in server.output()
+    with own_service(emulator_server.url, tmp_path) as client:
+        yield client
 
 
 def test_429_beyond_the_deadline_is_handed_back_with_retry_after(
