@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import NotFound, NotServed
-from ..ingest.body import events_of, parse_json
+from ..ingest.body import Events, events_of, parse_json
 from ..ingest.config import DestinationConfig
 from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession, Outcome
 from ..planned import PlannedEvent
@@ -70,12 +70,23 @@ def _protocol_front(request: Request) -> Front:
     return cast(Front, request.state.front)
 
 
-async def _body(request: Request, settings: Settings) -> Any:
-    return await read_json(
+async def _events(request: Request, settings: Settings, default_type: str | None = None) -> Events:
+    """The body's events; ``default_type`` is the type of a single event that names none."""
+    body = await read_json(
         request,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
         drain_bytes=settings.max_drain_bytes,
+    )
+    if default_type is not None and isinstance(body, dict) and body.get("type") is None:
+        body = {**body, "type": default_type}
+    return events_of(body, max_events=settings.max_batch_events)
+
+
+async def _protocol_bytes(request: Request) -> bytearray:
+    settings = cast(Settings, request.state.settings)
+    return await read_bytes(
+        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
     )
 
 
@@ -87,7 +98,7 @@ async def _body(request: Request, settings: Settings) -> Any:
     responses=EVENTS_RESPONSES,
 )
 async def post_events(request: Request, settings: SettingsDep) -> Response:
-    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    events = await _events(request, settings)
     delivered = await _deliver(request, events.items)
     body, status, headers = webhook.webhook_answer(delivered, single=events.single)
     return JsonResponse(body, status_code=status, headers=headers)
@@ -101,17 +112,13 @@ async def post_events(request: Request, settings: SettingsDep) -> Response:
     responses=SDK_RESPONSES,
 )
 async def post_batch(request: Request, settings: SettingsDep) -> Response:
-    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    events = await _events(request, settings)
     return _sdk_response(await _deliver(request, events.items))
 
 
 async def post_one(request: Request, settings: SettingsDep) -> Response:
     """``/v1/<type>``: one event; the path gives its type when the body has none."""
-    body = await _body(request, settings)
-    event_type = request.url.path.rsplit("/", 1)[-1]
-    if isinstance(body, dict) and body.get("type") is None:
-        body = {**body, "type": event_type}
-    events = events_of(body, max_events=settings.max_batch_events)
+    events = await _events(request, settings, default_type=request.url.path.rsplit("/", 1)[-1])
     return _sdk_response(await _deliver(request, events.items))
 
 
@@ -150,7 +157,7 @@ def _sdk_response(delivered: list[tuple[PlannedEvent, Outcome]]) -> Response:
     responses=TRANSFORM_RESPONSES,
 )
 async def post_transform(request: Request, settings: SettingsDep) -> Response:
-    events = events_of(await _body(request, settings), max_events=settings.max_batch_events)
+    events = await _events(request, settings)
     config = cast(DestinationConfig, request.state.config)
     results = dry_run(events.items, config, _klaviyo_url(request))
     annotate(request, events=len(results))
@@ -177,10 +184,7 @@ async def post_processor(request: Request, destination: str) -> Response:
     front = _protocol_front(request)
     if destination.lower() != "klaviyo":
         return await pass_through(request)
-    settings = cast(Settings, request.state.settings)
-    raw = await read_bytes(
-        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
-    )
+    raw = await _protocol_bytes(request)
     body = processor_body(
         parse_json(raw, max_depth=None),
         compacted=_compacted(request),
@@ -211,10 +215,7 @@ async def post_processor(request: Request, destination: str) -> Response:
 )
 async def post_router(request: Request) -> Response:
     front = _protocol_front(request)
-    settings = cast(Settings, request.state.settings)
-    raw = await read_bytes(
-        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
-    )
+    raw = await _protocol_bytes(request)
     parsed = parse_json(raw, max_depth=None)
     dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
     if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
