@@ -3,6 +3,7 @@
 * :func:`corpus`, for the benchmarks: 60% track (half ecommerce with product lists, half
   custom), 20% screen, 20% group, no identify (identify makes a network call while
   transforming); every event carries the context a RudderStack SDK sends, ~1.9 KB of JSON.
+* :func:`signed_up`, the one plain track event the API and edge tests send.
 * :func:`generate`, for the fault matrix and the soak: every event with what it should leave
   in Klaviyo (:class:`Planned`). The corpus has no identify and no invalid events and its users
   may share phone numbers, so here every user has its own email and phone, identifies change a
@@ -19,6 +20,19 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from support.compose import LIST_ID
+
+
+def signed_up(message_id: str = "m1") -> dict[str, Any]:
+    """A plain track event: a custom metric with one property, by a user with an email."""
+    return {
+        "type": "track",
+        "event": "Signed Up",
+        "userId": "u1",
+        "messageId": message_id,
+        "properties": {"plan": "pro"},
+        "context": {"traits": {"email": "ada@example.com"}},
+    }
+
 
 # --- the benchmarks' corpus -------------------------------------------------------------------
 

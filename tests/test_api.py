@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.events import signed_up
 from support.rudder_server import compact_processor, compact_router
 
 from .apps import served
@@ -34,14 +35,7 @@ KEY = "pk_api_test_secret"
 TOKEN = "hook-token-123"
 BASE = "https://a.klaviyo.com"
 
-TRACK = {
-    "type": "track",
-    "event": "Signed Up",
-    "userId": "u1",
-    "messageId": "m1",
-    "properties": {"plan": "pro"},
-    "context": {"traits": {"email": "ada@example.com"}},
-}
+TRACK = signed_up()
 PAGE = {"type": "page", "userId": "u2", "messageId": "m2"}
 
 

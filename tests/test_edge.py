@@ -30,20 +30,14 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.events import signed_up
 from support.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
 
 from .apps import served
 
 KEY: Final = "pk_edge_test_secret"
 TOKEN: Final = "edge-token-7"
-TRACK: Final = {
-    "type": "track",
-    "event": "Signed Up",
-    "userId": "u1",
-    "messageId": "m1",
-    "properties": {"plan": "pro"},
-    "context": {"traits": {"email": "ada@example.com"}},
-}
+TRACK: Final = signed_up()
 JSON: Final = {"content-type": "application/json"}
 PROTOCOL_JOB: Final = {
     "message": TRACK,

@@ -18,20 +18,14 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.events import signed_up
 
 from .apps import served
 
 TOKEN = "write-key-SECRET-1"
 KEY = "pk_sdk_routes"
 BASE = "https://a.klaviyo.com"
-TRACK = {
-    "type": "track",
-    "event": "Signed Up",
-    "userId": "u1",
-    "messageId": "m1",
-    "properties": {"plan": "pro"},
-    "context": {"traits": {"email": "ada@example.com"}},
-}
+TRACK = signed_up()
 FORM = "application/x-www-form-urlencoded"  # how the Node SDK labels its gzip bodies
 
 pytestmark = pytest.mark.anyio

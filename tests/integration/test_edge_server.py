@@ -24,6 +24,7 @@ import pytest
 
 from support.compose import WEBHOOK_TOKEN
 from support.emulator_control import EmulatorControl
+from support.events import signed_up
 from support.servers import TOKEN_AUTH, Server, start_service
 
 #: Short limits, so that each is reached within a test.
@@ -34,14 +35,7 @@ EDGE_ENV: Final = {
     "MAX_INBOUND_CONNECTIONS": "40",
 }
 AUTH: Final = f"Authorization: Bearer {WEBHOOK_TOKEN}\r\n"
-TRACK: Final = {
-    "type": "track",
-    "event": "Signed Up",
-    "userId": "u1",
-    "messageId": "edge-1",
-    "properties": {"plan": "pro"},
-    "context": {"traits": {"email": "ada@example.com"}},
-}
+TRACK: Final = signed_up("edge-1")
 
 
 @pytest.fixture(scope="module")
