@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from klaviyo_destination.errors import DestinationError
-from klaviyo_destination.ingest import parse_config
+from klaviyo_destination.ingest import parse, parse_config
 from klaviyo_destination.ingest.body import events_of, parse_json
 from klaviyo_destination.js import JsonObject
 from klaviyo_destination.mapping import merge_subscriptions
+from klaviyo_destination.mapping.fields import EVENT_PROFILE, PROFILE_ATTRIBUTES
+from klaviyo_destination.mapping.lookups import map_each_rule, map_event
 from klaviyo_destination.pipeline import plan_events
 from klaviyo_destination.planned import (
     EVENTS_PATH,
@@ -449,3 +451,40 @@ def test_create_answered_2xx_without_id_is_not_success(status: int) -> None:
     lookup = ScriptedLookup([{"status": status, "body": {"errors": []}}])
     [item] = asyncio.run(process([job], lookup))
     assert not 200 <= item["statusCode"] < 300 or "output" in item
+
+
+# --- the indexed field tables --------------------------------------------------------------------
+
+PROFILE_KEYS = (
+    "email", "phone", "firstName", "first_name", "lastname", "city", "region", "state", "country",
+    "zip", "postalcode", "postalCode", "street", "image", "title", "organization", "timezone",
+    "consent", "id", "userId", "address", "address.city", "address.zip", "address.state", "a.b",
+)  # fmt: skip
+lookup_values = scalars | st.dictionaries(st.sampled_from(PROFILE_KEYS), scalars, max_size=4)
+lookup_objects = st.dictionaries(st.sampled_from(PROFILE_KEYS) | keys, lookup_values, max_size=6)
+lookup_events = st.fixed_dictionaries(
+    {"type": st.sampled_from(["identify", "track"]), "event": st.just("E")},
+    optional={
+        "userId": scalars,
+        "anonymousId": scalars,
+        "traits": lookup_objects,
+        "properties": lookup_objects,
+        "context": st.fixed_dictionaries(
+            {},
+            optional={"traits": lookup_objects, "a.b": scalars, "traits.email": scalars},
+        ),
+    },
+)
+
+
+@fuzz(300)
+@given(lookup_events | valid_events | mutated_events())
+def test_indexed_tables_map_as_walking_every_path(raw: JsonObject) -> None:
+    """``map_event`` walks only the paths whose first key an event has; it must give exactly
+    what a lookup per rule gives (same keys, same values, same order)."""
+    event = parse(raw, parse_config({"privateApiKey": "pk"}))
+    if isinstance(event, DestinationError):
+        return
+    for table in (PROFILE_ATTRIBUTES, EVENT_PROFILE):
+        indexed, walked = map_event(table, event), map_each_rule(table, event)
+        assert orjson.dumps(indexed) == orjson.dumps(walked)

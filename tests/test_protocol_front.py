@@ -14,12 +14,14 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.errors import BadRequest
+from klaviyo_destination.protocol import process
 from klaviyo_destination.protocol.bodies import Limits, processor_body, router_body
 from klaviyo_destination.protocol.features import merged_features, own_features
 from klaviyo_destination.settings import Settings
 from support.rudder_server import compact_processor
 
 from .apps import served
+from .conformance import ScriptedLookup
 
 LIMITS = Limits(max_depth=8, max_event_bytes=10_000)
 UPSTREAM = "http://upstream.test"
@@ -36,6 +38,24 @@ def job(job_id: int, destination_id: str = "d1", version: str | None = None) -> 
         "destination": {"ID": destination_id, "Config": config},
         "connection": {"sourceId": "s1", "destinationId": destination_id},
     }
+
+
+@pytest.mark.anyio
+async def test_each_job_is_planned_with_its_own_config_even_when_equal_to_its_neighbours() -> None:
+    """Jobs share a parsed config while their configs are equal; ``1 == True`` in Python, but
+    a config with ``apiVersion: true`` is not the one with ``apiVersion: 1``."""
+    jobs = [job(1), job(2), job(3), job(4), job(5)]
+    jobs[1]["destination"]["Config"]["apiVersion"] = 1
+    jobs[2]["destination"]["Config"]["apiVersion"] = True
+    jobs[3]["destination"]["Config"]["apiVersion"] = True
+    items = await process(jobs, ScriptedLookup([]))
+    assert [item["metadata"]["jobId"] for item in items] == [1, 2, 3, 4, 5]
+    assert [item["statusCode"] for item in items] == [200, 400, 400, 400, 200]
+    assert [item.get("error") for item in items[1:4]] == [
+        "Unsupported Klaviyo apiVersion: 1",
+        "Unsupported Klaviyo apiVersion: True",
+        "Unsupported Klaviyo apiVersion: True",
+    ]
 
 
 # --- /features --------------------------------------------------------------------------------

@@ -6,17 +6,31 @@ Its fields are docs/mapping.md §3.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from ..errors import ConfigurationError
 from ..settings import Settings
-from .events import Model, Scalar
 
 
-class DestinationConfig(Model):
-    """``destination.Config`` with RudderStack's dashboard names and defaults."""
+def _scalar(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        raise ValueError("must be a string or a number, not an object or array")
+    return value
+
+
+#: A value RudderStack may send as a string or a number; objects and arrays are refused.
+Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+class DestinationConfig(BaseModel):
+    """``destination.Config`` with RudderStack's dashboard names and defaults; frozen, and
+    keeping the fields it does not name."""
+
+    model_config = ConfigDict(
+        extra="allow", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
 
     private_api_key: SecretStr | None = Field(default=None, alias="privateApiKey")
     public_api_key: str | None = Field(default=None, alias="publicApiKey")

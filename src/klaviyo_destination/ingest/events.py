@@ -1,104 +1,113 @@
-"""Inbound models: RudderStack events (identify, track, screen, group), typed for the mapping.
+"""Inbound events: RudderStack's identify, track, screen and group, typed for the mapping.
 
-Only what the mapping reads is typed and checked; unknown fields are kept (``extra="allow"``),
-because RudderStack sends many. ``traits``, ``properties`` and ``context`` stay JSON objects:
-the mapping reads them with the reference's path semantics (``mapping/paths.py``,
-docs/mapping.md §1).
+Only what the mapping reads is typed and checked (docs/mapping.md §2 step 5); the event as
+received is kept whole beside it. ``traits``, ``properties`` and ``context`` stay JSON objects:
+the mapping reads them with the reference's path semantics (``mapping/paths.py``, §1).
+
+The checks are written out rather than left to a pydantic model: they are a handful of
+``isinstance`` tests, and validating (and copying) every event's whole ``context`` through a
+model cost more than the mapping itself at a hundred events a request (bench/optimisations.md).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Annotated, Any, Final, Literal, Self
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-)
-
+from ..errors import InvalidEvent
 from ..js import JsonObject
 
+#: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
+_CONTAINERS: Final = (dict, list)
+_OBJECT_OR_NULL: Final = (dict, type(None))
 
-def _scalar(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        raise ValueError("must be a string or a number, not an object or array")
-    return value
-
-
-#: An identifier RudderStack may send as a string or a number; objects and arrays are refused.
-Scalar = Annotated[Any, AfterValidator(_scalar)]
-
-
-class Model(BaseModel):
-    """Frozen, camelCase-aliased, and keeping the fields it does not name."""
-
-    model_config = ConfigDict(
-        extra="allow", frozen=True, validate_by_name=True, validate_by_alias=True
-    )
+#: the reasons of §2 step 5, by shape
+NOT_SCALAR: Final = "must be a string or a number, not an object or array"
+NOT_OBJECT: Final = "must be a JSON object"
+CONTEXT_TRAITS_NOT_OBJECT: Final = "context.traits must be a JSON object"
+EXTERNAL_ID_NOT_ARRAY: Final = "context.externalId must be a JSON array"
 
 
-class RudderEvent(Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RudderEvent:
     """The fields of RudderStack's event spec that the Klaviyo mapping reads."""
 
+    #: identifiers RudderStack may send as a string or a number (objects and arrays refused)
+    SCALARS: ClassVar[tuple[str, ...]] = ("userId", "anonymousId", "messageId")
+    OBJECTS: ClassVar[tuple[str, ...]] = ("traits", "context", "properties", "integrations")
+    #: the fields a subclass adds: (JSON name, attribute), after the common ones
+    OWN: ClassVar[tuple[tuple[str, str], ...]] = ()
+
     type: str
-    user_id: Scalar | None = Field(default=None, alias="userId")
-    anonymous_id: Scalar | None = Field(default=None, alias="anonymousId")
-    message_id: Scalar | None = Field(default=None, alias="messageId")
+    user_id: Any = None
+    anonymous_id: Any = None
+    message_id: Any = None
     timestamp: Any = None
     traits: JsonObject | None = None
     context: JsonObject | None = None
     properties: JsonObject | None = None
     integrations: JsonObject | None = None
-    #: the JSON object this event was parsed from, untouched (``type`` in its original case)
-    _received: JsonObject = PrivateAttr(default_factory=dict)
+    #: the JSON object this event was parsed from, untouched (``type`` in its original case):
+    #: what a resend repeats (its ``unique_id``, §8.7). A reference, not a copy: nothing
+    #: mutates an event.
+    received: JsonObject = field(default_factory=dict, repr=False, compare=False)
+    #: the top-level values lookup paths start from (``traits`` in ``traits.email``)
+    roots: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roots", self._roots())
 
     @classmethod
     def parse(cls, data: JsonObject) -> Self:
-        """Validate ``data`` and keep it as :attr:`received` (a reference, not a copy: nothing
-        mutates an event). Not a wrap validator: that costs a Python call per event."""
-        event = cls.model_validate(data)
-        event._received = data
-        return event
-
-    @property
-    def received(self) -> JsonObject:
-        """The event exactly as it arrived: what a resend repeats (its ``unique_id``, §8.7)."""
-        return self._received
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _lower_type(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
-
-    @field_validator("context")
-    @classmethod
-    def _context_shape(cls, value: JsonObject | None) -> JsonObject | None:
-        if value is not None:
-            if value.get("traits") is not None and not isinstance(value["traits"], dict):
-                raise ValueError("context.traits must be a JSON object")
-            if value.get("externalId") is not None and not isinstance(value["externalId"], list):
-                raise ValueError("context.externalId must be a JSON array")
-        return value
+        """The event of ``data`` (whose ``type`` names this class), or ``InvalidEvent``."""
+        get = data.get
+        context = get("context")
+        if (
+            isinstance(get("userId"), _CONTAINERS)
+            or isinstance(get("anonymousId"), _CONTAINERS)
+            or isinstance(get("messageId"), _CONTAINERS)
+            or not isinstance(get("traits"), _OBJECT_OR_NULL)
+            or not isinstance(context, _OBJECT_OR_NULL)
+            or not isinstance(get("properties"), _OBJECT_OR_NULL)
+            or not isinstance(get("integrations"), _OBJECT_OR_NULL)
+            or (context is not None and _context_problem(context) is not None)
+            or any(isinstance(get(name), _CONTAINERS) for name in cls.SCALARS[3:])
+        ):
+            raise _shape_error(cls, data)
+        return cls(
+            type=data["type"].lower(),
+            user_id=get("userId"),
+            anonymous_id=get("anonymousId"),
+            message_id=get("messageId"),
+            timestamp=get("timestamp"),
+            traits=get("traits"),
+            context=context,
+            properties=get("properties"),
+            integrations=get("integrations"),
+            received=data,
+            **{attribute: get(name) for name, attribute in cls.OWN},
+        )
 
     @property
     def context_traits(self) -> JsonObject | None:
         traits = (self.context or {}).get("traits")
         return traits if isinstance(traits, dict) else None
 
-    @cached_property
-    def roots(self) -> dict[str, Any]:
-        """The top-level values lookup paths start from (``traits`` in ``traits.email``).
-
-        ``context.traits`` is offered as a root of its own when no key of ``context`` contains
-        a dot, because only then is it certain that a path into it cannot match a dotted key.
+    def _roots(self) -> dict[str, Any]:
+        """``context.traits`` is offered as a root of its own when no key of ``context``
+        contains a dot, because only then is it certain that a path into it cannot match a
+        dotted key. (No key has a dot exactly when their concatenation has none.)
         """
-        roots = {name: getattr(self, attribute, None) for name, attribute in _ROOTS.items()}
+        roots = {
+            "userId": self.user_id,
+            "anonymousId": self.anonymous_id,
+            "traits": self.traits,
+            "context": self.context,
+            "properties": self.properties,
+            "event": getattr(self, "event", None),
+        }
         context = self.context
-        if context is not None and not any("." in key for key in context):
+        if context is not None and "." not in "".join(context):
             roots["context.traits"] = self.context_traits
         return roots
 
@@ -106,33 +115,57 @@ class RudderEvent(Model):
         return self.roots.get(name)
 
 
+def _context_problem(context: JsonObject) -> str | None:
+    if context.get("traits") is not None and not isinstance(context["traits"], dict):
+        return CONTEXT_TRAITS_NOT_OBJECT
+    if context.get("externalId") is not None and not isinstance(context["externalId"], list):
+        return EXTERNAL_ID_NOT_ARRAY
+    return None
+
+
+def _shape_error(cls: type[RudderEvent], data: JsonObject) -> InvalidEvent:
+    """The first field, in the order the fields are declared, whose shape is wrong."""
+    for name in (*RudderEvent.SCALARS, *RudderEvent.OBJECTS, *cls.SCALARS[3:]):
+        value = data.get(name)
+        if value is None:
+            continue
+        if name in RudderEvent.OBJECTS:
+            reason = NOT_OBJECT if not isinstance(value, dict) else None
+            if reason is None and name == "context":
+                reason = _context_problem(value)
+        else:
+            reason = NOT_SCALAR if isinstance(value, _CONTAINERS) else None
+        if reason is not None:
+            return InvalidEvent(f"Invalid event field {name}: {reason}", field=name)
+    raise AssertionError("_shape_error called for a well-formed event")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Identify(RudderEvent):
-    type: Literal["identify"]
+    pass
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Track(RudderEvent):
-    type: Literal["track"]
+    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"),)
+
     event: Any = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Screen(RudderEvent):
-    type: Literal["screen"]
+    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"), ("name", "name"))
+
     event: Any = None
     name: Any = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Group(RudderEvent):
-    type: Literal["group"]
-    group_id: Scalar | None = Field(default=None, alias="groupId")
+    SCALARS: ClassVar[tuple[str, ...]] = (*RudderEvent.SCALARS, "groupId")
+    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("groupId", "group_id"),)
+
+    group_id: Any = None
 
 
 Event = Identify | Track | Screen | Group
-
-_ROOTS: Final = {
-    "userId": "user_id",
-    "anonymousId": "anonymous_id",
-    "traits": "traits",
-    "context": "context",
-    "properties": "properties",
-    "event": "event",
-}

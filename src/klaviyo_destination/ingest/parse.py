@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from ..errors import ConfigurationError, DestinationError, InvalidEvent, UnsupportedEvent
 from ..js import truthy
-from .config import DestinationConfig, check_api_version, first_error
+from .config import DestinationConfig, check_api_version
 from .events import Event, Group, Identify, Screen, Track
 
 EVENT_MODELS: Final[Mapping[str, type[Event]]] = {
@@ -52,8 +50,4 @@ def _parse(raw: Any, config: DestinationConfig, *, require_key: bool) -> Event:
     model = EVENT_MODELS.get(lowered) if isinstance(event_type, str) else None
     if model is None:
         raise UnsupportedEvent(f"Event type {lowered} is not supported", field="type")
-    try:
-        return model.parse(raw)
-    except ValidationError as exc:
-        field, reason = first_error(exc)
-        raise InvalidEvent(f"Invalid event field {field}: {reason}", field=field) from None
+    return model.parse(raw)

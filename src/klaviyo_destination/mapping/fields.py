@@ -8,7 +8,7 @@ these tables. Paths start at an event field (``traits``, ``context``, ``properti
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,6 +22,46 @@ class Rule:
     key: str
     paths: PathList
     as_float: bool = False  # ecommerce ``$value``: parseFloat, error when it does not parse
+
+
+class RuleTable(tuple[Rule, ...]):
+    """Rules in emitted order, with an index from first-level keys to the paths they start.
+
+    Built once, so mapping an event only looks at the paths whose first key the event has:
+    ``steps`` lists every (rule, path) in priority order, ``keyed`` maps each root's first-level
+    keys to the positions in ``steps`` of the paths that step into them, and ``bare`` holds the
+    paths that are a root's value itself (``userId``). ``context.traits.x`` paths are indexed
+    below the ``context.traits`` root, which an event offers when no key of ``context`` has a
+    dot (``RudderEvent.roots``); the mapping falls back to walking every path otherwise.
+    """
+
+    steps: tuple[tuple[int, str, Path], ...]
+    keyed: tuple[tuple[str, dict[str, tuple[int, ...]]], ...]
+    bare: tuple[int, ...]
+
+    def __new__(cls, rules: Iterable[Rule]) -> RuleTable:
+        self = super().__new__(cls, rules)
+        steps: list[tuple[int, str, Path]] = []
+        keyed: dict[str, dict[str, list[int]]] = {}
+        bare: list[int] = []
+        for rule_index, rule in enumerate(self):
+            for path in rule.paths:
+                target = path.below_context_traits or path
+                position = len(steps)
+                steps.append((rule_index, target.root, target))
+                if not target.segments:
+                    bare.append(position)
+                    continue
+                keys = keyed.setdefault(target.root, {})
+                for key, _ in target.levels[0]:
+                    keys.setdefault(key, []).append(position)
+        self.steps = tuple(steps)
+        self.keyed = tuple(
+            (root, {key: tuple(found) for key, found in keys.items()})
+            for root, keys in keyed.items()
+        )
+        self.bare = tuple(bare)
+        return self
 
 
 def _paths(*texts: str) -> PathList:
@@ -80,36 +120,40 @@ TIMEZONE: Final = _paths("traits.timezone", "context.traits.timezone", "properti
 CONSENT: Final = _paths("context.traits.consent", "traits.consent", "properties.consent")
 
 # --- §6.3 identify: profile attributes, in emitted order ------------------------------------
-PROFILE_ATTRIBUTES: Final = (
-    Rule("external_id", USER_ID),
-    Rule("email", EMAIL_ONLY),
-    Rule("first_name", FIRST_NAME),
-    Rule("last_name", LAST_NAME),
-    Rule("phone_number", PHONE),
-    Rule("title", TITLE),
-    Rule("organization", ORGANIZATION),
-    Rule("location.city", CITY),
-    Rule("location.region", REGION),
-    Rule("location.country", COUNTRY),
-    Rule("location.zip", ZIP),
-    Rule("image", IMAGE),
-    Rule("location.timezone", TIMEZONE),
-    Rule("location.address1", STREET),
+PROFILE_ATTRIBUTES: Final = RuleTable(
+    (
+        Rule("external_id", USER_ID),
+        Rule("email", EMAIL_ONLY),
+        Rule("first_name", FIRST_NAME),
+        Rule("last_name", LAST_NAME),
+        Rule("phone_number", PHONE),
+        Rule("title", TITLE),
+        Rule("organization", ORGANIZATION),
+        Rule("location.city", CITY),
+        Rule("location.region", REGION),
+        Rule("location.country", COUNTRY),
+        Rule("location.zip", ZIP),
+        Rule("image", IMAGE),
+        Rule("location.timezone", TIMEZONE),
+        Rule("location.address1", STREET),
+    )
 )
 
 # --- §8.6 track/screen: the event's profile (no title/organization) -------------------------
-EVENT_PROFILE: Final = (
-    Rule("$email", EMAIL_ONLY),
-    Rule("$first_name", FIRST_NAME),
-    Rule("$last_name", LAST_NAME),
-    Rule("$phone_number", PHONE),
-    Rule("$city", CITY),
-    Rule("$region", REGION),
-    Rule("$country", COUNTRY),
-    Rule("$zip", ZIP),
-    Rule("$consent", CONSENT),
-    Rule("$image", IMAGE),
-    Rule("$address1", STREET),
+EVENT_PROFILE: Final = RuleTable(
+    (
+        Rule("$email", EMAIL_ONLY),
+        Rule("$first_name", FIRST_NAME),
+        Rule("$last_name", LAST_NAME),
+        Rule("$phone_number", PHONE),
+        Rule("$city", CITY),
+        Rule("$region", REGION),
+        Rule("$country", COUNTRY),
+        Rule("$zip", ZIP),
+        Rule("$consent", CONSENT),
+        Rule("$image", IMAGE),
+        Rule("$address1", STREET),
+    )
 )
 
 # --- §5.3 custom traits: top-level trait keys that never become custom properties -----------

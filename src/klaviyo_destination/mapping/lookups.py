@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InvalidEvent
 from ..ingest.events import RudderEvent
 from ..js import MISSING, JsonObject, js_number, kept, parse_float
-from .fields import EXCLUDED_TRAIT_KEYS, Rule
+from .fields import EXCLUDED_TRAIT_KEYS, Rule, RuleTable
 from .paths import UNSAFE_KEYS, Path, PathList, set_path, walk
 
 
@@ -40,8 +40,54 @@ def lookup(event: RudderEvent, paths: PathList) -> Any:
     return MISSING
 
 
-def map_event(rules: Iterable[Rule], event: RudderEvent) -> JsonObject:
-    """Build an object from a rule table whose paths start at event fields."""
+def map_event(table: RuleTable, event: RudderEvent) -> JsonObject:
+    """Build an object from a rule table whose paths start at event fields.
+
+    Only the paths whose first key the event has are walked, in the table's priority order;
+    the result is the same as :func:`map_each_rule`, which walks every path.
+    """
+    roots = event.roots
+    candidates = _candidates(table, roots)
+    if candidates is None:
+        return map_each_rule(table, event)
+    out: JsonObject = {}
+    done = -1
+    steps = table.steps
+    for position in sorted(candidates):
+        rule_index, root_name, path = steps[position]
+        if rule_index == done:
+            continue
+        root = roots.get(root_name)
+        if root is None:
+            continue
+        value = walk(root, path) if path.segments else root
+        if value is not MISSING and value is not None and kept(value):
+            _write(out, table[rule_index].key, value)
+            done = rule_index
+    return out
+
+
+def _candidates(table: RuleTable, roots: dict[str, Any]) -> list[int] | None:
+    """Positions in ``table.steps`` of the paths that can match, or ``None`` when the index
+    cannot tell: ``context`` has a dotted key, or a root is a primitive (which matches
+    whatever the path, §1)."""
+    if "context.traits" not in roots and roots.get("context") is not None:
+        return None
+    found = list(table.bare)
+    for root, keys in table.keyed:
+        value = roots.get(root)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return None
+        if value:
+            for key in keys.keys() & value.keys():
+                found.extend(keys[key])
+    return found
+
+
+def map_each_rule(rules: Iterable[Rule], event: RudderEvent) -> JsonObject:
+    """:func:`map_event` the plain way: a first-kept lookup per rule."""
     out: JsonObject = {}
     for rule in rules:
         value = lookup(event, rule.paths)
@@ -57,8 +103,15 @@ def map_object(rules: Iterable[Rule], obj: Any) -> JsonObject:
     empty string reaches the ``$value`` conversion and fails there, as in the reference.
     """
     out: JsonObject = {}
+    is_object = isinstance(obj, dict)
     for rule in rules:
-        value = walk(obj, rule.paths[0])
+        path = rule.paths[0]
+        segments = path.segments
+        # one segment in an object is one look-up: what walk() would find, without the call
+        if is_object and len(segments) == 1:
+            value = obj.get(segments[0], MISSING)
+        else:
+            value = walk(obj, path)
         if rule.as_float and value is not MISSING and value is not None:
             _write(out, rule.key, _as_float(value))  # always written: 0 is kept, ±Infinity is null
         elif kept(value):

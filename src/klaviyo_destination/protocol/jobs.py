@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from ..errors import DestinationError, InvalidEvent
-from ..ingest.config import parse_config
+from ..ingest.config import DestinationConfig, parse_config
 from ..pipeline import plan_event
 from ..planned import PlannedEvent
 from .lookup import ProfileLookup, resolve_identify
@@ -72,7 +72,8 @@ async def plan_jobs(
 
     Only look-ups become tasks: a batch of track events is planned without scheduling any.
     """
-    planned = [_plan(job) for job in jobs]
+    configs = _Configs()
+    planned = [_plan(job, configs) for job in jobs]
     pending = [
         index
         for index, event in enumerate(planned)
@@ -87,14 +88,38 @@ async def plan_jobs(
     return planned
 
 
-def _plan(job: Job) -> PlannedEvent:
+class _Configs:
+    """The parsed config of the previous job, reused while the next job's config is equal.
+
+    A request's jobs nearly always share one destination; comparing two small dicts costs a
+    fraction of validating one again. A parsed config is frozen, so sharing it is safe. Equal
+    is also same-typed value by value, because ``1 == True`` but ``listId`` keeps its type.
+    """
+
+    __slots__ = ("_parsed", "_raw", "_types")
+
+    def __init__(self) -> None:
+        self._raw: Mapping[str, Any] | None = None
+        self._types: list[type] = []
+        self._parsed: DestinationConfig | None = None
+
+    def parse(self, raw: Mapping[str, Any]) -> DestinationConfig:
+        types = list(map(type, raw.values()))
+        if self._parsed is None or raw != self._raw or types != self._types:
+            self._parsed = None
+            self._parsed = parse_config(raw)  # an invalid config raises and is not kept
+            self._raw, self._types = raw, types
+        return self._parsed
+
+
+def _plan(job: Job, configs: _Configs) -> PlannedEvent:
     if job.error is not None:
         return PlannedEvent(None, None, "", error=job.error)
     if not isinstance(job.message, dict):
         error = InvalidEvent("message must be a JSON object", field="message")
         return PlannedEvent(None, None, "", error=error)
     try:
-        config = parse_config(job.config)
+        config = configs.parse(job.config)
     except DestinationError as error:
         message = job.message
         return PlannedEvent(message.get("messageId"), message.get("type"), "", error=error)
