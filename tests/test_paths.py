@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from klaviyo_destination.ingest.body import brackets_nest_within, too_deep
 from klaviyo_destination.js import MISSING, js_number, kept, parse_float, truthy
@@ -208,3 +210,23 @@ def test_brackets_nest_within(raw: bytes, limit: int, within: bool) -> None:
     assert brackets_nest_within(raw, limit) is within
     if within:  # what it proves holds for the parsed value (a scalar counts one level more)
         assert not too_deep(orjson.loads(raw), limit + 1)
+
+
+def _pairs_within(raw: bytes, limit: int) -> bool:
+    """The rule, said plainly: every bracket closes the latest open one of its kind, and the
+    stack never holds more than ``limit``."""
+    stack: list[int] = []
+    for byte in raw:
+        if byte in b"[{":
+            stack.append(byte)
+            if len(stack) > limit:
+                return False
+        elif byte in b"]}" and (not stack or stack.pop() != byte - 2):  # "[" is "]" - 2
+            return False
+    return not stack
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text('[]{}a"', max_size=24).map(str.encode), st.integers(0, 8))
+def test_brackets_nest_within_is_the_bracket_rule(raw: bytes, limit: int) -> None:
+    assert brackets_nest_within(raw, limit) is _pairs_within(raw, limit)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +68,6 @@ def too_deep(value: Any, max_depth: int) -> bool:
 _CONTAINERS = (dict, list)
 #: Every byte but the four brackets, for ``bytes.translate(None, ...)``.
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
 
 
 def brackets_nest_within(raw: bytes | bytearray, limit: int) -> bool:
@@ -78,12 +76,14 @@ def brackets_nest_within(raw: bytes | bytearray, limit: int) -> bool:
     pair up count too), and then the parsed value has to be walked.
 
     All of it at C speed: the brackets alone, then one pass per level removing empty pairs.
+    A pass marks the ``[]`` pairs before removing the ``{}`` ones, so that ``{[]}`` loses one
+    level, not two (``bytes.replace`` three times is several times cheaper than a regex).
     """
-    nest = bytes(raw).translate(None, _NOT_BRACKETS)
+    nest = raw.translate(None, _NOT_BRACKETS)
     for _ in range(limit):
         if not nest:
             return True
-        shorter = _EMPTY_PAIR.sub(b"", nest)
+        shorter = nest.replace(b"[]", b"x").replace(b"{}", b"").replace(b"x", b"")
         if len(shorter) == len(nest):
             return False
         nest = shorter

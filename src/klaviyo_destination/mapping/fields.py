@@ -24,6 +24,11 @@ class Rule:
     as_float: bool = False  # ecommerce ``$value``: parseFloat, error when it does not parse
 
 
+#: One path of a rule table: (the rule's position, the root the path starts from, the key the
+#: rule writes, the path, and its only segment when it has exactly one, else ``None``).
+Step = tuple[int, str, str, Path, str | None]
+
+
 class RuleTable(tuple[Rule, ...]):
     """Rules in emitted order, with an index from first-level keys to the paths they start.
 
@@ -35,20 +40,21 @@ class RuleTable(tuple[Rule, ...]):
     dot (``RudderEvent.roots``); the mapping falls back to walking every path otherwise.
     """
 
-    steps: tuple[tuple[int, str, Path], ...]
+    steps: tuple[Step, ...]
     keyed: tuple[tuple[str, dict[str, tuple[int, ...]]], ...]
     bare: tuple[int, ...]
 
     def __new__(cls, rules: Iterable[Rule]) -> RuleTable:
         self = super().__new__(cls, rules)
-        steps: list[tuple[int, str, Path]] = []
+        steps: list[Step] = []
         keyed: dict[str, dict[str, list[int]]] = {}
         bare: list[int] = []
         for rule_index, rule in enumerate(self):
             for path in rule.paths:
                 target = path.below_context_traits or path
+                single = target.segments[0] if len(target.segments) == 1 else None
                 position = len(steps)
-                steps.append((rule_index, target.root, target))
+                steps.append((rule_index, target.root, rule.key, target, single))
                 if not target.segments:
                     bare.append(position)
                     continue
@@ -166,8 +172,8 @@ EXCLUDED_TRAIT_KEYS: Final = frozenset({
 # --- §8.3 ecommerce -------------------------------------------------------------------------
 
 
-def _relative(*pairs: tuple[str, str]) -> tuple[Rule, ...]:
-    return tuple(
+def _relative(*pairs: tuple[str, str]) -> RuleTable:
+    return RuleTable(
         Rule(key, PathList([Path.relative("", tuple(source.split(".")))]), as_float=key == "$value")
         for key, source in pairs
     )
@@ -191,7 +197,7 @@ STARTED_CHECKOUT: Final = _relative(
 )  # fmt: skip
 
 #: normalised event name (trimmed, lower-cased) → (Klaviyo metric name, property table)
-ECOMMERCE_EVENTS: Final[Mapping[str, tuple[str, tuple[Rule, ...]]]] = {
+ECOMMERCE_EVENTS: Final[Mapping[str, tuple[str, RuleTable]]] = {
     "product viewed": ("Viewed Product", VIEWED_PRODUCT),
     "product clicked": ("Viewed Product", VIEWED_PRODUCT),
     "product added": ("Added to Cart", ADDED_TO_CART),

@@ -54,15 +54,20 @@ def map_event(table: RuleTable, event: RudderEvent) -> JsonObject:
     done = -1
     steps = table.steps
     for position in sorted(candidates):
-        rule_index, root_name, path = steps[position]
+        rule_index, root_name, key, path, single = steps[position]
         if rule_index == done:
             continue
         root = roots.get(root_name)
         if root is None:
             continue
-        value = walk(root, path) if path.segments else root
+        # A one-segment path into an object (a keyed root is one, or None) is one dict look-up;
+        # absent reads as None, which the kept-rule drops as it drops MISSING.
+        if single is not None:
+            value = root.get(single)
+        else:
+            value = walk(root, path) if path.segments else root
         if value is not MISSING and value is not None and kept(value):
-            _write(out, table[rule_index].key, value)
+            _write(out, key, value)
             done = rule_index
     return out
 
@@ -96,7 +101,7 @@ def map_each_rule(rules: Iterable[Rule], event: RudderEvent) -> JsonObject:
     return out
 
 
-def map_object(rules: Iterable[Rule], obj: Any) -> JsonObject:
+def map_object(table: RuleTable, obj: Any) -> JsonObject:
     """Build an object from a single-path rule table relative to ``obj`` (ecommerce, items).
 
     A single-path rule reads the raw value and applies the kept-rule afterwards (§1), so an
@@ -104,27 +109,22 @@ def map_object(rules: Iterable[Rule], obj: Any) -> JsonObject:
     """
     out: JsonObject = {}
     is_object = isinstance(obj, dict)
-    for rule in rules:
-        path = rule.paths[0]
-        segments = path.segments
+    for rule_index, _, key, path, single in table.steps:
         # one segment in an object is one look-up: what walk() would find, without the call
-        if is_object and len(segments) == 1:
-            value = obj.get(segments[0], MISSING)
-        else:
-            value = walk(obj, path)
-        if rule.as_float and value is not MISSING and value is not None:
-            _write(out, rule.key, _as_float(value))  # always written: 0 is kept, ±Infinity is null
+        value = obj.get(single, MISSING) if is_object and single is not None else walk(obj, path)
+        if table[rule_index].as_float and value is not MISSING and value is not None:
+            _write(out, key, _as_float(value))  # always written: 0 is kept, ±Infinity is null
         elif kept(value):
-            _write(out, rule.key, value)
+            _write(out, key, value)
     return out
 
 
 def _write(out: JsonObject, key: str, value: Any) -> None:
-    head, dot, tail = key.partition(".")
-    if dot:
-        out.setdefault(head, {})[tail] = value
-    else:
+    if "." not in key:
         out[key] = value
+    else:
+        head, _, tail = key.partition(".")
+        out.setdefault(head, {})[tail] = value
 
 
 def _as_float(value: Any) -> int | float | None:

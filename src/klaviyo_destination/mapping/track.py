@@ -20,7 +20,7 @@ from .fields import (
     MISSING_METRIC_MESSAGE,
     STRIPPED_EVENT_PROPERTIES,
     USER_ID,
-    Rule,
+    RuleTable,
 )
 from .identify import NO_EMAIL_OR_PHONE
 from .lookups import (
@@ -65,7 +65,7 @@ def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedReques
     return [planned.create_event(attributes)]
 
 
-def _ecommerce(properties: JsonObject, metric: str, table: tuple[Rule, ...]) -> JsonObject:
+def _ecommerce(properties: JsonObject, metric: str, table: RuleTable) -> JsonObject:
     mapped = map_object(table, properties)
     items = _items(properties)
     if items:

@@ -1,0 +1,142 @@
+"""One route's cost per request and per event, in this process, through the whole ASGI app.
+
+    .venv/bin/python bench/profile_request.py [--route processor] [--batch 100] [--requests 300]
+        [--runs 3] [--log] [--profile tottime]
+
+The app is the one ``serve`` builds (``create_app``, its lifespan, every middleware), called
+directly with ASGI messages, so the figures leave out only uvicorn and the socket. Bodies are
+the benchmark's own (``bench_service.bodies``: the corpus, with rudder-server's metadata and
+whole destination per job). Logging is off unless ``--log`` (then the request lines go through
+the service's own JSON formatter to /dev/null). ``--profile`` adds a cProfile table of one
+more run, sorted by the given key. Used to profile before changing anything, and for the
+before/after figures in bench/optimisations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import logging
+import os
+import pstats
+import statistics
+import sys
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_service import PROCESSOR, ROUTER, WEBHOOK, bodies, corpus_without_identify
+from klaviyo_destination import logs
+from klaviyo_destination.app import create_app
+from klaviyo_destination.settings import Settings
+
+ROUTES = {"processor": PROCESSOR, "router": ROUTER, "webhook-dry-run": "/v1/transform"}
+Message = MutableMapping[str, Any]
+
+
+def _scope(path: str, body: bytes, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"host", b"localhost"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8080),
+        "state": dict(state),
+    }
+
+
+async def _measure(
+    path: str, payloads: list[bytes], requests: int, runs: int, sort: str | None
+) -> tuple[list[float], str | None]:
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr("pk_bench"), klaviyo_base_url="http://127.0.0.1:9"
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        asgi, state = manager.app, dict(manager._state)
+
+        async def one(body: bytes) -> None:
+            sent: list[Message] = []
+            messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def receive() -> Message:
+                return messages.pop() if messages else {"type": "http.disconnect"}
+
+            async def send(message: Message) -> None:
+                sent.append(message)
+
+            await asgi(_scope(path, body, state), receive, send)
+            if sent[0]["status"] != 200:
+                raise SystemExit(f"{path} answered {sent[0]['status']}: {sent[1:]}")
+
+        async def run() -> float:
+            started = time.perf_counter()
+            for index in range(requests):
+                await one(payloads[index % len(payloads)])
+            return (time.perf_counter() - started) / requests
+
+        for body in payloads[:20]:
+            await one(body)  # warm-up
+        times = [await run() for _ in range(runs)]
+        table = None
+        if sort is not None:
+            profile = cProfile.Profile()
+            profile.enable()
+            await run()
+            profile.disable()
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats(sort).print_stats(40)
+            table = out.getvalue()
+        return times, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--route", choices=sorted(ROUTES), default="processor")
+    parser.add_argument("--batch", type=int, default=100, help="events a request")
+    parser.add_argument("--requests", type=int, default=300, help="requests a run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--log", action="store_true", help="keep the request log lines on")
+    parser.add_argument("--profile", metavar="SORT", default=None, help="e.g. tottime")
+    args = parser.parse_args()
+    if args.log:
+        stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # noqa: SIM115
+        logs.configure(["pk_bench"], "INFO", json=True)  # the handler keeps /dev/null
+        sys.stdout = stdout
+    else:
+        logging.disable(logging.CRITICAL)
+    path = ROUTES[args.route]
+    events = corpus_without_identify(1000)
+    payloads = bodies(WEBHOOK if path == "/v1/transform" else path, events, args.batch)
+    times, table = asyncio.run(_measure(path, payloads, args.requests, args.runs, args.profile))
+    best, median = min(times), statistics.median(times)
+    print(
+        f"{args.route}, {args.batch} event(s) a request, {args.runs} runs of {args.requests}: "
+        f"median {median * 1e6:,.1f} us a request ({median / args.batch * 1e6:,.1f} us an event),"
+        f" best {best * 1e6:,.1f} us ({best / args.batch * 1e6:,.1f} us an event)"
+    )
+    if table is not None:
+        print(table)
+
+
+if __name__ == "__main__":
+    main()
