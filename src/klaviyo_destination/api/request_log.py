@@ -14,6 +14,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..logs import log_fields
 from .metrics import HttpMetrics
 
 logger = logging.getLogger("klaviyo_destination.requests")
@@ -92,4 +93,4 @@ class RequestLog:
                 **scope.get("state", {}).get(_FIELDS, {}),
             }
             level = logging.WARNING if status >= 500 else logging.INFO
-            logger.log(level, "%s %s %d", scope["method"], scope["path"], status, extra=fields)
+            log_fields(logger, level, fields, "%s %s %d", scope["method"], scope["path"], status)
