@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -314,3 +315,12 @@ async def test_a_request_line_written_directly_has_its_fields(
         "rejected": 0,
         "failed": 0,
     }
+
+
+@pytest.mark.anyio
+async def test_a_new_request_id_is_a_uuid4_in_hex(client: httpx.AsyncClient) -> None:
+    ids = [(await client.get("/health")).headers["x-request-id"] for _ in range(20)]
+    assert len(set(ids)) == 20
+    for request_id in ids:
+        parsed = uuid.UUID(hex=request_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (request_id, 4, uuid.RFC_4122)
