@@ -7,8 +7,11 @@ the tests parse what it printed, so a field that never reaches the output fails 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -211,3 +214,113 @@ def test_basic_auth_header_in_a_field_is_masked(printed: Any) -> None:
     logging.getLogger("klaviyo_destination.test").info("x", extra={"token": TOKEN, "b": basic})
     [line] = printed()
     assert line["token"] == "**********"
+
+
+@contextlib.contextmanager
+def our_handler_alone() -> Iterator[None]:
+    """Only the service's handler on the root logger, as in ``serve``: pytest's capture handlers
+    otherwise send every line through ``logger.log`` (log_fields' path when others listen).
+    Restored in place, within the test, so that pytest removes its handlers from the list it
+    added them to."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [h for h in saved if h.get_name() == "klaviyo-destination"]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return f"<opaque {KEY}>"
+
+
+@pytest.mark.usefixtures("printed")
+def test_log_fields_writes_the_line_logger_log_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)  # one clock for both lines
+    logger = logging.getLogger("klaviyo_destination.requests")
+    fields = {
+        "method": "POST",
+        "path": "/v1/events",
+        "status": 401,
+        "duration_ms": 0.25,
+        "request_id": "req-ü",
+        "reason": f"Authorization: Bearer {TOKEN}",
+        "key": KEY,
+        "seen": Opaque(),
+        "nested": {"jobs": [1, None]},
+    }
+    with our_handler_alone():
+        logger.log(logging.WARNING, "%s %s %d", "POST", "/v1/events", 401, extra=fields)
+        logs.log_fields(logger, logging.WARNING, fields, "%s %s %d", "POST", "/v1/events", 401)
+    root = logging.getLogger()
+    [handler] = [h for h in root.handlers if h.get_name() == "klaviyo-destination"]
+    assert isinstance(handler, logging.StreamHandler)
+    text = handler.stream.getvalue()
+    first, second = text.splitlines()
+    assert first == second
+    assert KEY not in text
+    assert TOKEN not in text
+    assert orjson.loads(first)["seen"] == "<opaque **********>"
+
+
+def test_log_fields_keeps_to_the_log_level(printed: Any) -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    logger = logging.getLogger("klaviyo_destination.requests")
+    with our_handler_alone():
+        logs.log_fields(logger, logging.INFO, {"status": 200}, "GET /health 200")
+        logs.log_fields(logger, logging.WARNING, {"status": 500}, "GET /health 500")
+    [line] = printed()
+    assert (line["level"], line["message"], line["status"]) == ("warning", "GET /health 500", 500)
+
+
+def test_log_fields_gives_other_handlers_the_record(
+    printed: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("klaviyo_destination.requests")
+    logs.log_fields(logger, logging.INFO, {"status": 200, "request_id": "r1"}, "%s %d", "GET", 200)
+    [record] = [r for r in caplog.records if r.name == logger.name]
+    assert (record.getMessage(), logs.fields_of(record)) == (
+        "GET 200",
+        {"status": 200, "request_id": "r1"},
+    )
+    [line] = printed()
+    assert (line["message"], line["request_id"]) == ("GET 200", "r1")
+
+
+@pytest.mark.anyio
+async def test_a_request_line_written_directly_has_its_fields(
+    client: httpx.AsyncClient, klaviyo: respx.MockRouter, printed: Any
+) -> None:
+    klaviyo.post("/api/events").respond(202)
+    with our_handler_alone():
+        response = await client.post(
+            "/v1/events", json=[TRACK, TRACK], headers={**auth(), "X-Request-ID": "req-8"}
+        )
+    assert response.status_code == 200
+    [line] = request_lines(printed())
+    assert line == {
+        "time": line["time"],
+        "level": "info",
+        "logger": "klaviyo_destination.requests",
+        "message": "POST /v1/events 200",
+        "method": "POST",
+        "path": "/v1/events",
+        "status": 200,
+        "duration_ms": line["duration_ms"],
+        "request_id": "req-8",
+        "events": 2,
+        "delivered": 2,
+        "rejected": 0,
+        "failed": 0,
+    }
+
+
+@pytest.mark.anyio
+async def test_a_new_request_id_is_a_uuid4_in_hex(client: httpx.AsyncClient) -> None:
+    ids = [(await client.get("/health")).headers["x-request-id"] for _ in range(20)]
+    assert len(set(ids)) == 20
+    for request_id in ids:
+        parsed = uuid.UUID(hex=request_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (request_id, 4, uuid.RFC_4122)

@@ -66,6 +66,22 @@ def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
     return received, False
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer with a Content-Length, however the server's writes arrive."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return answer[: len(head) + 4] + body
+
+
 def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)
@@ -130,6 +146,24 @@ def test_half_sent_headers_are_closed_after_header_timeout(edge: Server) -> None
         nothing, closed = read_until_closed(silent, 2)
         assert closed, "a connection that sends nothing is held open"
         assert nothing == b""  # nothing was asked: no answer
+
+
+def test_each_request_on_a_connection_gets_its_own_header_timeout(edge: Server) -> None:
+    """The header deadline runs from each request's first byte, however the requests before it
+    on the same connection were timed."""
+    get = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\n\r\n".encode()
+    with connect(edge) as sock:
+        for pause in (0.0, 0.45):  # two whole requests, the second within the first's second
+            time.sleep(pause)
+            sock.sendall(get)
+            assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.3)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        started = time.monotonic()
+        answer, closed = read_until_closed(sock, 5)
+    assert closed
+    assert 0.8 < time.monotonic() - started < 3, "not HEADER_TIMEOUT from this request's start"
+    assert status_and_body(answer)[0] == 408
 
 
 def test_a_stalled_body_is_cut_after_body_timeout(edge: Server) -> None:

@@ -25,7 +25,18 @@ class HttpMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        #: each label set's two children: ``labels()`` (validation, a lock, the string key)
+        #: cost 3 of an observation's 4 us, on every request
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
-        self.latency.labels(route=route).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.latency.labels(route=route),
+            )
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)

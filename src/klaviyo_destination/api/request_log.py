@@ -7,13 +7,14 @@ error handlers add fields through :func:`annotate` (event counts, the error code
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..logs import log_fields
 from .metrics import HttpMetrics
 
 logger = logging.getLogger("klaviyo_destination.requests")
@@ -21,6 +22,9 @@ logger = logging.getLogger("klaviyo_destination.requests")
 _HEADER: Final = b"x-request-id"
 _FIELDS: Final = "log_fields"
 _MAX_ID: Final = 128
+#: A version-4 UUID's version and variant bits, kept and set on 128 random bits.
+_UUID4_KEEP: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
 
 
 def annotate(request: Request, **fields: Any) -> None:
@@ -41,7 +45,12 @@ def _request_id(scope: Scope) -> str:
             text: str = value.decode()
             if text.isprintable():
                 return text
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """``uuid.uuid4().hex`` without the ``UUID`` object, which was two thirds of its 1.6 us."""
+    return "%032x" % (int.from_bytes(os.urandom(16), "big") & _UUID4_KEEP | _UUID4_SET)
 
 
 def route_of(scope: Scope) -> str:
@@ -92,4 +101,4 @@ class RequestLog:
                 **scope.get("state", {}).get(_FIELDS, {}),
             }
             level = logging.WARNING if status >= 500 else logging.INFO
-            logger.log(level, "%s %s %d", scope["method"], scope["path"], status, extra=fields)
+            log_fields(logger, level, fields, "%s %s %d", scope["method"], scope["path"], status)
