@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klaviyo_destination.ingest.body import brackets_nest_within, too_deep
+from klaviyo_destination.ingest.body import brackets_nest_within, parsed_nests_within, too_deep
 from klaviyo_destination.js import MISSING, js_number, kept, parse_float, truthy
 from klaviyo_destination.mapping.paths import Path, flatten, set_path, walk
 
@@ -230,3 +230,24 @@ def _pairs_within(raw: bytes, limit: int) -> bool:
 @given(st.text('[]{}a"', max_size=24).map(str.encode), st.integers(0, 8))
 def test_brackets_nest_within_is_the_bracket_rule(raw: bytes, limit: int) -> None:
     assert brackets_nest_within(raw, limit) is _pairs_within(raw, limit)
+
+
+json_trees = st.recursive(
+    st.none() | st.integers(-1000, 1000) | st.text("[]{}a", max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_trees, st.integers(0, 8))
+def test_a_parsed_body_proven_within_a_limit_holds_it(value: Any, limit: int) -> None:
+    """Counting opening brackets (string contents included) can only over-count the nesting;
+    what is proven holds for the parsed value (a scalar counts one level more)."""
+    raw = orjson.dumps(value)
+    if parsed_nests_within(raw, limit):
+        assert not too_deep(orjson.loads(raw), limit + 1)
+    if brackets_nest_within(raw, limit):
+        assert parsed_nests_within(raw, limit)

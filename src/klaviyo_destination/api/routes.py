@@ -198,7 +198,8 @@ async def post_processor(request: Request, destination: str) -> Response:
         items = await front.processor(
             body,
             request.headers.raw,
-            path=request.url.path,
+            # the route's own path (what request.url.path gives here, without building a URL)
+            path=request.scope["path"],
             filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
             base_url=_klaviyo_url(request),
         )

@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from ..errors import BadRequest, InvalidEvent
-from ..ingest.body import brackets_nest_within, too_deep
+from ..ingest.body import parsed_nests_within, too_deep
 from .jobs import Job
 
 COMPACTED: Final = "json+compactedv1"
@@ -118,7 +118,7 @@ def _checked(
     # the two (or three) levels of jobs around it, plus one for a value inside the innermost:
     # most bodies skip the walks.
     measure = size > limits.max_event_bytes
-    walk = raw is None or not brackets_nest_within(raw, limits.max_depth + 1)
+    walk = raw is None or not parsed_nests_within(raw, limits.max_depth + 1)
     if not (measure or walk):
         return parsed
     jobs = list(parsed.jobs)
