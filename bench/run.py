@@ -55,7 +55,8 @@ def document(sections: list[str], rounds: int) -> str:
     head = f"""# Benchmarks
 
 Written by `make bench` (`bench/run.py`) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; every figure
-below is from that one run. Machine: {machine()}.
+in (a) to (c) is from that one run; the tables of what was optimised, at the end, carry their
+own dated before/after measurements. Machine: {machine()}.
 
 **Corpus** (`support/events.py`, seed 20230222): 1,000 events of about 1.9 kB of JSON, track
 (ecommerce and custom), screen and group, each with a full RudderStack JS-SDK `context`; no
