@@ -24,19 +24,22 @@ MAX_LINES: Final = 400
 #: What each part may import from this package: the pipeline's direction, bottom to top.
 ALLOWED: Final = {
     "js": set(),
+    "records": set(),
     "errors": set(),
     "redact": set(),
-    "planned": {"errors", "js"},
-    "settings": {"planned", "errors", "js"},
-    "ingest": {"ingest", "errors", "js", "settings", "planned"},
-    "mapping": {"mapping", "ingest", "planned", "errors", "js", "settings"},
-    "pipeline": {"ingest", "mapping", "planned", "errors", "js", "settings"},
-    "klaviyo": {"klaviyo", "mapping", "ingest", "planned", "errors", "js", "redact", "settings"},
+    "planned": {"errors", "js", "records"},
+    "settings": {"planned", "errors", "js", "records"},
+    "ingest": {"ingest", "errors", "js", "records", "settings", "planned"},
+    "mapping": {"mapping", "ingest", "planned", "errors", "js", "records", "settings"},
+    "pipeline": {"ingest", "mapping", "planned", "errors", "js", "records", "settings"},
+    "klaviyo": {
+        "klaviyo", "mapping", "ingest", "planned", "errors", "js", "records", "redact", "settings",
+    },
     "protocol": {
         "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned", "errors", "js",
-        "redact", "settings",
+        "records", "redact", "settings",
     },
-    "emulator": {"emulator", "planned", "js"},
+    "emulator": {"emulator", "planned", "js", "records"},
     "logs": {"redact"},
 }  # fmt: skip
 #: The top of the tree wires everything together.

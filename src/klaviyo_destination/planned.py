@@ -6,12 +6,13 @@ Klaviyo client (``klaviyo/headers.py``), so nothing produced by the mapping can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Final, Literal
 
 from .errors import DestinationError
 from .js import JsonObject
+from .records import record
 
 REVISION: Final = "2023-02-22"
 DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
@@ -34,7 +35,7 @@ class Endpoint(StrEnum):
     SUBSCRIPTIONS = SUBSCRIPTIONS_PATH
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlannedRequest:
     """One Klaviyo call the mapping wants made: method, path below the base URL, JSON body.
 
@@ -91,7 +92,7 @@ def subscriptions_of(request: PlannedRequest) -> list[JsonObject]:
     return subs
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlannedEvent:
     """One input event after mapping: who it is for, and its requests or why it can't be sent.
 

@@ -11,11 +11,12 @@ model cost more than the mapping itself at a hundred events a request (bench/opt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, Final, Self
 
 from ..errors import InvalidEvent
 from ..js import JsonObject
+from ..records import record
 
 #: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
 _CONTAINERS: Final = (dict, list)
@@ -28,7 +29,7 @@ CONTEXT_TRAITS_NOT_OBJECT: Final = "context.traits must be a JSON object"
 EXTERNAL_ID_NOT_ARRAY: Final = "context.externalId must be a JSON array"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class RudderEvent:
     """The fields of RudderStack's event spec that the Klaviyo mapping reads."""
 
@@ -140,19 +141,19 @@ def _shape_error(cls: type[RudderEvent], data: JsonObject) -> InvalidEvent:
     raise AssertionError("_shape_error called for a well-formed event")  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class Identify(RudderEvent):
     pass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class Track(RudderEvent):
     OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"),)
 
     event: Any = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class Screen(RudderEvent):
     OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"), ("name", "name"))
 
@@ -160,7 +161,7 @@ class Screen(RudderEvent):
     name: Any = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class Group(RudderEvent):
     SCALARS: ClassVar[tuple[str, ...]] = (*RudderEvent.SCALARS, "groupId")
     OWN: ClassVar[tuple[tuple[str, str], ...]] = (("groupId", "group_id"),)

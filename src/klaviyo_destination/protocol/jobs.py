@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
@@ -16,10 +15,11 @@ from ..errors import DestinationError, InvalidEvent
 from ..ingest.config import DestinationConfig, parse_config
 from ..pipeline import plan_event
 from ..planned import PlannedEvent
+from ..records import record
 from .lookup import ProfileLookup, resolve_identify
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Job:
     """One element of a processor or router request."""
 
