@@ -37,31 +37,10 @@ from bench.bench_service import PROCESSOR, ROUTER, WEBHOOK, bodies, corpus_witho
 from klaviyo_destination import logs
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.asgi import post_scope
 
 ROUTES = {"processor": PROCESSOR, "router": ROUTER, "webhook-dry-run": "/v1/transform"}
 Message = MutableMapping[str, Any]
-
-
-def _scope(path: str, body: bytes, state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"host", b"localhost"),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8080),
-        "state": dict(state),
-    }
 
 
 async def _measure(
@@ -84,7 +63,12 @@ async def _measure(
             async def send(message: Message) -> None:
                 sent.append(message)
 
-            await asgi(_scope(path, body, state), receive, send)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"host", b"localhost"),
+            ]
+            await asgi(post_scope(path, headers, state), receive, send)
             if sent[0]["status"] != 200:
                 raise SystemExit(f"{path} answered {sent[0]['status']}: {sent[1:]}")
 

@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
+from support.asgi import post_scope
 from support.events import signed_up
 from support.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
 
@@ -323,23 +324,9 @@ async def test_a_client_that_disconnects_mid_body_is_one_info_line(
 # --- item 8: the body read deadline, in process -------------------------------------------------
 
 
-def _post_scope(path: str = "/v1/events") -> dict[str, Any]:
+def _post_scope() -> dict[str, Any]:
     headers = [(b"host", b"localhost"), (b"content-type", b"application/json")]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [*headers, (b"content-length", b"1000")],
-        "client": (LOOPBACK, 50000),
-        "server": (LOOPBACK, 8080),
-        "state": {},
-    }
+    return post_scope("/v1/events", [*headers, (b"content-length", b"1000")])
 
 
 @pytest.mark.anyio
