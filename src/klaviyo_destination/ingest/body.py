@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest, PayloadTooLarge
+from ..js import JSON_CONTAINERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +61,11 @@ def too_deep(value: Any, max_depth: int) -> bool:
                 below.extend(node)
         if below and depth >= max_depth:
             return True
-        level = [child for child in below if isinstance(child, _CONTAINERS)]
+        level = [child for child in below if isinstance(child, JSON_CONTAINERS)]
         depth += 1
     return False
 
 
-_CONTAINERS = (dict, list)
 #: Every byte but the four brackets, for ``bytes.translate(None, ...)``.
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 

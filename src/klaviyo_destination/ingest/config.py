@@ -11,12 +11,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from ..errors import ConfigurationError
+from ..js import JSON_CONTAINERS
 from ..settings import Settings
+from .events import NOT_SCALAR
 
 
 def _scalar(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        raise ValueError("must be a string or a number, not an object or array")
+    if isinstance(value, JSON_CONTAINERS):
+        raise ValueError(NOT_SCALAR)
     return value
 
 

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import InvalidEvent
-from ..js import MISSING
+from ..js import JSON_CONTAINERS, MISSING
 
 UNSAFE_KEYS: Final = frozenset({"__proto__", "constructor", "prototype"})
-#: a tuple, not ``dict | list``: isinstance is faster with it on Python 3.11
-_CONTAINERS: Final = (dict, list)
 #: Integer segments of dotted keys create arrays padded with nulls up to the index; a larger
 #: index would turn a few bytes of input into megabytes of nulls, so the event is refused.
 MAX_ARRAY_INDEX: Final = 1000
@@ -99,7 +97,7 @@ def walk(value: Any, path: Path) -> Any:
     product arrays of primitives depend on it). Keys that literally contain dots match too:
     at each level the whole remaining path is tried first, then shorter joins.
     """
-    if not isinstance(value, _CONTAINERS):
+    if not isinstance(value, JSON_CONTAINERS):
         return value
     segments, levels = path.segments, path.levels
     index, count = 0, len(segments)
@@ -134,7 +132,7 @@ def set_path(target: dict[str, Any], key: str, value: Any) -> None:
     container: Any = target
     for position, segment in enumerate(segments[:-1]):
         child = _get_child(container, segment)
-        if not isinstance(child, dict | list):
+        if not isinstance(child, JSON_CONTAINERS):
             child = [] if _is_index(segments[position + 1]) else {}
             _set_child(container, segment, child)
         container = child
@@ -216,7 +214,7 @@ def _flatten_value(value: Any, key: str, out: dict[str, Any]) -> None:
     elif (
         isinstance(value, list)
         and value
-        and (value[0] is None or isinstance(value[0], dict | list))
+        and (value[0] is None or isinstance(value[0], JSON_CONTAINERS))
     ):
         for index, item in enumerate(value):
             _flatten_array_item(item, f"{key}[{index}]", out)
@@ -228,7 +226,7 @@ def _flatten_array_item(item: Any, key: str, out: dict[str, Any]) -> None:
     if (
         isinstance(item, list)
         and item
-        and not (item[0] is None or isinstance(item[0], dict | list))
+        and not (item[0] is None or isinstance(item[0], JSON_CONTAINERS))
     ):
         out[key] = item  # an inner array of primitives is kept whole
     else:

@@ -106,7 +106,6 @@ class _Configs:
     def parse(self, raw: Mapping[str, Any]) -> DestinationConfig:
         types = list(map(type, raw.values()))
         if self._parsed is None or raw != self._raw or types != self._types:
-            self._parsed = None
             self._parsed = parse_config(raw)  # an invalid config raises and is not kept
             self._raw, self._types = raw, types
         return self._parsed
