@@ -12,7 +12,7 @@ model cost more than the mapping itself at a hundred events a request (bench/opt
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self, cast
 
 from ..errors import InvalidEvent
 from ..js import JSON_CONTAINERS, JsonObject
@@ -36,6 +36,8 @@ class RudderEvent:
     OBJECTS: ClassVar[tuple[str, ...]] = ("traits", "context", "properties", "integrations")
     #: the fields a subclass adds: (JSON name, attribute), after the common ones
     OWN: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: the scalars a subclass adds, checked after ``OBJECTS``
+    EXTRA_SCALARS: ClassVar[tuple[str, ...]] = ()
 
     type: str
     user_id: Any = None
@@ -54,64 +56,76 @@ class RudderEvent:
     roots: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "roots", self._roots())
+        object.__setattr__(self, "roots", _roots(self))
 
     @classmethod
     def parse(cls, data: JsonObject) -> Self:
-        """The event of ``data`` (whose ``type`` names this class), or ``InvalidEvent``."""
+        """The event of ``data`` (whose ``type`` names this class), or ``InvalidEvent``.
+
+        Built slot by slot rather than through the generated ``__init__``: keyword arguments and
+        ``__post_init__`` were half of an event's parse (bench/optimisations.md). Built either
+        way, an event is equal, roots included (tests/test_fuzz_mapping.py).
+        """
         get = data.get
-        context = get("context")
+        user_id, anonymous_id, message_id = get("userId"), get("anonymousId"), get("messageId")
+        traits, context, properties = get("traits"), get("context"), get("properties")
+        integrations = get("integrations")
         if (
-            isinstance(get("userId"), JSON_CONTAINERS)
-            or isinstance(get("anonymousId"), JSON_CONTAINERS)
-            or isinstance(get("messageId"), JSON_CONTAINERS)
-            or not isinstance(get("traits"), _OBJECT_OR_NULL)
+            isinstance(user_id, JSON_CONTAINERS)
+            or isinstance(anonymous_id, JSON_CONTAINERS)
+            or isinstance(message_id, JSON_CONTAINERS)
+            or not isinstance(traits, _OBJECT_OR_NULL)
             or not isinstance(context, _OBJECT_OR_NULL)
-            or not isinstance(get("properties"), _OBJECT_OR_NULL)
-            or not isinstance(get("integrations"), _OBJECT_OR_NULL)
+            or not isinstance(properties, _OBJECT_OR_NULL)
+            or not isinstance(integrations, _OBJECT_OR_NULL)
             or (context is not None and _context_problem(context) is not None)
-            or any(isinstance(get(name), JSON_CONTAINERS) for name in cls.SCALARS[3:])
+            or (cls.EXTRA_SCALARS and _has_container(data, cls.EXTRA_SCALARS))
         ):
             raise _shape_error(cls, data)
-        return cls(
-            type=data["type"].lower(),
-            user_id=get("userId"),
-            anonymous_id=get("anonymousId"),
-            message_id=get("messageId"),
-            timestamp=get("timestamp"),
-            traits=get("traits"),
-            context=context,
-            properties=get("properties"),
-            integrations=get("integrations"),
-            received=data,
-            **{attribute: get(name) for name, attribute in cls.OWN},
-        )
+        event: Any = object.__new__(cls)  # Any: frozen to the type checker, plain slots here
+        event.type = data["type"].lower()
+        event.user_id, event.anonymous_id, event.message_id = user_id, anonymous_id, message_id
+        event.timestamp = get("timestamp")
+        event.traits, event.context, event.properties = traits, context, properties
+        event.integrations = integrations
+        event.received = data
+        for name, attribute in cls.OWN:
+            setattr(event, attribute, get(name))
+        event.roots = _roots(event)
+        return cast(Self, event)
 
     @property
     def context_traits(self) -> JsonObject | None:
         traits = (self.context or {}).get("traits")
         return traits if isinstance(traits, dict) else None
 
-    def _roots(self) -> dict[str, Any]:
-        """``context.traits`` is offered as a root of its own when no key of ``context``
-        contains a dot, because only then is it certain that a path into it cannot match a
-        dotted key. (No key has a dot exactly when their concatenation has none.)
-        """
-        roots = {
-            "userId": self.user_id,
-            "anonymousId": self.anonymous_id,
-            "traits": self.traits,
-            "context": self.context,
-            "properties": self.properties,
-            "event": getattr(self, "event", None),
-        }
-        context = self.context
-        if context is not None and "." not in "".join(context):
-            roots["context.traits"] = self.context_traits
-        return roots
-
     def root(self, name: str) -> Any:
         return self.roots.get(name)
+
+
+def _roots(event: RudderEvent) -> dict[str, Any]:
+    """The top-level values lookup paths start from. ``context.traits`` is offered as a root of
+    its own when no key of ``context`` contains a dot, because only then is it certain that a
+    path into it cannot match a dotted key. (No key has a dot exactly when their concatenation
+    has none.)
+    """
+    context = event.context
+    roots = {
+        "userId": event.user_id,
+        "anonymousId": event.anonymous_id,
+        "traits": event.traits,
+        "context": context,
+        "properties": event.properties,
+        "event": getattr(event, "event", None),
+    }
+    if context is not None and "." not in "".join(context):
+        context_traits = context.get("traits")
+        roots["context.traits"] = context_traits if isinstance(context_traits, dict) else None
+    return roots
+
+
+def _has_container(data: JsonObject, names: tuple[str, ...]) -> bool:
+    return any(isinstance(data.get(name), JSON_CONTAINERS) for name in names)
 
 
 def _context_problem(context: JsonObject) -> str | None:
@@ -124,7 +138,7 @@ def _context_problem(context: JsonObject) -> str | None:
 
 def _shape_error(cls: type[RudderEvent], data: JsonObject) -> InvalidEvent:
     """The first field, in the order the fields are declared, whose shape is wrong."""
-    for name in (*RudderEvent.SCALARS, *RudderEvent.OBJECTS, *cls.SCALARS[3:]):
+    for name in (*RudderEvent.SCALARS, *RudderEvent.OBJECTS, *cls.EXTRA_SCALARS):
         value = data.get(name)
         if value is None:
             continue
@@ -161,7 +175,7 @@ class Screen(RudderEvent):
 
 @record(kw_only=True)
 class Group(RudderEvent):
-    SCALARS: ClassVar[tuple[str, ...]] = (*RudderEvent.SCALARS, "groupId")
+    EXTRA_SCALARS: ClassVar[tuple[str, ...]] = ("groupId",)
     OWN: ClassVar[tuple[tuple[str, str], ...]] = (("groupId", "group_id"),)
 
     group_id: Any = None
