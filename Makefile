@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
+# mypyc-compiled mapping modules (support/compile.py): rebuilt when any source changed, removed
+# where mypyc is not installed (make run), required in CI.
+COMPILE := $(BIN)/python -m support.compile $(if $(filter true,$(CI)),--require)
 
 .PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
 
@@ -21,6 +24,7 @@ $(STAMP): $(RUNTIME)
 	touch $(STAMP)
 
 run: $(RUNTIME)
+	$(BIN)/python -m support.compile
 	$(BIN)/klaviyo-destination serve
 
 # After a dependency change in pyproject.toml: both locks, from what `make test` installed.
@@ -36,6 +40,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
+	$(COMPILE)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -43,23 +48,29 @@ test: lint typecheck pytest
 # Long fuzz runs; `make test` runs the same tests with a few examples each.
 FUZZ_EXAMPLES ?= 3000
 fuzz: $(STAMP)
+	$(COMPILE)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
 		tests/test_fuzz_mapping.py tests/test_schemathesis.py
 
 bench: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python bench/run.py
 
 # Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
 reliability: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m reliability.fault_matrix
 
 # Two minutes of 500 events/s; prints throughput and the service's RSS every 10 s.
 soak: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m reliability.soak
 
 # Hostile connections: a 128 MB header, 19,000 half-sent requests, stalled bodies (~35 s).
 edge: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m reliability.edge
 
 clean:
+	test ! -x $(BIN)/python || $(BIN)/python -m support.compile --clean
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -276,7 +276,16 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
     assert patterns[0] == "*"  # everything out (.env, .venv, .git, caches) ...
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     # ... but what COPY needs
-    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "requirements.lock", "src"}
+    assert allowed == {
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "requirements.lock",
+        "src",
+        # mypyc's build: mypy at the dev lock's versions, and the script (support/compile.py)
+        "requirements-dev.lock",
+        "support/compile.py",
+    }
     copied = {
         source.rstrip("/")
         for arguments in _instruction("COPY")
