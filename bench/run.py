@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_delivery, bench_mapping, bench_service
+from support import compile as compiled
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -47,6 +48,7 @@ def machine() -> str:
     )
     return (
         f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, {versions}; "
+        f"klaviyo_destination: {compiled.describe()}; "
         f"load average at the start {os.getloadavg()[0]:.2f}"
     )
 
