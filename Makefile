@@ -6,11 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
-# mypyc-compiled mapping modules (support/compile.py): rebuilt when any source changed, removed
-# where mypyc is not installed (make run), required in CI.
-COMPILE := $(BIN)/python -m support.compile $(if $(filter true,$(CI)),--require)
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
+.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock compiled
 
 $(RUNTIME): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +24,12 @@ run: $(RUNTIME)
 	$(BIN)/python -m support.compile
 	$(BIN)/klaviyo-destination serve
 
+# The mypyc-compiled per-event modules (support/compile.py), rebuilt when any source changed and
+# required in CI; every target below that runs the code depends on it. (make run, without mypyc,
+# removes stale ones instead.)
+compiled: $(STAMP)
+	$(BIN)/python -m support.compile $(if $(filter true,$(CI)),--require)
+
 # After a dependency change in pyproject.toml: both locks, from what `make test` installed.
 lock: $(STAMP)
 	$(BIN)/python -m support.lock runtime > requirements.lock
@@ -39,36 +42,30 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(COMPILE)
+pytest: compiled
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 # Long fuzz runs; `make test` runs the same tests with a few examples each.
 FUZZ_EXAMPLES ?= 3000
-fuzz: $(STAMP)
-	$(COMPILE)
+fuzz: compiled
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
 		tests/test_fuzz_mapping.py tests/test_schemathesis.py
 
-bench: $(STAMP)
-	$(COMPILE)
+bench: compiled
 	$(BIN)/python bench/run.py
 
 # Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
-reliability: $(STAMP)
-	$(COMPILE)
+reliability: compiled
 	$(BIN)/python -m reliability.fault_matrix
 
 # Two minutes of 500 events/s; prints throughput and the service's RSS every 10 s.
-soak: $(STAMP)
-	$(COMPILE)
+soak: compiled
 	$(BIN)/python -m reliability.soak
 
 # Hostile connections: a 128 MB header, 19,000 half-sent requests, stalled bodies (~35 s).
-edge: $(STAMP)
-	$(COMPILE)
+edge: compiled
 	$(BIN)/python -m reliability.edge
 
 clean:

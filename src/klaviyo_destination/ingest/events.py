@@ -119,8 +119,7 @@ def _roots(event: RudderEvent) -> dict[str, Any]:
         "event": getattr(event, "event", None),
     }
     if context is not None and "." not in "".join(context):
-        context_traits = context.get("traits")
-        roots["context.traits"] = context_traits if isinstance(context_traits, dict) else None
+        roots["context.traits"] = event.context_traits
     return roots
 
 
