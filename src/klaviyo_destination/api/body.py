@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 
 from ..errors import PayloadTooLarge
 from ..ingest.body import parse_json
 from .encoding import decoder_for
+from .exchange import Call
 
 
 async def read_json(
-    request: Request, *, max_bytes: int, max_depth: int | None, drain_bytes: int = 0
+    call: Call, *, max_bytes: int, max_depth: int | None, drain_bytes: int = 0
 ) -> Any:
     """The request's JSON body, refusing it when it grows past ``max_bytes``."""
-    body = await read_bytes(request, max_bytes=max_bytes, drain_bytes=drain_bytes)
+    body = await read_bytes(call, max_bytes=max_bytes, drain_bytes=drain_bytes)
     return parse_json(body, max_depth=max_depth)
 
 
-async def read_bytes(request: Request, *, max_bytes: int, drain_bytes: int = 0) -> bytearray:
+async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> bytearray:
     """The request's body in one buffer (no list of chunks joined into a second copy),
     decoded when it is gzip or deflate, and refused past ``max_bytes``.
 
@@ -29,15 +30,15 @@ async def read_bytes(request: Request, *, max_bytes: int, drain_bytes: int = 0) 
     the answer. Anything larger is refused at once (and the connection closed, see ``edge``).
     """
     too_large = PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-    decoder = decoder_for(request.headers.get("content-encoding"), max_bytes)
-    declared = _declared_length(request)
+    decoder = decoder_for(call.headers.get("content-encoding"), max_bytes)
+    declared = _declared_length(call.headers.get("content-length"))
     if declared is not None and declared > max_bytes + drain_bytes:
         raise too_large
     body = bytearray()
     size = 0
-    # request.stream()'s loop, on receive itself: the same messages and ClientDisconnect,
+    # Starlette's request.stream() loop, on receive itself: the same messages and ClientDisconnect,
     # without an async generator and its checks for a body already read (none is read twice)
-    receive = request.receive
+    receive = call.receive
     more = True
     while more:
         message = await receive()
@@ -63,8 +64,7 @@ async def read_bytes(request: Request, *, max_bytes: int, drain_bytes: int = 0) 
     return body
 
 
-def _declared_length(request: Request) -> int | None:
-    declared = request.headers.get("content-length")
+def _declared_length(declared: str | None) -> int | None:
     # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
     if not declared or not declared.isascii() or not declared.isdigit():
         return None

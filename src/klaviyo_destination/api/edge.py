@@ -34,36 +34,17 @@ class Edge:
         self.app = app
         self.loopback_only = loopback_only
         self.body_timeout = body_timeout
-        self.watch = _Watch()
+        self.watch = BodyWatch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # One pass over the headers: this runs for every request (a few µs matter at 5,000/s).
-        hosts: list[bytes] = []
-        types: list[bytes] = []
-        has_body = encoded = False
-        for name, value in scope["headers"]:
-            if name == b"host":
-                hosts.append(value)
-            elif name == b"content-type":
-                types.append(value)
-            elif name == b"content-encoding":
-                encoded = True
-            elif name == b"content-length":
-                has_body = has_body or bool(value.strip(b" 0"))
-            elif name == b"transfer-encoding":
-                has_body = True
+        refusal, has_body = screen(scope, loopback_only=self.loopback_only)
         if has_body:
             deadline = asyncio.get_running_loop().time() + self.body_timeout
-            body = _Body(receive, send, deadline, self.watch)
+            body = TimedBody(receive, send, deadline, self.watch)
             receive, send = body.receive, body.send
-        refusal = (
-            _cross_site(scope["method"], hosts, types, encoded=encoded)
-            if self.loopback_only
-            else None
-        )
         if refusal is None:
             await self.app(scope, receive, send)
             return
@@ -72,12 +53,34 @@ class Edge:
         await answer(scope, receive, send)
 
 
-class _Body:
+def screen(scope: Scope, *, loopback_only: bool) -> tuple[DestinationError | None, bool]:
+    """Why the edge refuses this request (None: it does not), and whether it has a body."""
+    # One pass over the headers: this runs for every request (a few µs matter at 5,000/s).
+    hosts: list[bytes] = []
+    types: list[bytes] = []
+    has_body = encoded = False
+    for name, value in scope["headers"]:
+        if name == b"host":
+            hosts.append(value)
+        elif name == b"content-type":
+            types.append(value)
+        elif name == b"content-encoding":
+            encoded = True
+        elif name == b"content-length":
+            has_body = has_body or bool(value.strip(b" 0"))
+        elif name == b"transfer-encoding":
+            has_body = True
+    if not loopback_only:
+        return None, has_body
+    return _cross_site(scope["method"], hosts, types, encoded=encoded), has_body
+
+
+class TimedBody:
     """The request body under a deadline; ``pending`` until its last part has been received."""
 
     __slots__ = ("_receive", "_send", "deadline", "expired", "pending", "watch")
 
-    def __init__(self, receive: Receive, send: Send, deadline: float, watch: _Watch) -> None:
+    def __init__(self, receive: Receive, send: Send, deadline: float, watch: BodyWatch) -> None:
         self._receive = receive
         self._send = send
         self.deadline = deadline
@@ -113,12 +116,12 @@ class _Body:
         await self._send(message)
 
 
-class _Watch:
+class BodyWatch:
     """The bodies being read, checked every ``_TICK`` seconds by one timer while there are any:
     a timer per request (``asyncio.timeout``) cost 3-5 µs on every request with a body."""
 
     def __init__(self) -> None:
-        self.reading: dict[_Body, asyncio.Task[Any]] = {}
+        self.reading: dict[TimedBody, asyncio.Task[Any]] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 

@@ -1,72 +1,73 @@
-"""How an error becomes an answer: the handlers FastAPI installs, shared with the fast lane."""
+"""How an error becomes an answer: one function for both ways in (FastAPI's exception handlers
+and the lanes), so a refusal reads the same whichever served it."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Final
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import Scope
 
 from ..errors import DestinationError
-from .request_log import annotate
-from .responses import JsonResponse, error_body
+from .exchange import Answer
+from .request_log import annotate_scope
+from .responses import error_body
 
 logger = logging.getLogger(__name__)
 #: rudder-server panics on a 200 from its transformer without this header (apiVersion 2).
-API_VERSION = {"apiVersion": "2"}
+API_VERSION: Final = {"apiVersion": "2"}
+#: the state key a protocol route sets: its error answers carry ``apiVersion`` too
+PROTOCOL: Final = "protocol"
+_DISCONNECTED: Final = "the client closed the connection before the whole body arrived"
 
 
-def error_response(error: DestinationError, *, protocol: bool = False) -> JsonResponse:
-    headers = API_VERSION if protocol else None
-    return JsonResponse(error_body(error.to_dict()), status_code=error.status, headers=headers)
+def refusal(scope: Scope, error: BaseException) -> Answer | None:
+    """The answer to an error a route may raise (its fields added to the log line), or None
+    for one no route should raise (a bug: see :func:`unexpected_answer`)."""
+    protocol = bool(scope.get("state", {}).get(PROTOCOL, False))
+    if isinstance(error, DestinationError):
+        fields: dict[str, Any] = {"field": error.field}
+        detail, status = error.to_dict(), error.status
+    elif isinstance(error, RequestValidationError):
+        errors = error.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(part) for part in first.get("loc", ()))
+        detail = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
+        fields, status, protocol = {"field": field}, 400, False
+    elif isinstance(error, HTTPException):
+        detail = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
+        fields, status, protocol = {}, error.status_code, False
+    elif isinstance(error, ClientDisconnect):
+        # An ordinary event (a sender timed out or was stopped): its log line, no traceback.
+        # 499 is nginx's "client closed request"; nobody receives this answer.
+        detail = {"code": "client_disconnected", "message": _DISCONNECTED, "field": None}
+        fields, status, protocol = {}, 499, False
+    else:
+        return None
+    annotate_scope(scope, error=detail["code"], reason=detail["message"][:200], **fields)
+    return Answer.json(error_body(detail), status, API_VERSION if protocol else None)
 
 
-async def destination_error(request: Request, error: Exception) -> JsonResponse:
-    assert isinstance(error, DestinationError)  # noqa: S101 -- registered for that type
-    annotate(request, error=error.code, reason=error.message[:200], field=error.field)
-    return error_response(error, protocol=getattr(request.state, "protocol", False))
-
-
-async def validation_error(request: Request, error: Exception) -> JsonResponse:
-    assert isinstance(error, RequestValidationError)  # noqa: S101 -- registered for that type
-    first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-    field = ".".join(str(part) for part in first.get("loc", ()))
-    body = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
-    annotate(request, error=body["code"], reason=body["message"], field=field)
-    return JsonResponse(error_body(body), status_code=400)
-
-
-async def http_error(request: Request, error: Exception) -> JsonResponse:
-    assert isinstance(error, HTTPException)  # noqa: S101 -- registered for that type
-    body = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
-    annotate(request, error=body["code"], reason=body["message"])
-    return JsonResponse(error_body(body), status_code=error.status_code)
-
-
-async def client_left(request: Request, _: Exception) -> JsonResponse:
-    """An ordinary event (a sender timed out or was stopped): its log line, no traceback.
-    499 is nginx's "client closed request"; nobody receives this answer."""
-    body = {
-        "code": "client_disconnected",
-        "message": "the client closed the connection before the whole body arrived",
-        "field": None,
-    }
-    annotate(request, error=body["code"], reason=body["message"])
-    return JsonResponse(error_body(body), status_code=499)
-
-
-async def unexpected(_: Request, error: Exception) -> JsonResponse:
-    logger.exception("unexpected error: %s", type(error).__name__)
+def unexpected_answer(error: BaseException) -> Answer:
+    logger.exception("unexpected error: %s", type(error).__name__, exc_info=error)
     body = {"code": "internal_error", "message": "unexpected error", "field": None}
-    return JsonResponse(error_body(body), status_code=500)
+    return Answer.json(error_body(body), 500)
 
 
-#: Exception type → handler, in the order they are tried.
-HANDLERS = (
-    (DestinationError, destination_error),
-    (RequestValidationError, validation_error),
-    (HTTPException, http_error),
-    (ClientDisconnect, client_left),
-)
+async def refused(request: Request, error: Exception) -> Response:
+    """FastAPI's handler for the errors :func:`refusal` knows."""
+    answer = refusal(request.scope, error)
+    return (answer or unexpected_answer(error)).response()
+
+
+async def unexpected(_: Request, error: Exception) -> Response:
+    return unexpected_answer(error).response()
+
+
+#: The exception types :func:`refused` answers.
+REFUSED: Final = (DestinationError, RequestValidationError, HTTPException, ClientDisconnect)

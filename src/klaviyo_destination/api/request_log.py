@@ -38,7 +38,7 @@ def annotate_scope(scope: Scope, **fields: Any) -> None:
     state.setdefault(_FIELDS, {}).update(fields)
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
     """The caller's id when it is short printable ASCII (it is echoed), else a new one."""
     for name, value in scope.get("headers", ()):
         if name == _HEADER and 0 < len(value) <= _MAX_ID and value.isascii():
@@ -74,7 +74,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = request_id_of(scope)
         status = 500  # unless a response starts: an exception escaped every handler
 
         async def send_with_id(message: Message) -> None:
@@ -89,16 +89,22 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - start
-            if self.metrics is not None:
-                self.metrics.observe(route_of(scope), scope["method"], status, seconds)
-            fields = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-                "request_id": request_id,
-                **scope.get("state", {}).get(_FIELDS, {}),
-            }
-            level = logging.WARNING if status >= 500 else logging.INFO
-            log_fields(logger, level, fields, "%s %s %d", scope["method"], scope["path"], status)
+            logged(scope, status, time.perf_counter() - start, request_id, self.metrics)
+
+
+def logged(
+    scope: Scope, status: int, seconds: float, request_id: str, metrics: HttpMetrics | None
+) -> None:
+    """A finished request's metrics and its log line."""
+    if metrics is not None:
+        metrics.observe(route_of(scope), scope["method"], status, seconds)
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "request_id": request_id,
+        **scope.get("state", {}).get(_FIELDS, {}),
+    }
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log_fields(logger, level, fields, "%s %s %d", scope["method"], scope["path"], status)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final, cast
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,6 +25,7 @@ from . import webhook
 from .auth import check_token
 from .body import read_bytes, read_json
 from .dry_run import dry_run
+from .exchange import Answer, Call
 from .models import (
     EVENTS_RESPONSES,
     PROCESSOR_RESPONSES,
@@ -32,48 +35,52 @@ from .models import (
     processor_openapi,
     router_openapi,
 )
-from .refusals import API_VERSION
-from .request_log import annotate
+from .refusals import API_VERSION, PROTOCOL
 from .responses import JsonResponse, error_body
 from .samples import request_body_examples
 
 logger = logging.getLogger(__name__)
+API_VERSION_HEADERS: Final = ((b"apiversion", b"2"),)
 routes = APIRouter()
 #: The single-event routes of the RudderStack HTTP API; page and alias events are answered
 #: with the reference's rejection, per event.
 SDK_EVENT_TYPES: Final = ("identify", "track", "screen", "group", "page", "alias")
 
 
-async def _settings(request: Request) -> Settings:
-    return cast(Settings, request.state.settings)
-
-
 async def _klaviyo(request: Request) -> KlaviyoClient:
     return cast(KlaviyoClient, request.state.klaviyo)
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
 KlaviyoDep = Annotated[KlaviyoClient, Depends(_klaviyo)]
+Served = Answer | Response
+Handler = Callable[[Call], Awaitable[Served]]
 
 
-async def _authorized(request: Request, settings: SettingsDep) -> None:
-    check_token(request, settings)
+def served_response(served: Served) -> Response:
+    return served.response() if isinstance(served, Answer) else served
 
 
-def _protocol_front(request: Request) -> Front:
+def _protocol_front(call: Call) -> Front:
     """The protocol routes' shared parts, read without FastAPI dependencies: solving them was
     30% of a one-event request's time, and these are the hot path."""
-    settings = cast(Settings, request.state.settings)
+    settings = cast(Settings, call.state["settings"])
     if not settings.enable_rudder_protocol:
         raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
-    request.state.protocol = True  # its error answers carry apiVersion too
-    return cast(Front, request.state.front)
+    call.state[PROTOCOL] = True  # its error answers carry apiVersion too
+    return cast(Front, call.state["front"])
 
 
-async def _events(request: Request, settings: Settings, default_type: str | None = None) -> Events:
+def _authorized(call: Call) -> Settings:
+    """The settings, once the request presented the token (before its body is read)."""
+    settings = cast(Settings, call.state["settings"])
+    check_token(call.headers, settings)
+    return settings
+
+
+async def _events(call: Call, settings: Settings, default_type: str | None = None) -> Events:
     """The body's events; ``default_type`` is the type of a single event that names none."""
     body = await read_json(
-        request,
+        call,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
         drain_bytes=settings.max_drain_bytes,
@@ -83,43 +90,53 @@ async def _events(request: Request, settings: Settings, default_type: str | None
     return events_of(body, max_events=settings.max_batch_events)
 
 
-async def _protocol_bytes(request: Request) -> bytearray:
-    settings = cast(Settings, request.state.settings)
+async def _protocol_bytes(call: Call) -> bytearray:
+    settings = cast(Settings, call.state["settings"])
     return await read_bytes(
-        request, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
+        call, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
     )
+
+
+async def events(call: Call) -> Answer:
+    settings = _authorized(call)
+    events = await _events(call, settings)
+    delivered = await _deliver(call, events.items)
+    body, status, headers = webhook.webhook_answer(delivered, single=events.single)
+    return Answer.json(body, status, headers)
 
 
 @routes.post(
     "/v1/events",
-    dependencies=[Depends(_authorized)],
     summary="Deliver events to Klaviyo (webhook)",
     openapi_extra=request_body_examples(),
     responses=EVENTS_RESPONSES,
 )
-async def post_events(request: Request, settings: SettingsDep) -> Response:
-    events = await _events(request, settings)
-    delivered = await _deliver(request, events.items)
-    body, status, headers = webhook.webhook_answer(delivered, single=events.single)
-    return JsonResponse(body, status_code=status, headers=headers)
+async def post_events(request: Request) -> Response:
+    return served_response(await events(Call.of(request)))
+
+
+async def batch(call: Call) -> Answer:
+    settings = _authorized(call)
+    events = await _events(call, settings)
+    return _sdk_answer(await _deliver(call, events.items))
 
 
 @routes.post(
     "/v1/batch",
-    dependencies=[Depends(_authorized)],
     summary="RudderStack/Segment HTTP API: a batch of events, as the SDKs send it",
     openapi_extra=request_body_examples(),
     responses=SDK_RESPONSES,
 )
-async def post_batch(request: Request, settings: SettingsDep) -> Response:
-    events = await _events(request, settings)
-    return _sdk_response(await _deliver(request, events.items))
+async def post_batch(request: Request) -> Response:
+    return served_response(await batch(Call.of(request)))
 
 
-async def post_one(request: Request, settings: SettingsDep) -> Response:
+async def post_one(request: Request) -> Response:
     """``/v1/<type>``: one event; the path gives its type when the body has none."""
-    events = await _events(request, settings, default_type=request.url.path.rsplit("/", 1)[-1])
-    return _sdk_response(await _deliver(request, events.items))
+    call = Call.of(request)
+    settings = _authorized(call)
+    events = await _events(call, settings, default_type=call.path.rsplit("/", 1)[-1])
+    return _sdk_answer(await _deliver(call, events.items)).response()
 
 
 for _type in SDK_EVENT_TYPES:
@@ -127,7 +144,6 @@ for _type in SDK_EVENT_TYPES:
         f"/v1/{_type}",
         post_one,
         methods=["POST"],
-        dependencies=[Depends(_authorized)],
         summary=f"RudderStack/Segment HTTP API: one {_type} event",
         openapi_extra=request_body_examples(),
         responses=SDK_RESPONSES,
@@ -135,43 +151,70 @@ for _type in SDK_EVENT_TYPES:
     )
 
 
-async def _deliver(request: Request, items: list[Any]) -> list[tuple[PlannedEvent, Outcome]]:
-    config = cast(DestinationConfig, request.state.config)
-    session = cast(KlaviyoSession, request.state.session)
+async def _deliver(call: Call, items: list[Any]) -> list[tuple[PlannedEvent, Outcome]]:
+    config = cast(DestinationConfig, call.state["config"])
+    session = cast(KlaviyoSession, call.state["session"])
     delivered = await webhook.deliver_events(items, config, session)
-    tally = webhook.record(delivered, request.state.events)
-    annotate(request, events=len(delivered), **tally)
+    tally = webhook.record(delivered, call.state["events"])
+    call.annotate(events=len(delivered), **tally)
     return delivered
 
 
-def _sdk_response(delivered: list[tuple[PlannedEvent, Outcome]]) -> Response:
+def _sdk_answer(delivered: list[tuple[PlannedEvent, Outcome]]) -> Answer:
     body, status, headers = webhook.sdk_answer(delivered)
-    return JsonResponse(body, status_code=status, headers=headers)
+    return Answer.json(body, status, headers)
 
 
 @routes.post(
     "/v1/transform",
-    dependencies=[Depends(_authorized)],
     summary="Dry run: the Klaviyo requests /v1/events would send; nothing is sent",
     openapi_extra=request_body_examples(),
     responses=TRANSFORM_RESPONSES,
 )
-async def post_transform(request: Request, settings: SettingsDep) -> Response:
-    events = await _events(request, settings)
-    config = cast(DestinationConfig, request.state.config)
-    results = dry_run(events.items, config, _klaviyo_url(request))
-    annotate(request, events=len(results))
+async def post_transform(request: Request) -> Response:
+    call = Call.of(request)
+    settings = _authorized(call)
+    events = await _events(call, settings)
+    config = cast(DestinationConfig, call.state["config"])
+    results = dry_run(events.items, config, _klaviyo_url(call))
+    call.annotate(events=len(results))
     status = webhook.status_code(
         [r["status"] for r in results], single=events.single, throttled=False
     )
-    return JsonResponse({"results": results}, status_code=status)
+    return Answer.json({"results": results}, status).response()
 
 
 @routes.get("/features", summary="rudder-server's transformer features (private network)")
 async def features(request: Request) -> Response:
-    front = _protocol_front(request)
+    front = _protocol_front(Call.of(request))
     upstream = await front.upstream.features() if front.upstream is not None else None
-    return JsonResponse(merged_features(upstream), headers=API_VERSION)
+    return Answer.json(merged_features(upstream), headers=API_VERSION).response()
+
+
+async def processor(call: Call) -> Served:
+    """A processor request to the klaviyo destination (any case)."""
+    front = _protocol_front(call)
+    raw = await _protocol_bytes(call)
+    body = processor_body(
+        parse_json(raw, max_depth=None),
+        compacted=_compacted(call),
+        size=len(raw),
+        limits=front.limits,
+        raw=raw,
+    )
+    del raw  # the parsed body is all that is needed from here on
+    call.annotate(jobs=len(body.jobs))
+    try:
+        items = await front.processor(
+            body,
+            call.raw_headers,
+            path=call.path,
+            filter_code=_filter_code(call.headers.get("x-feature-filter-code")),
+            base_url=_klaviyo_url(call),
+        )
+    except UpstreamError as exc:
+        return _upstream_failed(call, exc)
+    return Answer(200, orjson.dumps(items), API_VERSION_HEADERS)
 
 
 @routes.post(
@@ -181,31 +224,36 @@ async def features(request: Request) -> Response:
     responses=PROCESSOR_RESPONSES,
 )
 async def post_processor(request: Request, destination: str) -> Response:
-    front = _protocol_front(request)
+    call = Call.of(request)
     if destination.lower() != "klaviyo":
-        return await pass_through(request)
-    raw = await _protocol_bytes(request)
-    body = processor_body(
-        parse_json(raw, max_depth=None),
-        compacted=_compacted(request),
+        return served_response(await pass_through(call))
+    return served_response(await processor(call))
+
+
+async def router(call: Call) -> Served:
+    front = _protocol_front(call)
+    raw = await _protocol_bytes(call)
+    parsed = parse_json(raw, max_depth=None)
+    dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
+    if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
+        return await pass_through(call, body=raw)
+    body = router_body(
+        parsed,
+        compacted=_compacted(call),
         size=len(raw),
         limits=front.limits,
         raw=raw,
     )
-    del raw  # the parsed body is all that is needed from here on
-    annotate(request, jobs=len(body.jobs))
-    try:
-        items = await front.processor(
-            body,
-            request.headers.raw,
-            # the route's own path (what request.url.path gives here, without building a URL)
-            path=request.scope["path"],
-            filter_code=_filter_code(request.headers.get("x-feature-filter-code")),
-            base_url=_klaviyo_url(request),
+    del raw, parsed
+    call.annotate(jobs=len(body.jobs))
+    filter_code = _filter_code(call.headers.get("x-feature-filter-code"))
+    if not body.jobs:
+        outputs = await route(None, front.lookup, filter_code=filter_code)
+    else:
+        outputs = await front.router(
+            body, call.raw_headers, filter_code=filter_code, base_url=_klaviyo_url(call)
         )
-    except UpstreamError as exc:
-        return _upstream_failed(request, exc)
-    return JsonResponse(items, headers=API_VERSION)
+    return Answer(200, orjson.dumps({"output": outputs}), API_VERSION_HEADERS)
 
 
 @routes.post(
@@ -215,67 +263,51 @@ async def post_processor(request: Request, destination: str) -> Response:
     responses=ROUTER_RESPONSES,
 )
 async def post_router(request: Request) -> Response:
-    front = _protocol_front(request)
-    raw = await _protocol_bytes(request)
-    parsed = parse_json(raw, max_depth=None)
-    dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
-    if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
-        return await pass_through(request, body=raw)
-    body = router_body(
-        parsed,
-        compacted=_compacted(request),
-        size=len(raw),
-        limits=front.limits,
-        raw=raw,
-    )
-    del raw, parsed
-    annotate(request, jobs=len(body.jobs))
-    filter_code = _filter_code(request.headers.get("x-feature-filter-code"))
-    if not body.jobs:
-        outputs = await route(None, front.lookup, filter_code=filter_code)
-    else:
-        outputs = await front.router(
-            body, request.headers.raw, filter_code=filter_code, base_url=_klaviyo_url(request)
-        )
-    return JsonResponse({"output": outputs}, headers=API_VERSION)
+    return served_response(await router(Call.of(request)))
 
 
-async def pass_through(request: Request, *, body: bytes | bytearray | None = None) -> Response:
+async def pass_through(call: Call, *, body: bytes | bytearray | None = None) -> Served:
     """A request this service does not serve: to the upstream transformer, or a clear error."""
-    front = _protocol_front(request)
+    front = _protocol_front(call)
     if front.upstream is None:
         message = (
-            f"{request.method} {request.url.path} is not served by this service (it serves "
+            f"{call.method} {call.path} is not served by this service (it serves "
             "Klaviyo apiVersion v1); set RUDDER_TRANSFORMER_URL to pass other transformer "
             "requests to a rudder-transformer"
         )
-        logger.error(message, extra={"path": request.url.path})
+        logger.error(message, extra={"path": call.path})
         raise NotServed(message, field="RUDDER_TRANSFORMER_URL")
-    annotate(request, upstream=True)
+    call.annotate(upstream=True)
     try:
-        return await front.upstream.forward(request, body=body)
+        return await front.upstream.forward(
+            call.method,
+            call.path,
+            call.query,
+            call.raw_headers,
+            body if body is not None else call.stream(),
+        )
     except UpstreamError as exc:
-        return _upstream_failed(request, exc)
+        return _upstream_failed(call, exc)
 
 
-def _upstream_failed(request: Request, exc: UpstreamError) -> Response:
+def _upstream_failed(call: Call, exc: UpstreamError) -> Answer:
     """rudder-server retries a 5xx, so nothing it sent is lost while the upstream is away."""
-    annotate(request, error="upstream_unavailable", reason=exc.message)
+    call.annotate(error="upstream_unavailable", reason=exc.message)
     error = {"code": "upstream_unavailable", "message": exc.message, "field": None}
-    return JsonResponse(error_body(error), status_code=exc.status, headers=API_VERSION)
+    return Answer.json(error_body(error), exc.status, API_VERSION)
 
 
-def _compacted(request: Request) -> bool:
-    return request.headers.get("x-content-format", "").strip().lower() == COMPACTED
+def _compacted(call: Call) -> bool:
+    return call.headers.get("x-content-format", "").strip().lower() == COMPACTED
 
 
-def _klaviyo_url(request: Request) -> str:
+def _klaviyo_url(call: Call) -> str:
     """Where the requests in protocol answers go: ``KLAVIYO_BASE_URL``, or in embedded mode
     the emulator mounted on this service, as the caller reached it."""
-    prefix = cast(str | None, request.state.emulator_prefix)
+    prefix = cast(str | None, call.state["emulator_prefix"])
     if prefix is None:
-        return cast(Settings, request.state.settings).klaviyo_base_url
-    return str(request.base_url).rstrip("/") + prefix
+        return cast(Settings, call.state["settings"]).klaviyo_base_url
+    return call.base_url().rstrip("/") + prefix
 
 
 def _filter_code(header: str | None) -> bool:
@@ -307,26 +339,11 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _processor_lane(request: Request) -> Response:
-    return await post_processor(request, "klaviyo")
-
-
-async def _events_lane(request: Request) -> Response:
-    settings = cast(Settings, request.state.settings)
-    check_token(request, settings)
-    return await post_events(request, settings)
-
-
-async def _batch_lane(request: Request) -> Response:
-    settings = cast(Settings, request.state.settings)
-    check_token(request, settings)
-    return await post_batch(request, settings)
-
-
-#: The routes that carry traffic, served by the fast lane (``api/fast_lane.py``).
-HOT_ROUTES: Final = {
-    ("POST", "/v0/destinations/klaviyo"): (_processor_lane, "/v0/destinations/{destination}"),
-    ("POST", "/routerTransform"): (post_router, "/routerTransform"),
-    ("POST", "/v1/events"): (_events_lane, "/v1/events"),
-    ("POST", "/v1/batch"): (_batch_lane, "/v1/batch"),
+#: The routes that carry traffic, served by the lanes (``api/lanes.py``): each one's handler and
+#: the template of its FastAPI route (which describes it in the OpenAPI document).
+HOT_ROUTES: Final[dict[tuple[str, str], tuple[Handler, str]]] = {
+    ("POST", "/v0/destinations/klaviyo"): (processor, "/v0/destinations/{destination}"),
+    ("POST", "/routerTransform"): (router, "/routerTransform"),
+    ("POST", "/v1/events"): (events, "/v1/events"),
+    ("POST", "/v1/batch"): (batch, "/v1/batch"),
 }

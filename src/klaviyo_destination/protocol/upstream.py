@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import httpx
 import orjson
 from starlette.background import BackgroundTask
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 logger = logging.getLogger(__name__)
@@ -73,21 +72,25 @@ class Upstream:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def forward(self, request: Request, *, body: bytes | bytearray | None = None) -> Response:
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        content: bytes | bytearray | AsyncIterator[bytes],
+    ) -> Response:
         """The request passed through, and the upstream's answer streamed back as it is.
 
-        ``body`` is the body when it was already read (to find a router request's
-        ``destType``); otherwise the request's stream is forwarded as it arrives.
+        ``content`` is the body when it was already read (to find a router request's
+        ``destType``); otherwise the request's stream, forwarded as it arrives.
         """
-        content: Any = bytes(body) if body is not None else request.stream()
-        headers = _kept(request.headers.raw)
-        if body is not None:
-            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+        kept = _kept(headers)
+        if isinstance(content, bytes | bytearray):
+            content = bytes(content)
+            kept = [(n, v) for n, v in kept if n.lower() != b"content-length"]
         sent = self._http.build_request(
-            request.method,
-            httpx.URL(path=request.url.path, query=request.url.query.encode()),
-            headers=headers,
-            content=content,
+            method, httpx.URL(path=path, query=query), headers=kept, content=content
         )
         response = await self._send(sent, stream=True)
         answer = StreamingResponse(

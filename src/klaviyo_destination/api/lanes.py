@@ -1,0 +1,135 @@
+"""The hot routes as raw ASGI, ahead of FastAPI and every middleware.
+
+On a one-event request, the layers around a route (FastAPI's own entry, Starlette's error
+middleware, the request log and the edge as middleware, a ``Request`` and a ``Response``
+object) cost more than the transform does. So the app looks each request's ``(method, path)``
+up in one dictionary first: a hot route's lane does, in one coroutine, what those layers do
+for it (the edge's checks and body deadline, the route's handler, an error's answer, the
+request id, the metrics and the log line), with the same functions they use, and sends its
+answer as two ASGI messages. Everything else goes on to FastAPI, which also describes the hot
+routes in the OpenAPI document (the lanes call the same handlers its routes do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .edge import BodyWatch, TimedBody, screen
+from .exchange import JSON, Answer, Call
+from .metrics import HttpMetrics
+from .refusals import refusal, unexpected_answer
+from .request_log import logged, request_id_of
+from .routes import Handler
+
+_CLOSE: Final = (b"connection", b"close")
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    handler: Handler
+    #: the FastAPI route of the same path: its template labels the request's metrics
+    route: BaseRoute | None
+
+
+class Lanes:
+    """The lanes of one app, with what the edge and the request log need."""
+
+    def __init__(
+        self,
+        lanes: Mapping[tuple[str, str], Lane],
+        *,
+        loopback_only: bool,
+        body_timeout: float,
+        metrics: HttpMetrics | None,
+    ) -> None:
+        self.lanes = dict(lanes)
+        self.loopback_only = loopback_only
+        self.body_timeout = body_timeout
+        self.metrics = metrics
+        self.watch = BodyWatch()
+
+    def ahead_of(self, app: ASGIApp) -> ASGIApp:
+        """``app`` with the lanes in front of it."""
+        lanes = self.lanes
+
+        async def switch(scope: Scope, receive: Receive, send: Send) -> None:
+            lane = (
+                lanes.get((scope.get("method", ""), scope["path"]))
+                if scope["type"] == "http"
+                else None
+            )
+            if lane is None:
+                await app(scope, receive, send)
+            else:
+                await self.serve(lane, scope, receive, send)
+
+        return switch
+
+    async def serve(self, lane: Lane, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        scope["route"] = lane.route
+        request_id = request_id_of(scope)
+        status = 500
+        try:
+            edge_refusal, has_body = screen(scope, loopback_only=self.loopback_only)
+            body: TimedBody | None = None
+            if has_body:
+                deadline = asyncio.get_running_loop().time() + self.body_timeout
+                body = TimedBody(receive, send, deadline, self.watch)
+                receive = body.receive
+            try:
+                if edge_refusal is not None:
+                    raise edge_refusal
+                served = await lane.handler(Call(scope, receive))
+            except Exception as error:  # every error becomes an answer here
+                served = refusal(scope, error) or unexpected_answer(error)
+            closing = body is not None and body.pending
+            if isinstance(served, Answer):
+                status = served.status
+                await _send(send, served, request_id, closing=closing)
+            else:  # a pass-through's streamed answer
+                status = served.status_code
+                await _send_response(served, scope, receive, send, request_id, closing=closing)
+        finally:
+            logged(scope, status, time.perf_counter() - start, request_id, self.metrics)
+
+
+async def _send(send: Send, answer: Answer, request_id: str, *, closing: bool) -> None:
+    headers = [
+        (b"content-type", JSON),
+        (b"content-length", b"%d" % len(answer.body)),
+        *answer.headers,
+        (b"x-request-id", request_id.encode()),
+    ]
+    if closing:  # answered before the body's end: uvicorn would read on, with no time limit
+        headers.append(_CLOSE)
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _send_response(
+    response: Response,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    request_id: str,
+    *,
+    closing: bool,
+) -> None:
+    async def with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            if closing:
+                headers.append(_CLOSE)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    await response(scope, receive, with_id)
