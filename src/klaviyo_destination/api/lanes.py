@@ -1,13 +1,14 @@
-"""The hot routes as raw ASGI, ahead of FastAPI and every middleware.
+"""The hot routes as raw ASGI, ahead of every middleware and FastAPI's routing.
 
-On a one-event request, the layers around a route (FastAPI's own entry, Starlette's error
-middleware, the request log and the edge as middleware, a ``Request`` and a ``Response``
-object) cost more than the transform does. So the app looks each request's ``(method, path)``
-up in one dictionary first: a hot route's lane does, in one coroutine, what those layers do
-for it (the edge's checks and body deadline, the route's handler, an error's answer, the
-request id, the metrics and the log line), with the same functions they use, and sends its
-answer as two ASGI messages. Everything else goes on to FastAPI, which also describes the hot
-routes in the OpenAPI document (the lanes call the same handlers its routes do).
+On a one-event request, the layers around a route (Starlette's error middleware, the request log
+and the edge as middleware, the router, a ``Request`` and a ``Response`` object) cost more than
+the transform does. So the app's middleware stack starts with one dictionary look-up of the
+request's ``(method, path)``: a hot route's lane does, in one coroutine, what those layers do
+for it (the edge's checks and body deadline, the route's handler, an error's answer, the request
+id, the metrics and the log line), with the same functions they use, and sends its answer as two
+ASGI messages. Everything else goes on to the middleware and FastAPI, which also describes the
+hot routes in the OpenAPI document (its routes call the same handlers). FastAPI's own entry,
+with its OpenTelemetry hook, still sees every request.
 """
 
 from __future__ import annotations

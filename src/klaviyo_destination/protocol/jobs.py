@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
-import orjson
 from pydantic import SecretStr
 
 from ..errors import DestinationError, InvalidEvent
@@ -107,31 +106,9 @@ class _Configs:
     def parse(self, raw: Mapping[str, Any]) -> DestinationConfig:
         types = list(map(type, raw.values()))
         if self._parsed is None or raw != self._raw or types != self._types:
-            self._parsed = known_config(raw)  # an invalid config raises and is not kept
+            self._parsed = parse_config(raw)  # an invalid config raises and is not kept
             self._raw, self._types = raw, types
         return self._parsed
-
-
-#: Configs parsed for earlier requests, by their JSON: rudder-server sends the same destination
-#: with every request, and validating it again was 8 µs of a one-event request. Equal JSON is
-#: an equal config, type for type (``1``, ``1.0`` and ``true`` are written differently).
-_KNOWN: dict[bytes, DestinationConfig] = {}
-_KNOWN_MAX: Final = 256
-
-
-def known_config(raw: Mapping[str, Any]) -> DestinationConfig:
-    """``parse_config(raw)``, from the configs parsed before when this one is among them."""
-    try:
-        key = orjson.dumps(raw)
-    except TypeError:  # not JSON (only a caller in this process can build one)
-        return parse_config(raw)
-    parsed = _KNOWN.get(key)
-    if parsed is None:
-        parsed = parse_config(raw)
-        if len(_KNOWN) >= _KNOWN_MAX:  # a bound, not an LRU: the working set is a few configs
-            _KNOWN.clear()
-        _KNOWN[key] = parsed
-    return parsed
 
 
 def _plan(job: Job, configs: _Configs) -> PlannedEvent:
