@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
@@ -89,16 +89,6 @@ class Call:
         """How the caller reached this service (scheme, host, root path)."""
         return str(Request(self.scope).base_url)
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (for passing it on unread)."""
-        more = True
-        while more:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            if message["type"] != "http.request":
-                continue
-            more = message.get("more_body", False)
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                yield chunk
+    def stream(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (for passing it on unread): Starlette's own reading."""
+        return Request(self.scope, self.receive).stream()

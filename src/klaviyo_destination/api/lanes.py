@@ -17,20 +17,16 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
-from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .edge import BodyWatch, TimedBody, screen
 from .exchange import JSON, Answer, Call
 from .metrics import HttpMetrics
 from .refusals import refusal, unexpected_answer
-from .request_log import logged, request_id_of
+from .request_log import REQUEST_ID, StampedSend, logged, request_id_of
 from .routes import Handler
-
-_CLOSE: Final = (b"connection", b"close")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,56 +77,32 @@ class Lanes:
         status = 500
         try:
             edge_refusal, has_body = screen(scope, loopback_only=self.loopback_only)
-            body: TimedBody | None = None
             if has_body:
                 deadline = asyncio.get_running_loop().time() + self.body_timeout
                 body = TimedBody(receive, send, deadline, self.watch)
-                receive = body.receive
+                receive, send = body.receive, body.send
             try:
                 if edge_refusal is not None:
                     raise edge_refusal
                 served = await lane.handler(Call(scope, receive))
             except Exception as error:  # every error becomes an answer here
                 served = refusal(scope, error) or unexpected_answer(error)
-            closing = body is not None and body.pending
             if isinstance(served, Answer):
                 status = served.status
-                await _send(send, served, request_id, closing=closing)
+                await _send(send, served, request_id)
             else:  # a pass-through's streamed answer
                 status = served.status_code
-                await _send_response(served, scope, receive, send, request_id, closing=closing)
+                await served(scope, receive, StampedSend(send, request_id))
         finally:
             logged(scope, status, time.perf_counter() - start, request_id, self.metrics)
 
 
-async def _send(send: Send, answer: Answer, request_id: str, *, closing: bool) -> None:
+async def _send(send: Send, answer: Answer, request_id: str) -> None:
     headers = [
         (b"content-type", JSON),
         (b"content-length", b"%d" % len(answer.body)),
         *answer.headers,
-        (b"x-request-id", request_id.encode()),
+        (REQUEST_ID, request_id.encode()),
     ]
-    if closing:  # answered before the body's end: uvicorn would read on, with no time limit
-        headers.append(_CLOSE)
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
-
-
-async def _send_response(
-    response: Response,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    request_id: str,
-    *,
-    closing: bool,
-) -> None:
-    async def with_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
-            if closing:
-                headers.append(_CLOSE)
-            message = {**message, "headers": headers}
-        await send(message)
-
-    await response(scope, receive, with_id)

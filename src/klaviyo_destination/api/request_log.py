@@ -19,7 +19,7 @@ from .metrics import HttpMetrics
 
 logger = logging.getLogger("klaviyo_destination.requests")
 
-_HEADER: Final = b"x-request-id"
+REQUEST_ID: Final = b"x-request-id"
 _FIELDS: Final = "log_fields"
 _MAX_ID: Final = 128
 #: A version-4 UUID's version and variant bits, kept and set on 128 random bits.
@@ -41,7 +41,7 @@ def annotate_scope(scope: Scope, **fields: Any) -> None:
 def request_id_of(scope: Scope) -> str:
     """The caller's id when it is short printable ASCII (it is echoed), else a new one."""
     for name, value in scope.get("headers", ()):
-        if name == _HEADER and 0 < len(value) <= _MAX_ID and value.isascii():
+        if name == REQUEST_ID and 0 < len(value) <= _MAX_ID and value.isascii():
             text: str = value.decode()
             if text.isprintable():
                 return text
@@ -75,21 +75,29 @@ class RequestLog:
             return
         start = time.perf_counter()
         request_id = request_id_of(scope)
-        status = 500  # unless a response starts: an exception escaped every handler
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-                headers.append((_HEADER, request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
+        stamped = StampedSend(send, request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, stamped)
         finally:
-            logged(scope, status, time.perf_counter() - start, request_id, self.metrics)
+            logged(scope, stamped.status, time.perf_counter() - start, request_id, self.metrics)
+
+
+class StampedSend:
+    """``send`` with the request id added to the answer's headers, keeping the status the
+    answer started with (500 until one starts: an exception escaped every handler)."""
+
+    __slots__ = ("_header", "_send", "status")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self._send = send
+        self._header = (REQUEST_ID, request_id.encode())
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), self._header]}
+        await self._send(message)
 
 
 def logged(

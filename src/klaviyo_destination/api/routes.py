@@ -115,9 +115,10 @@ async def post_events(request: Request) -> Response:
     return served_response(await events(Call.of(request)))
 
 
-async def batch(call: Call) -> Answer:
+async def batch(call: Call, default_type: str | None = None) -> Answer:
+    """The SDK routes' events delivered; ``default_type`` as for :func:`_events`."""
     settings = _authorized(call)
-    events = await _events(call, settings)
+    events = await _events(call, settings, default_type)
     return _sdk_answer(await _deliver(call, events.items))
 
 
@@ -134,9 +135,7 @@ async def post_batch(request: Request) -> Response:
 async def post_one(request: Request) -> Response:
     """``/v1/<type>``: one event; the path gives its type when the body has none."""
     call = Call.of(request)
-    settings = _authorized(call)
-    events = await _events(call, settings, default_type=call.path.rsplit("/", 1)[-1])
-    return _sdk_answer(await _deliver(call, events.items)).response()
+    return (await batch(call, default_type=call.path.rsplit("/", 1)[-1])).response()
 
 
 for _type in SDK_EVENT_TYPES:
