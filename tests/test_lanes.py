@@ -10,21 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import orjson
 import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
+from uvicorn.server import ServerState
 
+from klaviyo_destination.api.connections import EdgeProtocol
 from klaviyo_destination.api.exchange import Answer, Call
 from klaviyo_destination.api.lanes import Lane, Lanes
 from klaviyo_destination.app import create_app
 from klaviyo_destination.errors import BadRequest
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
+from support.transport import RecordingTransport
 
 from .apps import served
 
@@ -223,3 +228,87 @@ async def test_a_body_that_stops_arriving_is_a_408_that_closes_the_connection() 
     assert start["status"] == 408
     assert (b"connection", b"close") in start["headers"]
     assert orjson.loads(sent[1]["body"])["error"]["field"] == "body"
+
+
+# --- which requests the connections hand to a lane (api/connections.py) ------------------------
+
+
+def http_scope(path: str, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {"type": "http", "method": "POST", "path": path, "headers": list(headers)}
+
+
+def test_a_connection_hands_only_hot_routes_to_their_lanes() -> None:
+    lane = Lane(echo, None)
+    lanes = Lanes({("POST", "/echo"): lane}, loopback_only=False, body_timeout=1, metrics=None)
+    assert lanes.lane_of(http_scope("/echo", (b"host", b"localhost"))) is lane
+    assert lanes.lane_of(http_scope("/other")) is None
+    assert lanes.lane_of({**http_scope("/echo"), "method": "GET"}) is None
+
+
+@pytest.mark.parametrize("header", [b"x-forwarded-for", b"x-forwarded-proto"])
+def test_a_request_with_proxy_headers_goes_through_uvicorns_middleware(header: bytes) -> None:
+    lanes = Lanes(
+        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
+    )
+    assert lanes.lane_of(http_scope("/echo", (header, b"https"))) is None
+
+
+async def test_the_app_binds_its_lanes_to_fastapis_opentelemetry_check() -> None:
+    app = create_app(Settings(klaviyo_private_api_key=SecretStr(KEY)))
+    async with LifespanManager(app) as manager:
+        lanes = manager._state["lanes"]  # what the connections read (uvicorn's app_state)
+    assert isinstance(lanes, Lanes)
+    assert lanes.app is app
+    # FastAPI's own check (a private attribute of the pinned FastAPI: this fails if it goes)
+    assert lanes.traced == app._native_telemetry.enabled
+
+
+class BrokenLanes(Lanes):
+    async def serve(self, *_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in the lane")
+
+
+ECHO_REQUEST: Final = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def connection(lanes: Lanes) -> tuple[EdgeProtocol, RecordingTransport]:
+    """``serve``'s protocol on a recording transport, its app ``inner``, with these lanes."""
+    config = uvicorn.Config(inner, log_config=None, http=EdgeProtocol)
+    config.load()
+    protocol = EdgeProtocol(config, ServerState(), {"lanes": lanes})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport
+
+
+async def answered(protocol: EdgeProtocol, transport: RecordingTransport, data: bytes) -> bytes:
+    protocol.data_received(data)
+    await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=3)
+    protocol.connection_lost(None)
+    return transport.written
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+async def test_a_traced_connection_sends_hot_requests_through_the_app(traced: bool) -> None:
+    lanes = Lanes(
+        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
+    )
+    lanes.traced = lambda: traced
+    written = await answered(*connection(lanes), ECHO_REQUEST)
+    body = written.partition(b"\r\n\r\n")[2]
+    assert body == (b"inner" if traced else b'{"path":"/echo","body":"{}"}')
+
+
+async def test_a_lane_that_fails_is_a_logged_500_on_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lanes = BrokenLanes(
+        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
+    )
+    protocol, transport = connection(lanes)
+    with caplog.at_level(logging.ERROR, logger="klaviyo_destination.edge"):
+        written = await answered(protocol, transport, ECHO_REQUEST)
+    assert written.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert transport.closed
+    [record] = [r for r in caplog.records if r.name == "klaviyo_destination.edge"]
+    assert record.exc_info is not None

@@ -52,6 +52,8 @@ class State(TypedDict):
     emulator_prefix: str | None
     metrics: DeliveryMetrics
     events: Counter
+    #: the hot routes, which the connections hand their requests to (api/connections.py)
+    lanes: Lanes
 
 
 def create_app(
@@ -105,6 +107,7 @@ def create_app(
                     "emulator_prefix": emulator_prefix,
                     "metrics": metrics,
                     "events": events,
+                    "lanes": lanes,
                 }
             finally:
                 if upstream is not None:
@@ -130,6 +133,10 @@ def create_app(
     app.add_middleware(RequestLog, metrics=http_metrics)
     # The hot routes are served by their lanes before any of it (api/lanes.py).
     app.middleware_stack = lanes.ahead_of(app.build_middleware_stack())
+    lanes.app = app
+    # With an OpenTelemetry SDK installed, FastAPI's entry traces requests: the connections
+    # then send hot ones that way too (a private attribute; tests/test_lanes.py checks it).
+    lanes.traced = app._native_telemetry.enabled
     return app
 
 

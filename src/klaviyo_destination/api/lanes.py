@@ -7,19 +7,26 @@ request's ``(method, path)``: a hot route's lane does, in one coroutine, what th
 for it (the edge's checks and body deadline, the route's handler, an error's answer, the request
 id, the metrics and the log line), with the same functions they use, and sends its answer as two
 ASGI messages. Everything else goes on to the middleware and FastAPI, which also describes the
-hot routes in the OpenAPI document (its routes call the same handlers). FastAPI's own entry,
-with its OpenTelemetry hook, still sees every request.
+hot routes in the OpenAPI document (its routes call the same handlers).
+
+Served by ``klaviyo-destination serve``, a hot request does not even come this way: the
+connection (``api/connections.py``) hands it to :meth:`Lanes.serve` straight from uvicorn's
+request cycle, with a :class:`Reply` that writes the answer to the socket in one piece, past
+uvicorn's proxy-header middleware, FastAPI's entry and the ASGI messages (with FastAPI's
+OpenTelemetry switched on when a connection opens, its requests go FastAPI's way instead, so
+they are traced).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .edge import BodyWatch, TimedBody, screen
 from .exchange import JSON, Answer, Call
@@ -27,6 +34,17 @@ from .metrics import HttpMetrics
 from .refusals import refusal, unexpected_answer
 from .request_log import REQUEST_ID, StampedSend, logged, request_id_of
 from .routes import Handler
+
+
+class Reply(Protocol):
+    """Where a lane writes its answer when it serves a connection's request cycle directly."""
+
+    async def answer(self, answer: Answer, request_id: str, *, close: bool) -> None:
+        """Write ``answer`` with its request id; ``close``: the body was not read to its end,
+        so the connection closes after it (as :class:`.edge.TimedBody` has it)."""
+
+    async def __call__(self, message: Message) -> None:
+        """The ASGI ``send`` of the cycle, for an answer that streams (a pass-through)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +70,9 @@ class Lanes:
         self.body_timeout = body_timeout
         self.metrics = metrics
         self.watch = BodyWatch()
+        #: the app the lanes serve for (``scope["app"]``), and whether its OpenTelemetry is on
+        self.app: ASGIApp | None = None
+        self.traced: Callable[[], bool] = _never
 
     def ahead_of(self, app: ASGIApp) -> ASGIApp:
         """``app`` with the lanes in front of it."""
@@ -70,11 +91,26 @@ class Lanes:
 
         return switch
 
-    async def serve(self, lane: Lane, scope: Scope, receive: Receive, send: Send) -> None:
+    def lane_of(self, scope: Scope) -> Lane | None:
+        """The lane of a connection's request: a hot route's, unless the request needs what the
+        way through the app adds (uvicorn's proxy headers)."""
+        lane = self.lanes.get((scope["method"], scope["path"]))
+        if lane is None:
+            return None
+        for name, _ in scope["headers"]:
+            if name in _PROXY_HEADERS:
+                return None
+        return lane
+
+    async def serve(
+        self, lane: Lane, scope: Scope, receive: Receive, send: Send, reply: Reply | None = None
+    ) -> None:
+        """Serve one request; with ``reply``, ``send`` is the reply's own (see :class:`Reply`)."""
         start = time.perf_counter()
         scope["route"] = lane.route
         request_id = request_id_of(scope)
         status = 500
+        body = None
         try:
             edge_refusal, has_body = screen(scope, loopback_only=self.loopback_only)
             if has_body:
@@ -89,12 +125,23 @@ class Lanes:
                 served = refusal(scope, error) or unexpected_answer(error)
             if isinstance(served, Answer):
                 status = served.status
-                await _send(send, served, request_id)
+                if reply is None:
+                    await _send(send, served, request_id)
+                else:
+                    await reply.answer(served, request_id, close=body is not None and body.pending)
             else:  # a pass-through's streamed answer
                 status = served.status_code
                 await served(scope, receive, StampedSend(send, request_id))
         finally:
             logged(scope, status, time.perf_counter() - start, request_id, self.metrics)
+
+
+#: What uvicorn's ``ProxyHeadersMiddleware`` reads (a request with them goes through it).
+_PROXY_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
+
+
+def _never() -> bool:
+    return False
 
 
 async def _send(send: Send, answer: Answer, request_id: str) -> None:

@@ -1,0 +1,191 @@
+"""The hot routes served straight from the connection (``api/connections.py``): the real
+``serve`` process over raw sockets, so what is checked is the bytes a client reads. A lane
+request must read exactly as the same handler through FastAPI's route (its twin), and keep
+HTTP/1.1's rules: pipelined answers in order, ``Connection: close`` and HTTP/1.0, ``Expect:
+100-continue``, a body that arrives in pieces.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import orjson
+import pytest
+
+from support.compose import local_service_env
+from support.events import signed_up
+from support.servers import Server, start_service_with
+
+from .test_edge_server import read_answer, read_until_closed
+
+LANE: Final = "/v0/destinations/klaviyo"
+TWIN: Final = "/v0/destinations/KLAVIYO"  # FastAPI's route of the same handler, not a lane
+
+
+def processor_body(count: int = 1) -> bytes:
+    jobs = [
+        {
+            "message": signed_up(f"lane-{index}"),
+            "metadata": {"jobId": index + 1, "destinationId": "d1"},
+            "destination": {"ID": "d1", "Config": {"privateApiKey": "pk_lane_test"}},
+        }
+        for index in range(count)
+    ]
+    return orjson.dumps(jobs)
+
+
+def request(
+    server: Server,
+    path: str,
+    body: bytes,
+    *,
+    version: str = "1.1",
+    extra: str = "",
+) -> bytes:
+    head = (
+        f"POST {path} HTTP/{version}\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    )
+    return head.encode() + body
+
+
+def parsed(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split(" ")[1]), headers, body
+
+
+@pytest.fixture(scope="module")
+def service_(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # No WEBHOOK_TOKEN: loopback only, so the edge's Host and Content-Type checks are on.
+    env = local_service_env(emulator_server.url) | {"BODY_TIMEOUT": "2"}
+    env.pop("WEBHOOK_TOKEN", None)
+    with start_service_with(env, tmp_path_factory.mktemp("lanes")) as server:
+        yield server
+
+
+def exchange(server: Server, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(data)
+        return read_answer(sock)
+
+
+TWIN_CASES: Final = {
+    "one track event": processor_body(),
+    "three events": processor_body(3),
+    "not JSON": b"[{",
+    "not an array": b'{"jobs": []}',
+}
+
+
+@pytest.mark.parametrize("body", TWIN_CASES.values(), ids=TWIN_CASES.keys())
+def test_a_lane_answer_reads_byte_for_byte_as_the_routes(service_: Server, body: bytes) -> None:
+    extra = "X-Request-ID: twin-check\r\n"
+    lane = parsed(exchange(service_, request(service_, LANE, body, extra=extra)))
+    twin = parsed(exchange(service_, request(service_, TWIN, body, extra=extra)))
+    lane_status, lane_headers, lane_body = lane
+    twin_status, twin_headers, twin_body = twin
+    assert (lane_status, lane_body) == (twin_status, twin_body)
+    lane_headers.pop("date"), twin_headers.pop("date")  # the second may turn between the two
+    assert lane_headers == twin_headers
+    assert lane_headers["x-request-id"] == "twin-check"
+    assert lane_headers["apiversion"] == "2"
+
+
+def test_an_edge_refusal_reads_the_same_from_a_lane(service_: Server) -> None:
+    data = request(service_, LANE, b"[]").replace(b"Host: 127.0.0.1", b"Host: evil.example")
+    status, headers, body = parsed(exchange(service_, data))
+    assert status == 421
+    assert orjson.loads(body)["error"]["field"] == "Host"
+    assert len(headers["x-request-id"]) == 32
+
+
+def test_pipelined_requests_are_answered_in_order(service_: Server) -> None:
+    ids = ["p-1", "p-2", "p-3", "p-4"]
+    data = b"".join(
+        request(service_, path, processor_body(), extra=f"X-Request-ID: {rid}\r\n")
+        for rid, path in zip(ids, [LANE, TWIN, LANE, LANE], strict=True)
+    )
+    answered = []
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        sock.sendall(data)  # all four in one write: each waits for the answer before it
+        for _ in ids:
+            status, headers, _ = parsed(read_answer(sock))
+            answered.append((status, headers["x-request-id"]))
+    assert answered == [(200, rid) for rid in ids]
+
+
+def test_a_keep_alive_connection_serves_one_request_after_another(service_: Server) -> None:
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        for index in range(3):
+            sock.sendall(
+                request(service_, LANE, processor_body(), extra=f"X-Request-ID: k{index}\r\n")
+            )
+            status, headers, _ = parsed(read_answer(sock))
+            assert (status, headers["x-request-id"]) == (200, f"k{index}")
+            assert "connection" not in headers
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [("1.1", "Connection: close\r\n"), ("1.0", "")],
+    ids=["Connection: close", "HTTP/1.0"],
+)
+def test_a_lane_closes_when_the_request_asks_for_it(
+    service_: Server, version: str, extra: str
+) -> None:
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        sock.sendall(request(service_, LANE, processor_body(), version=version, extra=extra))
+        received, closed = read_until_closed(sock, 3)
+    status, headers, body = parsed(received)
+    assert status == 200
+    assert headers["connection"] == "close"
+    assert len(body) == int(headers["content-length"])
+    assert closed
+
+
+def test_expect_100_continue_is_answered_before_the_body(service_: Server) -> None:
+    body = processor_body()
+    data = request(service_, LANE, body, extra="Expect: 100-continue\r\n")
+    head = data[: len(data) - len(body)]
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        sock.sendall(head)
+        interim = sock.recv(1024)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(body)
+        status, _, answer = parsed(read_answer(sock))
+    assert status == 200
+    assert orjson.loads(answer)[0]["statusCode"] == 200
+
+
+def test_a_body_in_pieces_is_read_to_its_end(service_: Server) -> None:
+    body = processor_body(2)
+    data = request(service_, LANE, body)
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        for start in range(0, len(data), 700):
+            sock.sendall(data[start : start + 700])
+            time.sleep(0.05)
+        status, _, answer = parsed(read_answer(sock))
+    assert status == 200
+    items: list[dict[str, Any]] = orjson.loads(answer)
+    assert [item["metadata"]["jobId"] for item in items] == [1, 2]
+
+
+def test_a_stalled_lane_body_gets_a_408_and_the_connection_closes(service_: Server) -> None:
+    body = processor_body()
+    data = request(service_, LANE, body)
+    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+        sock.sendall(data[: len(data) - 10])  # the rest never comes
+        received, closed = read_until_closed(sock, 5)
+    status, headers, answer = parsed(received)
+    assert status == 408
+    assert orjson.loads(answer)["error"]["field"] == "body"
+    assert headers["connection"] == "close"
+    assert closed
