@@ -63,7 +63,9 @@ def parsed(answer: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 @pytest.fixture(scope="module")
-def service_(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def lanes_service(
+    emulator_server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     # No WEBHOOK_TOKEN: loopback only, so the edge's Host and Content-Type checks are on.
     env = local_service_env(emulator_server.url) | {"BODY_TIMEOUT": "2"}
     env.pop("WEBHOOK_TOKEN", None)
@@ -71,7 +73,7 @@ def service_(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) 
         yield server
 
 
-def exchange(server: Server, data: bytes) -> bytes:
+def round_trip(server: Server, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(data)
         return read_answer(sock)
@@ -86,10 +88,12 @@ TWIN_CASES: Final = {
 
 
 @pytest.mark.parametrize("body", TWIN_CASES.values(), ids=TWIN_CASES.keys())
-def test_a_lane_answer_reads_byte_for_byte_as_the_routes(service_: Server, body: bytes) -> None:
+def test_a_lane_answer_reads_byte_for_byte_as_the_routes(
+    lanes_service: Server, body: bytes
+) -> None:
     extra = "X-Request-ID: twin-check\r\n"
-    lane = parsed(exchange(service_, request(service_, LANE, body, extra=extra)))
-    twin = parsed(exchange(service_, request(service_, TWIN, body, extra=extra)))
+    lane = parsed(round_trip(lanes_service, request(lanes_service, LANE, body, extra=extra)))
+    twin = parsed(round_trip(lanes_service, request(lanes_service, TWIN, body, extra=extra)))
     lane_status, lane_headers, lane_body = lane
     twin_status, twin_headers, twin_body = twin
     assert (lane_status, lane_body) == (twin_status, twin_body)
@@ -99,22 +103,22 @@ def test_a_lane_answer_reads_byte_for_byte_as_the_routes(service_: Server, body:
     assert lane_headers["apiversion"] == "2"
 
 
-def test_an_edge_refusal_reads_the_same_from_a_lane(service_: Server) -> None:
-    data = request(service_, LANE, b"[]").replace(b"Host: 127.0.0.1", b"Host: evil.example")
-    status, headers, body = parsed(exchange(service_, data))
+def test_an_edge_refusal_reads_the_same_from_a_lane(lanes_service: Server) -> None:
+    data = request(lanes_service, LANE, b"[]").replace(b"Host: 127.0.0.1", b"Host: evil.example")
+    status, headers, body = parsed(round_trip(lanes_service, data))
     assert status == 421
     assert orjson.loads(body)["error"]["field"] == "Host"
     assert len(headers["x-request-id"]) == 32
 
 
-def test_pipelined_requests_are_answered_in_order(service_: Server) -> None:
+def test_pipelined_requests_are_answered_in_order(lanes_service: Server) -> None:
     ids = ["p-1", "p-2", "p-3", "p-4"]
     data = b"".join(
-        request(service_, path, processor_body(), extra=f"X-Request-ID: {rid}\r\n")
+        request(lanes_service, path, processor_body(), extra=f"X-Request-ID: {rid}\r\n")
         for rid, path in zip(ids, [LANE, TWIN, LANE, LANE], strict=True)
     )
     answered = []
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         sock.sendall(data)  # all four in one write: each waits for the answer before it
         for _ in ids:
             status, headers, _ = parsed(read_answer(sock))
@@ -122,11 +126,11 @@ def test_pipelined_requests_are_answered_in_order(service_: Server) -> None:
     assert answered == [(200, rid) for rid in ids]
 
 
-def test_a_keep_alive_connection_serves_one_request_after_another(service_: Server) -> None:
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+def test_a_keep_alive_connection_serves_one_request_after_another(lanes_service: Server) -> None:
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         for index in range(3):
             sock.sendall(
-                request(service_, LANE, processor_body(), extra=f"X-Request-ID: k{index}\r\n")
+                request(lanes_service, LANE, processor_body(), extra=f"X-Request-ID: k{index}\r\n")
             )
             status, headers, _ = parsed(read_answer(sock))
             assert (status, headers["x-request-id"]) == (200, f"k{index}")
@@ -139,10 +143,10 @@ def test_a_keep_alive_connection_serves_one_request_after_another(service_: Serv
     ids=["Connection: close", "HTTP/1.0"],
 )
 def test_a_lane_closes_when_the_request_asks_for_it(
-    service_: Server, version: str, extra: str
+    lanes_service: Server, version: str, extra: str
 ) -> None:
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
-        sock.sendall(request(service_, LANE, processor_body(), version=version, extra=extra))
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
+        sock.sendall(request(lanes_service, LANE, processor_body(), version=version, extra=extra))
         received, closed = read_until_closed(sock, 3)
     status, headers, body = parsed(received)
     assert status == 200
@@ -151,11 +155,11 @@ def test_a_lane_closes_when_the_request_asks_for_it(
     assert closed
 
 
-def test_expect_100_continue_is_answered_before_the_body(service_: Server) -> None:
+def test_expect_100_continue_is_answered_before_the_body(lanes_service: Server) -> None:
     body = processor_body()
-    data = request(service_, LANE, body, extra="Expect: 100-continue\r\n")
+    data = request(lanes_service, LANE, body, extra="Expect: 100-continue\r\n")
     head = data[: len(data) - len(body)]
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         sock.sendall(head)
         interim = sock.recv(1024)
         assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
@@ -165,10 +169,10 @@ def test_expect_100_continue_is_answered_before_the_body(service_: Server) -> No
     assert orjson.loads(answer)[0]["statusCode"] == 200
 
 
-def test_a_body_in_pieces_is_read_to_its_end(service_: Server) -> None:
+def test_a_body_in_pieces_is_read_to_its_end(lanes_service: Server) -> None:
     body = processor_body(2)
-    data = request(service_, LANE, body)
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+    data = request(lanes_service, LANE, body)
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         for start in range(0, len(data), 700):
             sock.sendall(data[start : start + 700])
             time.sleep(0.05)
@@ -178,10 +182,10 @@ def test_a_body_in_pieces_is_read_to_its_end(service_: Server) -> None:
     assert [item["metadata"]["jobId"] for item in items] == [1, 2]
 
 
-def test_a_stalled_lane_body_gets_a_408_and_the_connection_closes(service_: Server) -> None:
+def test_a_stalled_lane_body_gets_a_408_and_the_connection_closes(lanes_service: Server) -> None:
     body = processor_body()
-    data = request(service_, LANE, body)
-    with socket.create_connection(("127.0.0.1", service_.port), timeout=5) as sock:
+    data = request(lanes_service, LANE, body)
+    with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         sock.sendall(data[: len(data) - 10])  # the rest never comes
         received, closed = read_until_closed(sock, 5)
     status, headers, answer = parsed(received)
