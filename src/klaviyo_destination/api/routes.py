@@ -60,6 +60,16 @@ def served_response(served: Served) -> Response:
     return served.response() if isinstance(served, Answer) else served
 
 
+def _post(path: str, handler: Handler, *, name: str, **described: Any) -> None:
+    """``POST path`` as a FastAPI route (so in the OpenAPI document, as ``described``), served
+    by ``handler``: the way in besides the lanes (``api/lanes.py``), which call it directly."""
+
+    async def endpoint(request: Request) -> Response:
+        return served_response(await handler(Call.of(request)))
+
+    routes.add_api_route(path, endpoint, methods=["POST"], name=name, **described)
+
+
 def _protocol_front(call: Call) -> Front:
     """The protocol routes' shared parts, read without FastAPI dependencies: solving them was
     30% of a one-event request's time, and these are the hot path."""
@@ -105,14 +115,14 @@ async def events(call: Call) -> Answer:
     return Answer.json(body, status, headers)
 
 
-@routes.post(
+_post(
     "/v1/events",
+    events,
+    name="post_events",
     summary="Deliver events to Klaviyo (webhook)",
     openapi_extra=request_body_examples(),
     responses=EVENTS_RESPONSES,
 )
-async def post_events(request: Request) -> Response:
-    return served_response(await events(Call.of(request)))
 
 
 async def batch(call: Call, default_type: str | None = None) -> Answer:
@@ -122,14 +132,14 @@ async def batch(call: Call, default_type: str | None = None) -> Answer:
     return _sdk_answer(await _deliver(call, events.items))
 
 
-@routes.post(
+_post(
     "/v1/batch",
+    batch,
+    name="post_batch",
     summary="RudderStack/Segment HTTP API: a batch of events, as the SDKs send it",
     openapi_extra=request_body_examples(),
     responses=SDK_RESPONSES,
 )
-async def post_batch(request: Request) -> Response:
-    return served_response(await batch(Call.of(request)))
 
 
 async def post_one(request: Request) -> Response:
@@ -255,14 +265,14 @@ async def router(call: Call) -> Served:
     return Answer(200, orjson.dumps({"output": outputs}), API_VERSION_HEADERS)
 
 
-@routes.post(
+_post(
     "/routerTransform",
+    router,
+    name="post_router",
     summary="rudder-server router transform (private network)",
     openapi_extra=router_openapi(),
     responses=ROUTER_RESPONSES,
 )
-async def post_router(request: Request) -> Response:
-    return served_response(await router(Call.of(request)))
 
 
 async def pass_through(call: Call, *, body: bytes | bytearray | None = None) -> Served:
