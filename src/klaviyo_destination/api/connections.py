@@ -43,9 +43,8 @@ from uvicorn.server import ServerState
 
 from ..errors import DestinationError, HeadersTooLarge, RequestTimeout, TooManyConnections
 from ..settings import Settings
-from .exchange import Answer
-from .lanes import Lane, Lanes
-from .request_log import REQUEST_ID
+from .exchange import JSON, Answer
+from .lanes import Lane, Lanes, answer_headers
 
 logger = logging.getLogger("klaviyo_destination.edge")
 
@@ -222,16 +221,9 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             body = orjson.dumps({"error": error.to_dict()})
-            head = [STATUS_LINE[error.status]]
-            head += [
-                name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
-            ]
-            head += [
-                b"content-type: application/json\r\n",
-                b"content-length: %d\r\n" % len(body),
-                b"connection: close\r\n\r\n",
-            ]
-            self.transport.write(b"".join(head) + body)
+            headers = [(b"content-type", JSON), (b"content-length", b"%d" % len(body))]
+            default = self.server_state.default_headers
+            self.transport.write(_http_answer(error.status, default, headers, body, close=True))
         self.transport.close()
 
 
@@ -276,17 +268,16 @@ class CycleReply:
         cycle.waiting_for_100_continue = False
         if close:
             cycle.keep_alive = False
-        body = answer.body
-        head = [STATUS_LINE[answer.status]]
-        head += [name + b": " + value + b"\r\n" for name, value in cycle.default_headers]
-        head += [
-            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
-            *(name + b": " + value + b"\r\n" for name, value in answer.headers),
-            REQUEST_ID + b": " + request_id.encode() + b"\r\n",
-            b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n",
-            body,
-        ]
-        cycle.transport.write(b"".join(head))
+        headers = answer_headers(answer, request_id)
+        cycle.transport.write(
+            _http_answer(
+                answer.status,
+                cycle.default_headers,
+                headers,
+                answer.body,
+                close=not cycle.keep_alive,
+            )
+        )
         cycle.response_complete = True
         cycle.message_event.set()
         if not cycle.keep_alive:
@@ -295,6 +286,23 @@ class CycleReply:
 
     async def __call__(self, message: Message) -> None:
         await self.cycle.send(cast(ASGISendEvent, message))
+
+
+def _http_answer(
+    status: int,
+    default: list[tuple[bytes, bytes]],
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    close: bool,
+) -> bytes:
+    """A whole HTTP/1.1 answer as uvicorn writes one: its default headers (``date``,
+    ``server``) first, and ``connection: close`` when the connection closes after it."""
+    head = [STATUS_LINE[status]]
+    head += [name + b": " + value + b"\r\n" for name, value in (*default, *headers)]
+    head.append(b"connection: close\r\n\r\n" if close else b"\r\n")
+    head.append(body)
+    return b"".join(head)
 
 
 def serve_options(settings: Settings) -> dict[str, Any]:

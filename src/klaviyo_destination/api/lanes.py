@@ -144,12 +144,17 @@ def _never() -> bool:
     return False
 
 
-async def _send(send: Send, answer: Answer, request_id: str) -> None:
-    headers = [
+def answer_headers(answer: Answer, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers a lane's answer goes out with, either way out."""
+    return [
         (b"content-type", JSON),
         (b"content-length", b"%d" % len(answer.body)),
         *answer.headers,
         (REQUEST_ID, request_id.encode()),
     ]
+
+
+async def _send(send: Send, answer: Answer, request_id: str) -> None:
+    headers = answer_headers(answer, request_id)
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
