@@ -8,6 +8,7 @@ goes through FastAPI's routing to the same handler.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -25,6 +26,7 @@ from uvicorn.server import ServerState
 from klaviyo_destination.api.connections import EdgeProtocol
 from klaviyo_destination.api.exchange import Answer, Call
 from klaviyo_destination.api.lanes import Lane, Lanes
+from klaviyo_destination.api.routes import HOT_ROUTES, Handler
 from klaviyo_destination.app import create_app
 from klaviyo_destination.errors import BadRequest
 from klaviyo_destination.settings import Settings
@@ -312,3 +314,128 @@ async def test_a_lane_that_fails_is_a_logged_500_on_the_connection(
     assert transport.closed
     [record] = [r for r in caplog.records if r.name == "klaviyo_destination.edge"]
     assert record.exc_info is not None
+
+
+# --- a lane run at once, by the read that brought its whole request (api/connections.py) -------
+
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+
+
+async def waiting_echo(call: Call) -> Answer:
+    """Waits for the loop before it answers, and says whether it then runs in a task."""
+    body = b"".join([chunk async for chunk in call.stream()])
+    SEEN.set("set by the lane")
+    await asyncio.sleep(0)
+    in_task = asyncio.current_task() is not None
+    return Answer.json({"body": body.decode(), "in_task": in_task, "seen": SEEN.get()})
+
+
+async def stuck(_: Call) -> Answer:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def lanes_at_once(handler: Handler, *, at_once: bool = True, body_timeout: float = 1) -> Lanes:
+    lane = Lane(handler, None, at_once=at_once)
+    return Lanes(
+        {("POST", "/echo"): lane}, loopback_only=False, body_timeout=body_timeout, metrics=None
+    )
+
+
+def head(length: int, extra: bytes = b"") -> bytes:
+    return b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n%s\r\n" % (
+        length,
+        extra,
+    )
+
+
+def body_of(written: bytes) -> Any:
+    return orjson.loads(written.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize("at_once", [True, False], ids=["at-once", "in-a-task"])
+async def test_a_whole_request_is_answered_before_the_read_that_brought_it_returns(
+    at_once: bool,
+) -> None:
+    protocol, transport = connection(lanes_at_once(echo, at_once=at_once))
+    protocol.data_received(ECHO_REQUEST)
+    if at_once:  # no task, no turn of the loop: answered (and logged) inside the read
+        assert not protocol.tasks
+        assert body_of(transport.written) == {"path": "/echo", "body": "{}"}
+    else:
+        assert transport.written == b""
+        assert len(protocol.tasks) == 1
+    assert body_of(await answered(protocol, transport, b"")) == {"path": "/echo", "body": "{}"}
+
+
+async def test_a_body_still_arriving_is_read_in_a_task_and_answered_at_its_end() -> None:
+    protocol, transport = connection(lanes_at_once(echo))
+    protocol.data_received(head(10) + b"01234")
+    assert transport.written == b""
+    assert len(protocol.tasks) == 1
+    written = await answered(protocol, transport, b"56789")
+    assert body_of(written) == {"path": "/echo", "body": "0123456789"}
+
+
+async def test_a_body_that_stops_arriving_still_meets_its_deadline() -> None:
+    protocol, transport = connection(lanes_at_once(echo, body_timeout=0.2))
+    protocol.data_received(head(10) + b"01234")
+    await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=3)
+    assert transport.written.startswith(b"HTTP/1.1 408 ")
+    assert transport.closed
+
+
+async def test_a_lane_that_waits_goes_on_in_a_task_with_its_own_context() -> None:
+    protocol, transport = connection(lanes_at_once(waiting_echo))
+    SEEN.set("the connection's")
+    protocol.data_received(head(2) + b"hi")
+    assert transport.written == b""  # it waits for the loop: not answered yet
+    assert len(protocol.tasks) == 1  # the task that goes on with it, which shutdown waits for
+    assert SEEN.get() == "the connection's"  # what the lane set stayed in its own context
+    written = await answered(protocol, transport, b"")
+    assert body_of(written) == {"body": "hi", "in_task": True, "seen": "set by the lane"}
+    assert not protocol.tasks
+
+
+async def test_cancelling_a_lane_that_waits_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protocol, transport = connection(lanes_at_once(stuck))
+    protocol.data_received(ECHO_REQUEST)
+    [task] = protocol.tasks
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="klaviyo_destination.edge"):
+        task.cancel()  # as the server's shutdown does once its grace is over
+        await asyncio.gather(task, return_exceptions=True)
+    assert transport.written.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert "unexpected error in a lane" in caplog.text
+
+
+async def test_pipelined_requests_run_at_once_are_answered_in_order() -> None:
+    protocol, transport = connection(lanes_at_once(echo))
+    second = ECHO_REQUEST.replace(b"{}", b"[]")
+    written = await answered(protocol, transport, ECHO_REQUEST + second)
+    first_answer, _, rest = written.partition(b"HTTP/1.1 200 OK\r\n")[2].partition(b"HTTP/1.1")
+    assert b'"body":"{}"' in first_answer
+    assert b'"body":"[]"' in rest
+
+
+async def test_a_lane_run_at_once_that_fails_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lanes = BrokenLanes(
+        {("POST", "/echo"): Lane(echo, None, at_once=True)},
+        loopback_only=False,
+        body_timeout=1,
+        metrics=None,
+    )
+    protocol, transport = connection(lanes)
+    with caplog.at_level(logging.ERROR, logger="klaviyo_destination.edge"):
+        protocol.data_received(ECHO_REQUEST)
+    assert transport.written.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert "unexpected error in a lane" in caplog.text
+
+
+def test_only_the_protocol_routes_run_at_once() -> None:
+    at_once = {key for key, (_, _, now) in HOT_ROUTES.items() if now}
+    assert at_once == {("POST", "/v0/destinations/klaviyo"), ("POST", "/routerTransform")}

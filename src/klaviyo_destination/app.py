@@ -169,8 +169,8 @@ def _not_matched(not_found: ASGIApp) -> ASGIApp:
 def _lanes() -> dict[tuple[str, str], Lane]:
     templates = {getattr(route, "path", None): route for route in routes.routes}
     return {
-        key: Lane(endpoint, templates.get(template))
-        for key, (endpoint, template) in HOT_ROUTES.items()
+        key: Lane(endpoint, templates.get(template), at_once=at_once)
+        for key, (endpoint, template, at_once) in HOT_ROUTES.items()
     }
 
 

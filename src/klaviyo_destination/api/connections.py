@@ -16,35 +16,42 @@ The limits are read from the settings in the app's lifespan state, so each worke
 its own. The body's deadline is :mod:`.edge`'s (an ASGI middleware).
 
 A request to a hot route is handed to its lane (:mod:`.lanes`) straight from uvicorn's request
-cycle: the cycle still reads the body (flow control, ``Expect: 100-continue``, a disconnect),
-pipelined requests still wait their turn, and :class:`CycleReply` writes the answer as the
-cycle's ``send`` would, in one write. On a one-event request this saves about a seventh of the
-service's CPU (the ASGI messages and uvicorn's checks of them, the proxy-header middleware,
-FastAPI's entry and its OpenTelemetry check; bench/optimisations.md).
+cycle (:mod:`.lane_cycle`): the cycle still reads the body (flow control, ``Expect:
+100-continue``, a disconnect), pipelined requests still wait their turn, and ``CycleReply``
+writes the answer as the cycle's ``send`` would, in one write. On a one-event request this
+saves about a seventh of the service's CPU (the ASGI messages and uvicorn's checks of them, the
+proxy-header middleware, FastAPI's entry and its OpenTelemetry check; bench/optimisations.md).
+
+A lane that may run at once (``Lane.at_once``: the rudder-server protocol routes) waits for the
+end of the read that brought its headers. When its whole body came in the same read, as a
+small request's does, it runs there and then: no task, no turn of the loop, no body deadline to
+keep, and its answer and log line are written before the read's callback returns. Should it wait
+for something (a Klaviyo look-up, the upstream transformer, a slow reader), a task takes it from
+where it stopped. Its handler must not ask for the current task before its first wait (the
+look-ups and upstream calls run in tasks of their own). Otherwise the request starts in a task,
+as uvicorn starts any, and reads the rest of its body under the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import resource
 from typing import Any, Final, cast
 
 import orjson
-from starlette.types import Message, Receive, Scope
-from uvicorn._types import ASGI3Application, ASGISendEvent
+from starlette.types import Scope
+from uvicorn._types import ASGI3Application
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from ..errors import DestinationError, HeadersTooLarge, RequestTimeout, TooManyConnections
 from ..settings import Settings
-from .exchange import JSON, Answer
-from .lanes import Lane, Lanes, answer_headers
+from .exchange import JSON
+from .lane_cycle import http_answer, resumed, serve_lane
+from .lanes import Lane, Lanes
 
 logger = logging.getLogger("klaviyo_destination.edge")
 
@@ -76,6 +83,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.refused = False
         lanes = app_state.get("lanes")
         self.lanes: Lanes | None = lanes if isinstance(lanes, Lanes) else None
+        #: inside the parser's feed of one read: a lane that may run at once waits for its end
+        self.feeding = False
+        #: the request whose lane waits for the feed to end (its body may come with it)
+        self.waiting: tuple[Lane, RequestResponseCycle] | None = None
 
     # --- asyncio.Protocol ---
 
@@ -102,7 +113,14 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.in_headers:
             # Counted before parsing: httptools keeps a header it has not finished in memory.
             self.header_bytes += len(data)
-        super().data_received(data)
+        self.feeding = True
+        try:
+            super().data_received(data)
+        finally:
+            self.feeding = False
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            self._start_waiting(*waiting)
         if self.in_headers and self.header_bytes > self.settings.max_header_bytes:
             limit = self.settings.max_header_bytes
             self._refuse(HeadersTooLarge(f"request headers are larger than {limit} bytes"))
@@ -134,7 +152,38 @@ class EdgeProtocol(HttpToolsProtocol):
         if lanes is None or lane is None:
             super()._start_asgi_task(cycle, app)
             return
-        task = self.loop.create_task(_serve(lanes, lane, cycle))
+        if lane.at_once and self.feeding:
+            self.waiting = (lane, cycle)  # the rest of this read may hold its whole body
+            return
+        self._track(self.loop.create_task(serve_lane(lanes, lane, cycle)))
+
+    def _start_waiting(self, lane: Lane, cycle: RequestResponseCycle) -> None:
+        """A waiting lane, once the read that began its request has been parsed: run at once
+        when its whole body came with it (no task, no turn of the loop before it starts; the
+        request log and the answer are written before this read's callback returns), else
+        started as any request is, to read the rest under the body's deadline."""
+        lanes = self.lanes
+        if lanes is None:
+            return  # only a lane waits, and only on a connection with lanes
+        if cycle.more_body:
+            self._track(self.loop.create_task(serve_lane(lanes, lane, cycle)))
+            return
+        # Run in a context of its own, as a task would be: nothing it sets leaks into the
+        # connection's callbacks or into the next request.
+        context = contextvars.copy_context()
+        coroutine = serve_lane(lanes, lane, cycle, received=True)
+        try:
+            awaited = context.run(coroutine.send, None)
+        except StopIteration:
+            return  # answered without waiting for anything
+        except BaseException:  # serve_lane answers every error itself: this is a bug in it
+            logger.exception("unexpected error in a lane: connection closed")
+            self.transport.close()
+            return
+        # It waits (for Klaviyo look-ups, the upstream, a slow reader): a task takes it from here.
+        self._track(self.loop.create_task(resumed(coroutine, awaited), context=context))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
@@ -223,86 +272,8 @@ class EdgeProtocol(HttpToolsProtocol):
             body = orjson.dumps({"error": error.to_dict()})
             headers = [(b"content-type", JSON), (b"content-length", b"%d" % len(body))]
             default = self.server_state.default_headers
-            self.transport.write(_http_answer(error.status, default, headers, body, close=True))
+            self.transport.write(http_answer(error.status, default, headers, body, close=True))
         self.transport.close()
-
-
-async def _serve(lanes: Lanes, lane: Lane, cycle: RequestResponseCycle) -> None:
-    """A hot route's request served by its lane, as uvicorn's ``run_asgi`` serves an app."""
-    scope = cast(Scope, cycle.scope)
-    if lanes.app is not None:
-        scope["app"] = lanes.app
-    reply = CycleReply(cycle)
-    try:
-        await lanes.serve(lane, scope, cast(Receive, cycle.receive), reply, reply)
-    except BaseException:  # the lane answers every error: a bug, or the server cancelling it
-        logger.exception("unexpected error in a lane: answered 500")
-        if not cycle.response_started and not cycle.disconnected:
-            await cycle.send_500_response()
-        else:
-            cycle.transport.close()
-    finally:
-        cycle.on_response = _nothing  # as run_asgi: the cycle no longer holds the protocol
-
-
-def _nothing() -> None:
-    pass
-
-
-class CycleReply:
-    """A lane's answer written on uvicorn's request cycle: what ``RequestResponseCycle.send``
-    does with a start and a complete body, in one write, for headers the lane made itself."""
-
-    __slots__ = ("cycle",)
-
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self.cycle = cycle
-
-    async def answer(self, answer: Answer, request_id: str, *, close: bool) -> None:
-        cycle = self.cycle
-        if cycle.flow.write_paused and not cycle.disconnected:
-            await cycle.flow.drain()
-        if cycle.disconnected or cycle.response_started:
-            return
-        cycle.response_started = True
-        cycle.waiting_for_100_continue = False
-        if close:
-            cycle.keep_alive = False
-        headers = answer_headers(answer, request_id)
-        cycle.transport.write(
-            _http_answer(
-                answer.status,
-                cycle.default_headers,
-                headers,
-                answer.body,
-                close=not cycle.keep_alive,
-            )
-        )
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            cycle.transport.close()
-        cycle.on_response()
-
-    async def __call__(self, message: Message) -> None:
-        await self.cycle.send(cast(ASGISendEvent, message))
-
-
-def _http_answer(
-    status: int,
-    default: list[tuple[bytes, bytes]],
-    headers: list[tuple[bytes, bytes]],
-    body: bytes,
-    *,
-    close: bool,
-) -> bytes:
-    """A whole HTTP/1.1 answer as uvicorn writes one: its default headers (``date``,
-    ``server``) first, and ``connection: close`` when the connection closes after it."""
-    head = [STATUS_LINE[status]]
-    head += [name + b": " + value + b"\r\n" for name, value in (*default, *headers)]
-    head.append(b"connection: close\r\n\r\n" if close else b"\r\n")
-    head.append(body)
-    return b"".join(head)
 
 
 def serve_options(settings: Settings) -> dict[str, Any]:

@@ -14,7 +14,8 @@ connection (``api/connections.py``) hands it to :meth:`Lanes.serve` straight fro
 request cycle, with a :class:`Reply` that writes the answer to the socket in one piece, past
 uvicorn's proxy-header middleware, FastAPI's entry and the ASGI messages (with FastAPI's
 OpenTelemetry switched on when a connection opens, its requests go FastAPI's way instead, so
-they are traced).
+they are traced). A protocol route's request whose whole body came with its headers is even run
+by the read that brought it, without a task (``Lane.at_once``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class Lane:
     handler: Handler
     #: the FastAPI route of the same path: its template labels the request's metrics
     route: BaseRoute | None
+    #: the handler may start before any task exists (nothing before its first wait asks for
+    #: the current task), so a connection that has the whole request runs it at once
+    #: (``api/connections.py``)
+    at_once: bool = False
 
 
 class Lanes:
@@ -103,9 +108,17 @@ class Lanes:
         return lane
 
     async def serve(
-        self, lane: Lane, scope: Scope, receive: Receive, send: Send, reply: Reply | None = None
+        self,
+        lane: Lane,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        reply: Reply | None = None,
+        *,
+        received: bool = False,
     ) -> None:
-        """Serve one request; with ``reply``, ``send`` is the reply's own (see :class:`Reply`)."""
+        """Serve one request; with ``reply``, ``send`` is the reply's own (see :class:`Reply`).
+        ``received``: the whole body has already arrived, so it has no deadline to meet."""
         start = time.perf_counter()
         scope["route"] = lane.route
         request_id = request_id_of(scope)
@@ -113,7 +126,7 @@ class Lanes:
         body = None
         try:
             edge_refusal, has_body = screen(scope, loopback_only=self.loopback_only)
-            if has_body:
+            if has_body and not received:
                 deadline = asyncio.get_running_loop().time() + self.body_timeout
                 body = TimedBody(receive, send, deadline, self.watch)
                 receive, send = body.receive, body.send

@@ -348,11 +348,13 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-#: The routes that carry traffic, served by the lanes (``api/lanes.py``): each one's handler and
-#: the template of its FastAPI route (which describes it in the OpenAPI document).
-HOT_ROUTES: Final[dict[tuple[str, str], tuple[Handler, str]]] = {
-    ("POST", "/v0/destinations/klaviyo"): (processor, "/v0/destinations/{destination}"),
-    ("POST", "/routerTransform"): (router, "/routerTransform"),
-    ("POST", "/v1/events"): (events, "/v1/events"),
-    ("POST", "/v1/batch"): (batch, "/v1/batch"),
+#: The routes that carry traffic, served by the lanes (``api/lanes.py``): each one's handler, the
+#: template of its FastAPI route (which describes it in the OpenAPI document), and whether the
+#: handler may start before any task exists (``Lane.at_once``): the protocol handlers may (their
+#: Klaviyo look-ups and upstream calls run in tasks of their own); the delivering ones may not.
+HOT_ROUTES: Final[dict[tuple[str, str], tuple[Handler, str, bool]]] = {
+    ("POST", "/v0/destinations/klaviyo"): (processor, "/v0/destinations/{destination}", True),
+    ("POST", "/routerTransform"): (router, "/routerTransform", True),
+    ("POST", "/v1/events"): (events, "/v1/events", False),
+    ("POST", "/v1/batch"): (batch, "/v1/batch", False),
 }
