@@ -2,7 +2,8 @@
 ``serve`` process over raw sockets, so what is checked is the bytes a client reads. A lane
 request must read exactly as the same handler through FastAPI's route (its twin), and keep
 HTTP/1.1's rules: pipelined answers in order, ``Connection: close`` and HTTP/1.0, ``Expect:
-100-continue``, a body that arrives in pieces.
+100-continue``, a body that arrives in pieces. An identify job makes a lane run at once wait for
+its Klaviyo look-up and go on in a task: it too must read as its twin.
 """
 
 from __future__ import annotations
@@ -79,8 +80,25 @@ def round_trip(server: Server, data: bytes) -> bytes:
         return read_answer(sock)
 
 
+def identify_body() -> bytes:
+    """An identify job: its Klaviyo look-up makes a lane run at once wait, then go on in a task."""
+    message = {
+        "type": "identify",
+        "userId": "lane-identify",
+        "messageId": "lane-identify-1",
+        "traits": {"email": "lane-identify@example.com", "firstName": "Ada"},
+    }
+    job = {
+        "message": message,
+        "metadata": {"jobId": 1, "destinationId": "d1"},
+        "destination": {"ID": "d1", "Config": {"privateApiKey": "pk_lane_test"}},
+    }
+    return orjson.dumps([job])
+
+
 TWIN_CASES: Final = {
     "one track event": processor_body(),
+    "identify, with its look-up": identify_body(),
     "three events": processor_body(3),
     "not JSON": b"[{",
     "not an array": b'{"jobs": []}',
@@ -101,6 +119,19 @@ def test_a_lane_answer_reads_byte_for_byte_as_the_routes(
     assert lane_headers == twin_headers
     assert lane_headers["x-request-id"] == "twin-check"
     assert lane_headers["apiversion"] == "2"
+
+
+def test_a_lane_run_at_once_that_waits_for_klaviyo_answers_after_the_look_up(
+    lanes_service: Server, emulator_server: Server
+) -> None:
+    status, _, body = parsed(
+        round_trip(lanes_service, request(lanes_service, LANE, identify_body()))
+    )
+    [item] = orjson.loads(body)
+    assert (status, item["statusCode"]) == (200, 200)
+    # the PATCH names the profile the emulator gave the look-up: the lane waited for it
+    assert item["output"]["method"] == "PATCH"
+    assert item["output"]["endpoint"].startswith(emulator_server.url + "/api/profiles/")
 
 
 def test_an_edge_refusal_reads_the_same_from_a_lane(lanes_service: Server) -> None:
