@@ -160,6 +160,20 @@ def lanes_client(*, loopback_only: bool = False, body_timeout: float = 5.0) -> h
     return httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
 
+def echo_lanes(
+    handler: Handler = echo,
+    *,
+    at_once: bool = False,
+    body_timeout: float = 1,
+    kind: type[Lanes] = Lanes,
+) -> Lanes:
+    """Lanes of ``kind`` with one lane, ``POST /echo``, served by ``handler``."""
+    lane = Lane(handler, None, at_once=at_once)
+    return kind(
+        {("POST", "/echo"): lane}, loopback_only=False, body_timeout=body_timeout, metrics=None
+    )
+
+
 async def test_a_hot_route_is_answered_by_its_lane_and_the_rest_by_the_app() -> None:
     async with lanes_client() as c:
         answer = await c.post("/echo", content=b"hello")
@@ -199,13 +213,7 @@ async def test_a_handlers_streamed_response_gets_the_request_id() -> None:
 
 
 async def test_a_body_that_stops_arriving_is_a_408_that_closes_the_connection() -> None:
-    lanes = Lanes(
-        {("POST", "/echo"): Lane(echo, None)},
-        loopback_only=False,
-        body_timeout=0.2,
-        metrics=None,
-    )
-    app = lanes.ahead_of(inner)
+    app = echo_lanes(body_timeout=0.2).ahead_of(inner)
     sent: list[Message] = []
     first = [{"type": "http.request", "body": b"part", "more_body": True}]
 
@@ -249,10 +257,7 @@ def test_a_connection_hands_only_hot_routes_to_their_lanes() -> None:
 
 @pytest.mark.parametrize("header", [b"x-forwarded-for", b"x-forwarded-proto"])
 def test_a_request_with_proxy_headers_goes_through_uvicorns_middleware(header: bytes) -> None:
-    lanes = Lanes(
-        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
-    )
-    assert lanes.lane_of(http_scope("/echo", (header, b"https"))) is None
+    assert echo_lanes().lane_of(http_scope("/echo", (header, b"https"))) is None
 
 
 async def test_the_app_binds_its_lanes_to_fastapis_opentelemetry_check() -> None:
@@ -292,9 +297,7 @@ async def answered(protocol: EdgeProtocol, transport: RecordingTransport, data: 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 async def test_a_traced_connection_sends_hot_requests_through_the_app(traced: bool) -> None:
-    lanes = Lanes(
-        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
-    )
+    lanes = echo_lanes()
     lanes.traced = lambda: traced
     written = await answered(*connection(lanes), ECHO_REQUEST)
     body = written.partition(b"\r\n\r\n")[2]
@@ -304,10 +307,7 @@ async def test_a_traced_connection_sends_hot_requests_through_the_app(traced: bo
 async def test_a_lane_that_fails_is_a_logged_500_on_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    lanes = BrokenLanes(
-        {("POST", "/echo"): Lane(echo, None)}, loopback_only=False, body_timeout=1, metrics=None
-    )
-    protocol, transport = connection(lanes)
+    protocol, transport = connection(echo_lanes(kind=BrokenLanes))
     with caplog.at_level(logging.ERROR, logger="klaviyo_destination.edge"):
         written = await answered(protocol, transport, ECHO_REQUEST)
     assert written.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
@@ -335,18 +335,8 @@ async def stuck(_: Call) -> Answer:
     raise AssertionError("unreachable")
 
 
-def lanes_at_once(handler: Handler, *, at_once: bool = True, body_timeout: float = 1) -> Lanes:
-    lane = Lane(handler, None, at_once=at_once)
-    return Lanes(
-        {("POST", "/echo"): lane}, loopback_only=False, body_timeout=body_timeout, metrics=None
-    )
-
-
-def head(length: int, extra: bytes = b"") -> bytes:
-    return b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n%s\r\n" % (
-        length,
-        extra,
-    )
+def head(length: int) -> bytes:
+    return b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % length
 
 
 def body_of(written: bytes) -> Any:
@@ -357,7 +347,7 @@ def body_of(written: bytes) -> Any:
 async def test_a_whole_request_is_answered_before_the_read_that_brought_it_returns(
     at_once: bool,
 ) -> None:
-    protocol, transport = connection(lanes_at_once(echo, at_once=at_once))
+    protocol, transport = connection(echo_lanes(at_once=at_once))
     protocol.data_received(ECHO_REQUEST)
     if at_once:  # no task, no turn of the loop: answered (and logged) inside the read
         assert not protocol.tasks
@@ -369,7 +359,7 @@ async def test_a_whole_request_is_answered_before_the_read_that_brought_it_retur
 
 
 async def test_a_body_still_arriving_is_read_in_a_task_and_answered_at_its_end() -> None:
-    protocol, transport = connection(lanes_at_once(echo))
+    protocol, transport = connection(echo_lanes(at_once=True))
     protocol.data_received(head(10) + b"01234")
     assert transport.written == b""
     assert len(protocol.tasks) == 1
@@ -378,7 +368,7 @@ async def test_a_body_still_arriving_is_read_in_a_task_and_answered_at_its_end()
 
 
 async def test_a_body_that_stops_arriving_still_meets_its_deadline() -> None:
-    protocol, transport = connection(lanes_at_once(echo, body_timeout=0.2))
+    protocol, transport = connection(echo_lanes(at_once=True, body_timeout=0.2))
     protocol.data_received(head(10) + b"01234")
     await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=3)
     assert transport.written.startswith(b"HTTP/1.1 408 ")
@@ -386,7 +376,7 @@ async def test_a_body_that_stops_arriving_still_meets_its_deadline() -> None:
 
 
 async def test_a_lane_that_waits_goes_on_in_a_task_with_its_own_context() -> None:
-    protocol, transport = connection(lanes_at_once(waiting_echo))
+    protocol, transport = connection(echo_lanes(waiting_echo, at_once=True))
     SEEN.set("the connection's")
     protocol.data_received(head(2) + b"hi")
     assert transport.written == b""  # it waits for the loop: not answered yet
@@ -400,7 +390,7 @@ async def test_a_lane_that_waits_goes_on_in_a_task_with_its_own_context() -> Non
 async def test_cancelling_a_lane_that_waits_is_a_logged_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    protocol, transport = connection(lanes_at_once(stuck))
+    protocol, transport = connection(echo_lanes(stuck, at_once=True))
     protocol.data_received(ECHO_REQUEST)
     [task] = protocol.tasks
     await asyncio.sleep(0)
@@ -412,7 +402,7 @@ async def test_cancelling_a_lane_that_waits_is_a_logged_500(
 
 
 async def test_pipelined_requests_run_at_once_are_answered_in_order() -> None:
-    protocol, transport = connection(lanes_at_once(echo))
+    protocol, transport = connection(echo_lanes(at_once=True))
     second = ECHO_REQUEST.replace(b"{}", b"[]")
     written = await answered(protocol, transport, ECHO_REQUEST + second)
     first_answer, _, rest = written.partition(b"HTTP/1.1 200 OK\r\n")[2].partition(b"HTTP/1.1")
@@ -423,13 +413,7 @@ async def test_pipelined_requests_run_at_once_are_answered_in_order() -> None:
 async def test_a_lane_run_at_once_that_fails_is_a_logged_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    lanes = BrokenLanes(
-        {("POST", "/echo"): Lane(echo, None, at_once=True)},
-        loopback_only=False,
-        body_timeout=1,
-        metrics=None,
-    )
-    protocol, transport = connection(lanes)
+    protocol, transport = connection(echo_lanes(at_once=True, kind=BrokenLanes))
     with caplog.at_level(logging.ERROR, logger="klaviyo_destination.edge"):
         protocol.data_received(ECHO_REQUEST)
     assert transport.written.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")

@@ -86,7 +86,7 @@ class EdgeProtocol(HttpToolsProtocol):
         #: inside the parser's feed of one read: a lane that may run at once waits for its end
         self.feeding = False
         #: the request whose lane waits for the feed to end (its body may come with it)
-        self.waiting: tuple[Lane, RequestResponseCycle] | None = None
+        self.waiting: tuple[Lanes, Lane, RequestResponseCycle] | None = None
 
     # --- asyncio.Protocol ---
 
@@ -153,20 +153,20 @@ class EdgeProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
             return
         if lane.at_once and self.feeding:
-            self.waiting = (lane, cycle)  # the rest of this read may hold its whole body
+            self.waiting = (lanes, lane, cycle)  # the rest of this read may hold its whole body
             return
+        self._in_task(lanes, lane, cycle)
+
+    def _in_task(self, lanes: Lanes, lane: Lane, cycle: RequestResponseCycle) -> None:
         self._track(self.loop.create_task(serve_lane(lanes, lane, cycle)))
 
-    def _start_waiting(self, lane: Lane, cycle: RequestResponseCycle) -> None:
+    def _start_waiting(self, lanes: Lanes, lane: Lane, cycle: RequestResponseCycle) -> None:
         """A waiting lane, once the read that began its request has been parsed: run at once
         when its whole body came with it (no task, no turn of the loop before it starts; the
         request log and the answer are written before this read's callback returns), else
         started as any request is, to read the rest under the body's deadline."""
-        lanes = self.lanes
-        if lanes is None:
-            return  # only a lane waits, and only on a connection with lanes
         if cycle.more_body:
-            self._track(self.loop.create_task(serve_lane(lanes, lane, cycle)))
+            self._in_task(lanes, lane, cycle)
             return
         # Run in a context of its own, as a task would be: nothing it sets leaks into the
         # connection's callbacks or into the next request.
