@@ -35,6 +35,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen
+from support.compose import SERVICE_COMMAND, SERVICE_HEALTH, local_argv
 from support.events import CORPUS_CONFIG, corpus
 from support.processes import LOOPBACK, free_port
 from support.servers import REPOSITORY, Server, start, start_service_with
@@ -152,6 +153,12 @@ class Row:
     scenario: Scenario
     ours: list[Measured] = field(default_factory=list)
     reference: list[Measured] = field(default_factory=list)
+    #: the service without its handler (``bench/without_handler.py``), one-event processor rows
+    bare: list[Measured] = field(default_factory=list)
+
+    @property
+    def measures_bare(self) -> bool:
+        return self.scenario.endpoint == PROCESSOR and self.scenario.batch == 1
 
 
 @dataclass(frozen=True)
@@ -252,6 +259,20 @@ def start_ours(logs: Path, klaviyo_url: str) -> Server:
     return start_service_with(env, logs)
 
 
+def start_without_handler(logs: Path, klaviyo_url: str) -> Server:
+    """:func:`start_ours`, its processor route answering a body it has seen from a cache."""
+    port = free_port()
+    service = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
+    argv = [sys.executable, "-m", "bench.without_handler", *service[3:]]
+    env = {
+        "KLAVIYO_PRIVATE_API_KEY": "pk_bench",
+        "KLAVIYO_BASE_URL": klaviyo_url,
+        **UNLIMITED,
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    return start("without-handler", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
+
+
 @contextlib.contextmanager
 def null_app(logs: Path) -> Iterator[Server]:
     """A do-nothing ASGI app under uvicorn as ``serve`` runs it (uvloop, httptools)."""
@@ -309,11 +330,18 @@ def run_all(
         with null_app(logs) as null:
             progress("ceiling: a do-nothing ASGI app under the same uvicorn ...")
             limit = ceiling(null.port, events, seconds)
+        klaviyo_url = f"http://{LOOPBACK}:{klaviyo}"
         with (
-            start_ours(logs, f"http://{LOOPBACK}:{klaviyo}") as ours,
+            start_ours(logs, klaviyo_url) as ours,
+            start_without_handler(logs, klaviyo_url) as without,
             reference_server(logs) as reference,
         ):
             us = Target("ours", ours.port, ours.pid)
+            bare = Target("without its handler", without.port, without.pid)
+            one_event = [loadgen.request_bytes(PROCESSOR, b) for b in bodies(PROCESSOR, events, 1)]
+            progress("without its handler: each one-event body once, to fill its cache ...")
+            if failed := uvloop.run(loadgen.once(LOOPBACK, without.port, one_event)):
+                progress(f"without its handler: {failed} of those answers were not 200")
             for round_number in range(1, rounds + 1):
                 for row in rows:
                     s = row.scenario
@@ -321,11 +349,15 @@ def run_all(
                         loadgen.request_bytes(s.endpoint, b)
                         for b in bodies(s.endpoint, events, s.batch)
                     ]
-                    progress(f"round {round_number}/{rounds}: {s.name}: this service ...")
+                    step = f"round {round_number}/{rounds}: {s.name}:"
+                    progress(f"{step} this service ...")
                     row.ours.append(measure(us, s, payloads, seconds))
                     if reference is not None and s.compared:
-                        progress(f"round {round_number}/{rounds}: {s.name}: reference ...")
+                        progress(f"{step} reference ...")
                         row.reference.append(measure(reference, s, payloads, seconds))
+                    if row.measures_bare:
+                        progress(f"{step} this service without its handler ...")
+                        row.bare.append(measure(bare, s, payloads, seconds))
     return Run(rows, limit, reference_version())
 
 
@@ -392,6 +424,43 @@ def ceiling_lines(run: Run) -> list[str]:
     return lines
 
 
+def budget_lines(run: Run) -> list[str]:
+    """What the goals leave the processor's handler at one event a request, from this run.
+
+    A request's time is 1 / (requests/s): at one connection its round trip, at eight the
+    service's time per request under load. The handler's share is the service's time less
+    the time of the service without it; the time a goal allows a request, less the latter, is
+    what the goal leaves it."""
+    lines = []
+    for row in run.rows:
+        if not row.bare:
+            continue
+        ours = summary(row.ours).events_per_second
+        bare = summary(row.bare).events_per_second
+        parts = [
+            f"- {row.scenario.connections} connection(s): this service {ours:,.0f} requests/s, "
+            f"without its handler {bare:,.0f}; the handler takes {_us(ours) - _us(bare):.0f} us"
+        ]
+        if row.reference:
+            reference = summary(row.reference).events_per_second
+            parts.append(_left("2x the reference", 2 * reference, bare))
+        if row.scenario.connections == 1 and (1, 1) in run.ceiling:
+            parts.append(_left("80% of the ceiling", 0.8 * run.ceiling[(1, 1)], bare))
+        lines.append("; ".join(parts) + ".")
+    return lines
+
+
+def _us(per_second: float) -> float:
+    return 1e6 / per_second
+
+
+def _left(goal: str, rate: float, bare: float) -> str:
+    left = _us(rate) - _us(bare)
+    if left <= 0:
+        return f"{goal} ({rate:,.0f}/s) leaves it nothing: the service without it is slower"
+    return f"{goal} ({rate:,.0f}/s) leaves it {left:.0f} us"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -402,6 +471,7 @@ def main() -> None:
     run = run_all(args.seconds, lambda line: print(line, flush=True), scenarios, args.rounds)
     print(table(run))
     print("\n".join(ceiling_lines(run)))
+    print("\n".join(budget_lines(run)))
 
 
 if __name__ == "__main__":

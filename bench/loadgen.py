@@ -122,6 +122,19 @@ async def run(
     return Result(counters[0], counters[1], measured, latencies)
 
 
+async def once(host: str, port: int, payloads: Sequence[bytes]) -> int:
+    """Send each payload once over one connection, in order; return how many were not 200."""
+    reader, writer = await asyncio.open_connection(host, port)
+    failed = 0
+    try:
+        for payload in payloads:
+            writer.write(payload)
+            failed += await _answer(reader) != 200
+    finally:
+        writer.close()
+    return failed
+
+
 class _Canned(asyncio.Protocol):
     """The cheapest possible HTTP/1.1 server: a fixed 200 for each request it sees."""
 

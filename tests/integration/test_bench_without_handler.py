@@ -1,0 +1,69 @@
+"""``bench/without_handler.py``, the service whose processor route answers a body it has seen from
+a cache: ``make bench`` measures it beside the service to tell what the handler costs, so it must
+answer and log exactly as the service does, or its figure is not the service's without its
+handler. Run as the benchmark runs it (tests never import ``bench``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from support.compose import SERVICE_COMMAND, SERVICE_HEALTH, local_argv, local_service_env
+from support.processes import LOOPBACK, free_port
+from support.servers import REPOSITORY, Server, start
+
+from .test_connection_lanes import LANE, processor_body
+
+#: what differs between two requests of the same body
+VOLATILE = frozenset({"time", "request_id", "duration_ms"})
+
+
+def _request_lines(server: Server) -> list[dict[str, Any]]:
+    lines = []
+    for line in server.output().splitlines():
+        if line.startswith("{"):
+            record = orjson.loads(line)
+            if record.get("path") == LANE:
+                lines.append(record)
+    return lines
+
+
+def test_a_repeated_body_is_answered_and_logged_as_the_service_does(
+    emulator_server: Server, service: httpx.Client, tmp_path: Path
+) -> None:
+    port = free_port()
+    service_args = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)[3:]
+    argv = [sys.executable, "-m", "bench.without_handler", *service_args]
+    env = local_service_env(emulator_server.url) | {"PYTHONPATH": str(REPOSITORY)}
+    body = processor_body(2)
+    expected = service.post(LANE, content=body, headers={"content-type": "application/json"})
+    with start(
+        "without-handler", argv, port=port, logs=tmp_path, health=SERVICE_HEALTH, env=env
+    ) as bare:
+        answers = [
+            httpx.post(
+                f"{bare.url}{LANE}", content=body, headers={"content-type": "application/json"}
+            )
+            for _ in range(3)
+        ]
+        logged = _request_lines(bare)
+        output = bare.output()
+
+    assert "answers a body it has seen from a cache" in output
+    assert expected.status_code == 200
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.content == expected.content
+        assert answer.headers["apiversion"] == expected.headers["apiversion"]
+    assert len(logged) == 3, output
+    first, *repeated = logged
+    assert first["jobs"] == 2
+    for line in repeated:
+        assert {k: v for k, v in line.items() if k not in VOLATILE} == {
+            k: v for k, v in first.items() if k not in VOLATILE
+        }
