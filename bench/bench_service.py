@@ -35,7 +35,6 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loadgen
-from support.compose import SERVICE_COMMAND, SERVICE_HEALTH, local_argv
 from support.events import CORPUS_CONFIG, corpus
 from support.processes import LOOPBACK, free_port
 from support.servers import REPOSITORY, Server, start, start_service_with
@@ -253,24 +252,11 @@ def reference_version() -> str | None:
     return f"rudder-transformer {version} (commit {commit or 'unknown'}), one Node process"
 
 
-def start_ours(logs: Path, klaviyo_url: str) -> Server:
-    """``klaviyo-destination serve`` as production runs it, Klaviyo canned."""
+def start_ours(logs: Path, klaviyo_url: str, *, module: str | None = None) -> Server:
+    """``klaviyo-destination serve`` as production runs it, Klaviyo canned; ``module``: an
+    instrument run in its place (``bench.without_handler``)."""
     env = {"KLAVIYO_PRIVATE_API_KEY": "pk_bench", "KLAVIYO_BASE_URL": klaviyo_url, **UNLIMITED}
-    return start_service_with(env, logs)
-
-
-def start_without_handler(logs: Path, klaviyo_url: str) -> Server:
-    """:func:`start_ours`, its processor route answering a body it has seen from a cache."""
-    port = free_port()
-    service = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
-    argv = [sys.executable, "-m", "bench.without_handler", *service[3:]]
-    env = {
-        "KLAVIYO_PRIVATE_API_KEY": "pk_bench",
-        "KLAVIYO_BASE_URL": klaviyo_url,
-        **UNLIMITED,
-        "PYTHONPATH": str(REPOSITORY),
-    }
-    return start("without-handler", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
+    return start_service_with(env, logs, module=module)
 
 
 @contextlib.contextmanager
@@ -333,22 +319,27 @@ def run_all(
         klaviyo_url = f"http://{LOOPBACK}:{klaviyo}"
         with (
             start_ours(logs, klaviyo_url) as ours,
-            start_without_handler(logs, klaviyo_url) as without,
+            start_ours(logs, klaviyo_url, module="bench.without_handler") as without,
             reference_server(logs) as reference,
         ):
             us = Target("ours", ours.port, ours.pid)
             bare = Target("without its handler", without.port, without.pid)
-            one_event = [loadgen.request_bytes(PROCESSOR, b) for b in bodies(PROCESSOR, events, 1)]
-            progress("without its handler: each one-event body once, to fill its cache ...")
-            if failed := uvloop.run(loadgen.once(LOOPBACK, without.port, one_event)):
-                progress(f"without its handler: {failed} of those answers were not 200")
+            requests = {
+                row.scenario: [
+                    loadgen.request_bytes(row.scenario.endpoint, b)
+                    for b in bodies(row.scenario.endpoint, events, row.scenario.batch)
+                ]
+                for row in rows
+            }
+            # The one-event rows send the same bodies: one pass fills the instrument's cache.
+            if primer := next((row.scenario for row in rows if row.measures_bare), None):
+                progress("without its handler: each one-event body once, to fill its cache ...")
+                if failed := uvloop.run(loadgen.once(LOOPBACK, without.port, requests[primer])):
+                    progress(f"without its handler: {failed} of those answers were not 200")
             for round_number in range(1, rounds + 1):
                 for row in rows:
                     s = row.scenario
-                    payloads = [
-                        loadgen.request_bytes(s.endpoint, b)
-                        for b in bodies(s.endpoint, events, s.batch)
-                    ]
+                    payloads = requests[s]
                     step = f"round {round_number}/{rounds}: {s.name}:"
                     progress(f"{step} this service ...")
                     row.ours.append(measure(us, s, payloads, seconds))

@@ -84,8 +84,11 @@ def option(argv: Sequence[str], name: str) -> str | None:
     return args[args.index(name) + 1] if name in args else None
 
 
-def local_argv(command: Sequence[str], *, host: str, port: int) -> list[str]:
-    """A compose ``command`` run from this interpreter, bound to ``host:port``."""
+def local_argv(
+    command: Sequence[str], *, host: str, port: int, module: str = "klaviyo_destination"
+) -> list[str]:
+    """A compose ``command`` run from this interpreter, bound to ``host:port``; ``module``
+    runs it in the package's place (a benchmark's instrument taking the same arguments)."""
     program, *args = command
     if program != CONSOLE_SCRIPT:
         raise ValueError(f"compose command must start with {CONSOLE_SCRIPT!r}: {command!r}")
@@ -94,7 +97,7 @@ def local_argv(command: Sequence[str], *, host: str, port: int) -> list[str]:
             args[args.index(name) + 1] = value
         else:
             args += [name, value]
-    return [sys.executable, "-m", "klaviyo_destination", *args]
+    return [sys.executable, "-m", module, *args]
 
 
 def local_service_env(emulator_url: str) -> dict[str, str]:

@@ -154,12 +154,17 @@ def start_upstream_transformer(logs: Path) -> Server:
     return start("upstream", argv, port=port, logs=logs, health="/health", env=env)
 
 
-def start_service_with(env: Mapping[str, str], logs: Path) -> Server:
+def start_service_with(env: Mapping[str, str], logs: Path, *, module: str | None = None) -> Server:
     """The service as compose runs it, with exactly ``env`` (no compose defaults): e.g. no
-    Klaviyo settings at all, for the embedded emulator."""
+    Klaviyo settings at all, for the embedded emulator. ``module``: a module of this
+    repository run in its place with the same arguments (``bench.without_handler``)."""
     port = free_port()
-    argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
-    return start("service", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
+    if module is None:
+        argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)
+        return start("service", argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
+    argv = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port, module=module)
+    env = {**env, "PYTHONPATH": str(REPOSITORY)}
+    return start(module, argv, port=port, logs=logs, health=SERVICE_HEALTH, env=env)
 
 
 def start_uvicorn_service(

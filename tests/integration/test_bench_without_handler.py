@@ -6,16 +6,14 @@ handler. Run as the benchmark runs it (tests never import ``bench``).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from support.compose import SERVICE_COMMAND, SERVICE_HEALTH, local_argv, local_service_env
-from support.processes import LOOPBACK, free_port
-from support.servers import REPOSITORY, Server, start
+from support.compose import local_service_env
+from support.servers import Server, start_service_with
 
 from .test_connection_lanes import LANE, processor_body
 
@@ -36,15 +34,10 @@ def _request_lines(server: Server) -> list[dict[str, Any]]:
 def test_a_repeated_body_is_answered_and_logged_as_the_service_does(
     emulator_server: Server, service: httpx.Client, tmp_path: Path
 ) -> None:
-    port = free_port()
-    service_args = local_argv(SERVICE_COMMAND, host=LOOPBACK, port=port)[3:]
-    argv = [sys.executable, "-m", "bench.without_handler", *service_args]
-    env = local_service_env(emulator_server.url) | {"PYTHONPATH": str(REPOSITORY)}
+    env = local_service_env(emulator_server.url)
     body = processor_body(2)
     expected = service.post(LANE, content=body, headers={"content-type": "application/json"})
-    with start(
-        "without-handler", argv, port=port, logs=tmp_path, health=SERVICE_HEALTH, env=env
-    ) as bare:
+    with start_service_with(env, tmp_path, module="bench.without_handler") as bare:
         answers = [
             httpx.post(
                 f"{bare.url}{LANE}", content=body, headers={"content-type": "application/json"}
