@@ -16,26 +16,12 @@ COPY src ./src
 # A regular (not editable) install: the final stage copies the venv and nothing else.
 RUN pip install --no-cache-dir --no-deps .
 
-# The per-event modules compiled with mypyc (support/compile.py), on the full image, which has
-# the C compiler slim lacks; the same Python, so the final stage takes the extensions alone.
-FROM python:3.11 AS compiler
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-WORKDIR /build
-# mypy, setuptools and the runtime packages whose types mypyc reads, at CI's exact versions.
-COPY requirements-dev.lock support/compile.py ./
-RUN pip install --no-cache-dir -r requirements-dev.lock
-COPY src ./out
-RUN python compile.py --require --root /build/out \
-    && find /build/out -name "*.py" -delete
-
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="klaviyo-destination" \
       org.opencontainers.image.description="Delivers RudderStack events to Klaviyo (revision 2023-02-22)"
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --no-log-init --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=compiler /build/out/ /opt/venv/lib/python3.11/site-packages/
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock compiled
+.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
 
 $(RUNTIME): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,7 @@ $(STAMP): $(RUNTIME)
 	touch $(STAMP)
 
 run: $(RUNTIME)
-	$(BIN)/python -m support.compile
 	$(BIN)/klaviyo-destination serve
-
-# The mypyc-compiled per-event modules (support/compile.py), rebuilt when any source changed and
-# required in CI; every target below that runs the code depends on it. (make run, without mypyc,
-# removes stale ones instead.)
-compiled: $(STAMP)
-	$(BIN)/python -m support.compile $(if $(filter true,$(CI)),--require)
 
 # After a dependency change in pyproject.toml: both locks, from what `make test` installed.
 lock: $(STAMP)
@@ -42,32 +35,31 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: compiled
+pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 # Long fuzz runs; `make test` runs the same tests with a few examples each.
 FUZZ_EXAMPLES ?= 3000
-fuzz: compiled
+fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
 		tests/test_fuzz_mapping.py tests/test_schemathesis.py
 
-bench: compiled
+bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
-reliability: compiled
+reliability: $(STAMP)
 	$(BIN)/python -m reliability.fault_matrix
 
 # Two minutes of 500 events/s; prints throughput and the service's RSS every 10 s.
-soak: compiled
+soak: $(STAMP)
 	$(BIN)/python -m reliability.soak
 
 # Hostile connections: a 128 MB header, 19,000 half-sent requests, stalled bodies (~35 s).
-edge: compiled
+edge: $(STAMP)
 	$(BIN)/python -m reliability.edge
 
 clean:
-	test ! -x $(BIN)/python || $(BIN)/python -m support.compile --clean
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

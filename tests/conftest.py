@@ -7,24 +7,8 @@ from collections.abc import Generator
 
 import pytest
 
-from support import compile as compiled
-
 #: user_properties key marking a report that _contract_skips_fail_in_ci turned into a failure.
 CONTRACT_SKIP: str = "contract-skip"
-
-
-def pytest_configure() -> None:
-    """A module compiled from older source would be tested instead of the file as it is."""
-    if compiled.stale():
-        pytest.exit(
-            "the mypyc-compiled modules in src/ are older than the source: run `make test` "
-            "(or `.venv/bin/python -m support.compile`)",
-            returncode=4,
-        )
-
-
-def pytest_report_header() -> str:
-    return f"klaviyo_destination: {compiled.describe()}"
 
 
 @pytest.fixture

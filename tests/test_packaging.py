@@ -282,9 +282,6 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
         "LICENSE",
         "requirements.lock",
         "src",
-        # mypyc's build: mypy at the dev lock's versions, and the script (support/compile.py)
-        "requirements-dev.lock",
-        "support/compile.py",
     }
     copied = {
         source.rstrip("/")
