@@ -12,19 +12,17 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
 from importlib import metadata
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from ruamel.yaml import YAML
 
 from klaviyo_destination.settings import Settings
 from support.compose import (
@@ -200,27 +198,6 @@ def test_workflow_matches_the_github_schema() -> None:
     _check_jsonschema("vendor.github-workflows", WORKFLOW)
 
 
-def test_workflow_runs_make_test_and_hadolint_on_python_311() -> None:
-    workflow: dict[str, Any] = YAML(typ="safe").load(WORKFLOW.read_text(encoding="utf-8"))
-    assert {"push", "pull_request"} <= set(workflow["on"])
-    [job] = workflow["jobs"].values()
-    assert job["runs-on"] == "ubuntu-latest"
-    [python] = [s["with"] for s in job["steps"] if "setup-python" in s.get("uses", "")]
-    assert python["python-version"] == "3.11"
-    runs = [s["run"].strip() for s in job["steps"] if "run" in s]
-    assert "make test" in runs
-    assert ".venv/bin/hadolint Dockerfile" in runs
-
-
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_test_runs_ruff_mypy_and_pytest() -> None:
-    run = _run(["make", "--dry-run", "--always-make", "test"])
-    assert run.returncode == 0, run.stderr
-    commands = run.stdout.splitlines()
-    for tool in (".venv/bin/ruff check", ".venv/bin/mypy", ".venv/bin/pytest"):
-        assert any(line.startswith(tool) for line in commands), (tool, commands)
-
-
 # --- (e) Dockerfile ---------------------------------------------------------------------------
 
 
@@ -243,11 +220,14 @@ def _stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-def test_dockerfile_is_multi_stage_on_python_311_slim() -> None:
-    stages = _stages()
-    assert len(stages) >= 2
-    assert stages[-1][0] == ("FROM", "python:3.11-slim")
-    assert ("EXPOSE", "8080") in stages[-1]
+def test_every_base_image_is_pinned_by_digest() -> None:
+    """A tag alone moves: the same Dockerfile would build on another base tomorrow."""
+    stages: set[str] = set()
+    for stage in _stages():
+        image, _, name = stage[0][1].partition(" AS ")
+        if image not in stages:  # FROM an earlier stage is no base image
+            assert re.fullmatch(r"[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}", image), image
+        stages.add(name.strip())
 
 
 def test_dockerfile_runs_as_a_non_root_user_with_a_healthcheck() -> None:
@@ -275,16 +255,8 @@ def test_dockerignore_allows_only_the_build_inputs() -> None:
         for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert patterns[0] == "*"  # everything out (.env, .venv, .git, caches) ...
+    assert patterns[0] == "*"  # everything out (.env, .venv, .git, caches) but what COPY needs
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    # ... but what COPY needs
-    assert allowed == {
-        "pyproject.toml",
-        "README.md",
-        "LICENSE",
-        "requirements.lock",
-        "src",
-    }
     copied = {
         source.rstrip("/")
         for arguments in _instruction("COPY")
@@ -382,3 +354,8 @@ def test_every_declared_dependency_is_locked_inside_its_bounds(
         if not r.specifier.contains(lock[canonicalize_name(r.name)][0])
     ]
     assert outside == [], f"run: make lock ({outside})"
+
+
+def test_the_package_is_pure_python() -> None:
+    """No extension module beside the source: Python would import it instead of the file."""
+    assert sorted((ROOT / "src").rglob("*.so")) == []
