@@ -11,14 +11,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import httpx
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klaviyo_destination.emulator import errors
-from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.errors import ApiError, DroppedConnection
 from klaviyo_destination.emulator.faults import DropFault, StatusFault
 from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import Decision, classify
@@ -28,16 +27,6 @@ from klaviyo_destination.planned import REVISION
 
 _REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 _AUTH_SCHEME: Final = "Klaviyo-API-Key"
-
-
-class DroppedConnection(httpx.RemoteProtocolError):
-    """Aborts a response on purpose (the ``drop_connection`` fault).
-
-    It is raised after a response start has been sent, so Starlette does not answer 500 and
-    uvicorn closes the socket mid-response: the client reads a truncated response, which httpx
-    reports as ``RemoteProtocolError``. Under ``httpx.ASGITransport`` the exception itself
-    reaches the client, and being an httpx transport error it is handled like the real thing.
-    """
 
 
 class KlaviyoGate:

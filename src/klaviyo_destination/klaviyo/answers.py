@@ -15,9 +15,11 @@ from pydantic import SecretStr
 
 from ..errors import (
     KlaviyoAuthRejected,
+    KlaviyoRedirected,
     KlaviyoRejected,
     KlaviyoRevisionRetired,
     KlaviyoUnavailable,
+    UnusableAnswer,
 )
 from ..js import JsonObject
 from ..redact import redact, redact_json
@@ -44,20 +46,6 @@ _UNKNOWN_HOST_HINTS: Final = (
     "no address associated",
     "getaddrinfo failed",
 )
-
-
-class UnusableAnswer(httpx.TransportError):
-    """Klaviyo's answer could not be used: its body did not decode (a corrupt gzip), was over
-    ``MAX_ANSWER_BYTES``, or it redirected. A transport error, because like a dropped
-    connection it leaves unknown whether Klaviyo acted: every path that retries a dropped
-    connection retries this too, and none answers the caller 500 for it."""
-
-
-class KlaviyoRedirected(KlaviyoUnavailable):
-    """A 3xx, which is not followed: the key must go nowhere but ``KLAVIYO_BASE_URL``, and
-    Klaviyo's API does not redirect, so it comes from a proxy or a wrong base URL. Retryable
-    for the caller (the events are fine and deliverable once that is fixed), but not retried
-    here: the same request would meet the same redirect."""
 
 
 def body_of(response: httpx.Response) -> Any:

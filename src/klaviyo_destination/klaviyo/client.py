@@ -20,9 +20,9 @@ import httpx
 import orjson
 import stamina
 
+from ..errors import UnusableAnswer
 from ..planned import Endpoint, PlannedRequest
 from ..settings import Settings
-from .answers import UnusableAnswer
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
 
@@ -72,7 +72,7 @@ class KlaviyoClient:
             ),
             transport=self._transport,
             # Unlike the reference's HTTP client: the key goes nowhere but KLAVIYO_BASE_URL,
-            # and a 3xx is a final answer (``answers.KlaviyoRedirected``).
+            # and a 3xx is a final answer (``errors.KlaviyoRedirected``).
             follow_redirects=False,
         )
         return self

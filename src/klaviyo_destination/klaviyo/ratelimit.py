@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from ..errors import RateLimited
 from ..planned import Endpoint
 from ..settings import Settings
 
@@ -43,14 +44,6 @@ BURST_PERIOD = 1.0
 STEADY_PERIOD = 60.0
 #: How soon to look again when all of a window's slots are taken by unanswered requests.
 IN_FLIGHT_POLL = 0.01
-
-
-class RateLimited(Exception):
-    """The limiter would have to wait longer than the caller allowed."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"client-side rate limit: next slot in {wait:.3f} s")
-        self.wait = wait
 
 
 class _Window:

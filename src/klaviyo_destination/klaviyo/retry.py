@@ -18,10 +18,9 @@ from typing import Final
 
 import httpx
 
-from ..errors import KlaviyoUnavailable
+from ..errors import KlaviyoRedirected, KlaviyoUnavailable
 from ..planned import Endpoint
 from ..settings import Settings
-from .answers import KlaviyoRedirected
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter
 

@@ -16,16 +16,15 @@ import httpx
 import stamina
 from pydantic import SecretStr
 
-from ..errors import KlaviyoUnavailable
+from ..errors import KlaviyoUnavailable, RateLimited, UnusableAnswer
 from ..js import JsonObject
 from ..planned import PlannedEvent, PlannedRequest, create_profile
 from . import upsert
-from .answers import UnusableAnswer, body_of, redirect, rejection, transient, transport_error
+from .answers import body_of, redirect, rejection, transient, transport_error
 from .batch import Batch
 from .client import KlaviyoClient
 from .headers import klaviyo_headers
 from .outcomes import Outcome, SentRequest
-from .ratelimit import RateLimited
 from .retry import RetryHook, out_of_time
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import orjson
 from pydantic import SecretStr
 
-from ..errors import DestinationError
+from ..errors import ProfileLookupError, RateLimited
 from ..js import JsonObject
 from ..klaviyo import KlaviyoClient, KlaviyoSession
 from ..klaviyo.answers import body_of, created_id, duplicate_id, transport_error
-from ..klaviyo.ratelimit import RateLimited
 from ..planned import PlannedEvent, patch_profile
 from ..redact import redact_json
 
@@ -33,29 +32,11 @@ def js_stringify(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class ProfileLookupError(DestinationError):
-    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
-
-    code: ClassVar[str] = "profile_lookup_failed"
-    category: ClassVar[str] = "network"
-
-    def __init__(self, status: int, body: Any) -> None:
-        text = js_stringify(body)
-        message = js_stringify(
-            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
-        )
-        super().__init__(message, field=None)
-        self._status = status
-
-    @property
-    def http_status(self) -> int:
-        return self._status
-
-    @property
-    def error_kind(self) -> str:
-        if 500 <= self._status < 600:
-            return "retryable"
-        return "throttled" if self._status == 429 else "aborted"
+def _lookup_failed(status: int, body: Any) -> ProfileLookupError:
+    """The reference's network error for a create answer without a profile id."""
+    text = js_stringify(body)
+    message = {"message": f"Failed to create user due to {text}", "destinationResponse": text}
+    return ProfileLookupError.of(status, js_stringify(message))
 
 
 def resolve_identify(
@@ -69,7 +50,7 @@ def resolve_identify(
         # A success or 409 without an id is retryable (500), never a 2xx that rudder-server
         # would take as delivered (Q9 fixed); other answers keep Klaviyo's status.
         status = 500 if status == 409 or 200 <= status < 300 else status
-        return dataclasses.replace(planned, requests=[], error=ProfileLookupError(status, body))
+        return dataclasses.replace(planned, requests=[], error=_lookup_failed(status, body))
     patch = patch_profile(create, profile_id)
     if not (filter_code and created):
         return dataclasses.replace(planned, requests=[patch, *rest])
