@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from klaviyo_destination.errors import RateLimited
+from klaviyo_destination.klaviyo.facts import Endpoint
 from klaviyo_destination.klaviyo.ratelimit import EndpointLimiter, RateLimiter, retry_after
-from klaviyo_destination.planned import Endpoint
 from klaviyo_destination.settings import Settings
 
 from .fakes import FakeClock

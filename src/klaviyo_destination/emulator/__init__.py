@@ -5,7 +5,7 @@ from klaviyo_destination.emulator.errors import ApiError, DroppedConnection
 from klaviyo_destination.emulator.faults import FaultSpec
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
 from klaviyo_destination.emulator.store import EmulatorStore, EventOutcome
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import REVISION
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",

@@ -23,7 +23,7 @@ from uuid import uuid4
 
 import httpx
 
-from klaviyo_destination.js import JsonObject
+from klaviyo_destination.emulator.models import JsonObject
 
 RATE_LIMIT_DOCS: Final = (
     "https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling#rate-limits"

@@ -23,10 +23,9 @@ from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import Decision, classify
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import AUTH_SCHEME, REVISION
 
 _REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-_AUTH_SCHEME: Final = "Klaviyo-API-Key"
 
 
 class KlaviyoGate:
@@ -85,7 +84,7 @@ class KlaviyoGate:
         """Auth, then revision, then quota: a refused request does not use up quota."""
         headers = Headers(scope=scope)
         scheme, _, key = headers.get("authorization", "").partition(" ")
-        if scheme != _AUTH_SCHEME or not self.store.accepts_key(key.strip()):
+        if scheme != AUTH_SCHEME or not self.store.accepts_key(key.strip()):
             raise errors.not_authenticated()
         _check_revision(headers.get("revision"))
         endpoint = classify(scope["method"], scope["path"])

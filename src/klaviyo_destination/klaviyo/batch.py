@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 from ..errors import DestinationError, KlaviyoError, KlaviyoUnavailable
 from ..mapping import merge_subscriptions
-from ..planned import Endpoint, PlannedEvent, PlannedRequest, subscriptions_of
+from ..planned import PlannedEvent, PlannedRequest, subscriptions_of
 from .bulk import BulkJob, Sender
+from .facts import Endpoint
 from .outcomes import Outcome, SentRequest
 from .refusals import refusal
 

@@ -21,8 +21,9 @@ import orjson
 import stamina
 
 from ..errors import UnusableAnswer
-from ..planned import Endpoint, PlannedRequest
+from ..planned import PlannedRequest
 from ..settings import Settings
+from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
 

@@ -32,8 +32,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..errors import RateLimited
-from ..planned import Endpoint
 from ..settings import Settings
+from .facts import Endpoint
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

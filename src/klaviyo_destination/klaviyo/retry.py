@@ -19,8 +19,8 @@ from typing import Final
 import httpx
 
 from ..errors import KlaviyoRedirected, KlaviyoUnavailable
-from ..planned import Endpoint
 from ..settings import Settings
+from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter
 

@@ -23,7 +23,7 @@ from . import upsert
 from .answers import body_of, redirect, rejection, transient, transport_error
 from .batch import Batch
 from .client import KlaviyoClient
-from .headers import klaviyo_headers
+from .facts import klaviyo_headers
 from .outcomes import Outcome, SentRequest
 from .retry import RetryHook, out_of_time
 

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from ..errors import DestinationError
 from ..js import JsonObject
-from ..klaviyo.headers import klaviyo_headers
-from ..planned import DEFAULT_BASE_URL, PlannedRequest
+from ..klaviyo.facts import DEFAULT_BASE_URL, klaviyo_headers
+from ..planned import PlannedRequest
 
 DEST_TYPE: Final = "KLAVIYO"
 
