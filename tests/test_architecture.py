@@ -30,6 +30,7 @@ ALLOWED: Final = {
     "records": set(),
     "errors": set(),
     "redact": set(),
+    "content_length": set(),
     "planned": {"errors", "js", "records", FACTS},
     "settings": {"planned", "errors", "js", "records", FACTS},
     "ingest": {"ingest", "errors", "js", "records", "settings", "planned", FACTS},
@@ -37,6 +38,7 @@ ALLOWED: Final = {
     "pipeline": {"ingest", "mapping", "planned", "errors", "js", "records", "settings", FACTS},
     "klaviyo": {
         "klaviyo", "mapping", "ingest", "planned", "errors", "js", "records", "redact", "settings",
+        "content_length",
     },
     "protocol": {
         "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned", "errors", "js",

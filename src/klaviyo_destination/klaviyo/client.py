@@ -20,6 +20,7 @@ import httpx
 import orjson
 import stamina
 
+from ..content_length import declared_length
 from ..errors import UnusableAnswer
 from ..planned import PlannedRequest
 from ..settings import Settings
@@ -161,16 +162,9 @@ class KlaviyoClient:
             self.limits[endpoint].hold(wait)
 
 
-def _declared_length(headers: httpx.Headers) -> int | None:
-    declared = headers.get("content-length", "")
-    if not (declared.isascii() and declared.isdigit()):
-        return None
-    return int(declared) if len(declared) <= 18 else 2**63
-
-
 def _plain_within(headers: httpx.Headers, cap: int) -> bool:
     """A body of a declared length within ``cap`` that needs no decoding."""
-    declared = _declared_length(headers)
+    declared = declared_length(headers.get("content-length"))
     encoding = headers.get("content-encoding", "identity").strip().lower()
     return declared is not None and declared <= cap and encoding in ("", "identity")
 
@@ -178,7 +172,7 @@ def _plain_within(headers: httpx.Headers, cap: int) -> bool:
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     """The decoded body, read until ``cap`` bytes at most (then ``UnusableAnswer``)."""
     too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
-    declared = _declared_length(response.headers)
+    declared = declared_length(response.headers.get("content-length"))
     if declared is not None and declared > cap:
         raise too_large
     chunks: list[bytes] = []
