@@ -11,14 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from .answers import KlaviyoAnswer, SentRequest
+    from .batch import Outcome
     from .client import KlaviyoClient
     from .facts import klaviyo_headers
     from .metrics import DeliveryMetrics
-    from .outcomes import Outcome, SentRequest
     from .session import KlaviyoSession
 
 __all__ = [
     "DeliveryMetrics",
+    "KlaviyoAnswer",
     "KlaviyoClient",
     "KlaviyoSession",
     "Outcome",
@@ -29,10 +31,11 @@ __all__ = [
 #: The module each name above is defined in.
 _HOMES: Final = {
     "DeliveryMetrics": "metrics",
+    "KlaviyoAnswer": "answers",
     "KlaviyoClient": "client",
     "KlaviyoSession": "session",
-    "Outcome": "outcomes",
-    "SentRequest": "outcomes",
+    "Outcome": "batch",
+    "SentRequest": "answers",
     "klaviyo_headers": "facts",
 }
 

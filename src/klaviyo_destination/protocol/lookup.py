@@ -19,9 +19,8 @@ from pydantic import SecretStr
 from ..errors import ProfileLookupError, RateLimited
 from ..js import JsonObject
 from ..klaviyo import KlaviyoClient, KlaviyoSession
-from ..klaviyo.answers import body_of, created_id, duplicate_id, transport_error
+from ..klaviyo.answers import created_id, duplicate_id, transport_error
 from ..planned import PlannedEvent, patch_profile
-from ..redact import redact_json
 
 #: ``(create-profile body, api key) -> (HTTP status, parsed JSON body or "")``
 ProfileLookup = Callable[[JsonObject, SecretStr], Awaitable[tuple[int, Any]]]
@@ -69,14 +68,14 @@ def klaviyo_lookup(client: KlaviyoClient) -> ProfileLookup:
 
     async def lookup(body: JsonObject, api_key: SecretStr) -> tuple[int, Any]:
         try:
-            response = await KlaviyoSession(client, api_key).create_profile_once(body)
+            answer = await KlaviyoSession(client, api_key).create_profile_once(body)
         except RateLimited as exc:
             detail = f"Client-side rate limit. Expected available in {exc.wait:.0f} seconds."
             return 429, {"errors": [{"status": 429, "code": "throttled", "detail": detail}]}
         except httpx.TransportError as exc:
             return transport_error(exc)
-        # Returned into the protocol's error messages: a key Klaviyo echoes must not be in them.
-        answer = redact_json(body_of(response), api_key)
-        return response.status_code or 500, "" if answer in (None, "", False, 0) else answer
+        # The session masked the key in the body: it goes into the protocol's error messages.
+        masked = answer.body
+        return answer.status or 500, "" if masked in (None, "", False, 0) else masked
 
     return lookup
