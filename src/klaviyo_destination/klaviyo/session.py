@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 
 import httpx
-import stamina
 from pydantic import SecretStr
 
 from ..errors import KlaviyoError, KlaviyoUnavailable, RateLimited, UnusableAnswer
@@ -95,17 +94,9 @@ class KlaviyoSession:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._out_of_time(request, None, "delivery deadline reached before sending")
-        s = client.settings
-        hook = RetryHook(s, client.metrics, request.endpoint, deadline)
+        hook = RetryHook(client.settings, client.metrics, request.endpoint, deadline)
         try:
-            async for attempt in stamina.retry_context(
-                on=hook,
-                attempts=s.max_attempts,
-                timeout=remaining,
-                wait_initial=s.backoff_initial,
-                wait_max=s.backoff_max,
-                wait_jitter=s.backoff_initial,
-            ):
+            async for attempt in hook.attempts(remaining):
                 with attempt:
                     return await self._attempt(request, deadline)
         except UnusableAnswer as exc:
@@ -119,7 +110,9 @@ class KlaviyoSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, request: PlannedRequest, deadline: float) -> KlaviyoAnswer:
-        """One try under the time left: ``asyncio.timeout`` bounds the slot and the exchange."""
+        """One try under the time left: ``asyncio.timeout`` bounds the slot and the exchange
+        (and a try past the deadline does not start: a spent timeout fires only at the first
+        suspension, which may come after the request went out)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
