@@ -9,7 +9,7 @@ import respx
 
 from klaviyo_destination import planned
 from klaviyo_destination.errors import KlaviyoRejected
-from klaviyo_destination.klaviyo import KlaviyoClient
+from klaviyo_destination.klaviyo import KlaviyoAnswer, KlaviyoClient
 from tests.klaviyo.helpers import PROFILE_BODY, deliver, error_body, event, send
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +111,18 @@ async def test_an_answer_in_an_undecodable_charset_is_still_read(
     assert outcome.status == "rejected"
     assert outcome.error is not None
     assert "bad" in outcome.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "body"),
+    [
+        (b'{"data": {"id": "P1"}}', {"data": {"id": "P1"}}),
+        (b"<html>Just a moment...</html>", "<html>Just a moment...</html>"),
+        (b"\xff\xfe bad", "\ufffd\ufffd bad"),
+        (b"", ""),
+    ],
+    ids=["json", "html", "not-utf-8", "empty"],
+)
+def test_an_answer_is_read_once_into_its_body(content: bytes, body: object) -> None:
+    answer = KlaviyoAnswer.read(200, httpx.Headers(), content)
+    assert (answer.status, answer.body, answer.is_success) == (200, body, True)

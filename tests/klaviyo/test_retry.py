@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import httpx
 import orjson
 import pytest
 import respx
+import stamina
 
-from klaviyo_destination.errors import KlaviyoUnavailable
+from klaviyo_destination.errors import KlaviyoRedirected, KlaviyoRejected, KlaviyoUnavailable
 from klaviyo_destination.klaviyo import KlaviyoClient, Outcome, SentRequest
+from klaviyo_destination.klaviyo.facts import Endpoint
+from klaviyo_destination.klaviyo.metrics import DeliveryMetrics
+from klaviyo_destination.klaviyo.retry import RetryHook
+from klaviyo_destination.settings import Settings
 from tests.fakes import FakeClock
 from tests.klaviyo.helpers import Factory, deliver, deliver_batch, error_body, event, plan, send
 
@@ -235,3 +241,58 @@ async def test_a_long_ratelimit_reset_holds_only_for_the_cap(
     assert (await deliver(client, [event()])).status == "delivered"
     clock.now += 60.0
     assert (await deliver(client, [event()])).status == "delivered"
+
+
+# --- one backoff, stamina's: the hook decides, and keeps the deadline -------------------------
+
+
+def hook(settings: Settings, deadline_in: float) -> RetryHook:
+    deadline = time.monotonic() + deadline_in
+    return RetryHook(settings, DeliveryMetrics(), Endpoint.EVENTS, deadline)
+
+
+def test_an_ordinary_failure_leaves_the_wait_to_stamina(settings: Settings) -> None:
+    retry = hook(settings, 5.0)
+    assert retry(httpx.ReadTimeout("timed out")) is True
+    assert retry(KlaviyoUnavailable("Klaviyo answered 503: no detail", klaviyo_status=503)) is True
+
+
+def test_a_wait_klaviyo_names_is_returned_to_stamina(settings: Settings) -> None:
+    retry = hook(settings, 5.0)
+    assert retry(KlaviyoUnavailable("throttled", retry_after=2.0, throttled=True)) == 2.0
+    assert retry(KlaviyoUnavailable("throttled", retry_after=0.0, throttled=True)) == 0.1
+
+
+def test_what_is_not_retried(settings: Settings) -> None:
+    retry = hook(settings, 5.0)
+    assert retry(KlaviyoRedirected("Klaviyo answered 302", klaviyo_status=302)) is False
+    assert retry(KlaviyoRejected("Klaviyo rejected the request (400)")) is False
+    assert retry(ValueError("a bug")) is False
+
+
+def test_no_backoff_may_end_past_the_deadline(settings: Settings) -> None:
+    """stamina's timeout does not count the coming sleep: the hook retries only when even the
+    longest wait stamina may pick (initial * 2 ** retries + jitter, at most the max) fits."""
+    slow = settings.model_copy(update={"backoff_initial": 1.0, "backoff_max": 5.0})
+    assert hook(slow, 1.5)(httpx.ReadTimeout("t")) is False  # up to 1 + 1 s
+    retry = hook(slow, 2.5)
+    assert retry(httpx.ReadTimeout("t")) is True
+    assert retry(httpx.ReadTimeout("t")) is False  # up to 2 + 1 s now
+
+
+async def test_stamina_computes_the_backoff_from_the_settings(settings: Settings) -> None:
+    stamina.set_testing(False)  # the fixture's instant backoffs would report 0
+    waits = []
+    async for attempt in hook(settings, 5.0).attempts(5.0):
+        with attempt:
+            waits.append(attempt.next_wait)  # stamina's wait after this try, before jitter
+    assert waits == [settings.backoff_initial]
+
+
+async def test_the_retry_line_gives_the_longest_backoff(
+    client: KlaviyoClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="klaviyo_destination")
+    router.post("/api/events").mock(side_effect=[httpx.Response(503), httpx.Response(202)])
+    assert (await deliver(client, [event()])).status == "delivered"
+    assert retry_waits(caplog) == [0.02]  # min(BACKOFF_MAX, 0.01 + a jitter of up to 0.01)

@@ -74,3 +74,16 @@ async def test_409_on_the_patch_names_the_identifiers_to_fix(
     )
     assert outcome.error["klaviyo_status"] == 409
     assert [r.status_code for r in outcome.requests] == [409, 409]
+
+
+async def test_a_2xx_without_an_id_fails_retryably(
+    client: KlaviyoClient, router: respx.MockRouter
+) -> None:
+    # The reference retries such a create; the resent event meets 409 and PATCHes.
+    router.post("/api/profiles").respond(201, json={"data": {}})
+    outcome = await deliver(client, [planned.create_profile(PROFILE_BODY)])
+    assert outcome.status == "failed"
+    assert outcome.requests == [SentRequest("POST", "/api/profiles", 201)]
+    assert outcome.error is not None
+    assert outcome.error["message"] == "Klaviyo answered 201 to create-profile without data.id"
+    assert router.calls.call_count == 1
