@@ -6,8 +6,9 @@ from typing import Any
 
 from klaviyo_destination.ingest import DestinationConfig
 from klaviyo_destination.js import JsonObject
+from klaviyo_destination.klaviyo.facts import ON_CONFLICT
 from klaviyo_destination.pipeline import plan_event
-from klaviyo_destination.planned import ON_CONFLICT, PlannedRequest
+from klaviyo_destination.planned import PlannedRequest
 
 
 def plan_or_raise(message: Any, config: DestinationConfig) -> list[PlannedRequest]:

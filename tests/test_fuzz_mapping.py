@@ -24,16 +24,12 @@ from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.ingest import parse, parse_config
 from klaviyo_destination.ingest.body import events_of, parse_json
 from klaviyo_destination.js import JsonObject
+from klaviyo_destination.klaviyo.facts import EVENTS_PATH, PROFILES_PATH, SUBSCRIPTIONS_PATH
 from klaviyo_destination.mapping import merge_subscriptions
 from klaviyo_destination.mapping.fields import EVENT_PROFILE, PROFILE_ATTRIBUTES
 from klaviyo_destination.mapping.lookups import map_each_rule, map_event
 from klaviyo_destination.pipeline import plan_events
-from klaviyo_destination.planned import (
-    EVENTS_PATH,
-    PROFILES_PATH,
-    SUBSCRIPTIONS_PATH,
-    PlannedRequest,
-)
+from klaviyo_destination.planned import PlannedRequest
 from klaviyo_destination.protocol import process, route
 
 from .conformance import ScriptedLookup

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from klaviyo_destination.errors import ProfileLookupError
 from klaviyo_destination.planned import PlannedEvent, PlannedRequest
-from klaviyo_destination.protocol.lookup import ProfileLookupError, resolve_identify
+from klaviyo_destination.protocol.lookup import resolve_identify
 
 from .planning import as_row
 
@@ -183,6 +184,7 @@ def test_failed(status: int, body: Any, http_status: int, kind: str, message: st
     error = resolved.error
     assert isinstance(error, ProfileLookupError)
     assert resolved.requests == []
-    assert (error.http_status, error.error_kind, error.category) == (http_status, kind, "network")
+    assert (error.status, error.error_type, error.category) == (http_status, kind, "network")
+    assert error.retryable is (kind != "aborted")
     if message is not None:
         assert error.message == message

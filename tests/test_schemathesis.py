@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from klaviyo_destination.app import create_app
-from klaviyo_destination.planned import PROFILES_PATH
+from klaviyo_destination.klaviyo.facts import PROFILES_PATH
 from klaviyo_destination.settings import Settings
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)

@@ -31,7 +31,8 @@ from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _embedded_app
 from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession, Outcome
-from klaviyo_destination.planned import PROFILES_PATH, create_event, create_profile, subscribe
+from klaviyo_destination.klaviyo.facts import PROFILES_PATH
+from klaviyo_destination.planned import create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
 
 from .apps import served

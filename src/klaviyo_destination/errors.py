@@ -1,41 +1,66 @@
-"""The project's error tree.
+"""The project's error tree: every exception the service defines lives here.
 
-Every class carries an HTTP-like ``status``, a stable ``code``, RudderStack's stat-tag
-``category``/``error_type`` (so the rudder-server protocol can report them) and the offending
-``field``. Messages of mapping errors are the reference transformer's exact texts.
+Every ``DestinationError`` states an HTTP-like ``status``, a stable ``code``, whether the caller
+may send the same thing again later (``retryable``: rudder-server retries 5xx, 408 and 429),
+RudderStack's stat-tag ``category``/``error_type`` (so the rudder-server protocol can report
+them) and the offending ``field``. An error that relays another server's status (the
+protocol's profile look-up, the upstream transformer) carries that status instead of its
+class's. Messages of mapping errors are the reference transformer's exact texts.
 
     DestinationError
-    ├── InvalidEvent            400 dataValidation/instrumentation
-    │   └── UnsupportedEvent    400 (an event type this destination does not handle)
-    ├── ConfigurationError      400 dataValidation/configuration
-    ├── RequestError            the HTTP request as a whole, before any event is read
-    │   ├── BadRequest          400 invalid JSON or UTF-8, too deep, wrong shape
-    │   ├── Unauthorized        401 missing or wrong webhook token
-    │   ├── NotFound            404 an endpoint that is switched off
-    │   ├── NotServed           501 not served here, and no RUDDER_TRANSFORMER_URL
-    │   ├── UnsupportedEncoding 415 a Content-Encoding other than gzip or deflate
-    │   ├── RequestTimeout      408 the body did not arrive within BODY_TIMEOUT
-    │   ├── PayloadTooLarge     413 body or batch over its limit
-    │   ├── UnsupportedMediaType 415 not JSON, without a token (cross-site forms)
-    │   ├── MisdirectedRequest  421 not a loopback Host, without a token (DNS rebinding)
-    │   ├── HeadersTooLarge     431 request line and headers over MAX_HEADER_BYTES
-    │   └── TooManyConnections  503 MAX_INBOUND_CONNECTIONS reached, none of them idle
-    └── KlaviyoError            Klaviyo answered, or could not be reached
-        ├── KlaviyoRejected     permanent: 4xx other than 408/429, or an unresolved 409
-        │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
-        │   ├── KlaviyoRevisionRetired  410: Klaviyo no longer serves revision 2023-02-22
-        │   └── KlaviyoProfileConflict  409 that no PATCH can resolve
-        └── KlaviyoUnavailable  retryable: 5xx, 408, 429, HTML 403, transport errors, deadline
+    ├── InvalidEvent              400 dataValidation/instrumentation
+    │   ├── UnsupportedEvent      400 (an event type this destination does not handle)
+    │   └── EventTooLarge         413 one protocol job over MAX_EVENT_BYTES
+    ├── ConfigurationError        400 dataValidation/configuration
+    ├── RequestError              the HTTP request as a whole, before any event is read
+    │   ├── BadRequest            400 invalid JSON or UTF-8, too deep, wrong shape
+    │   ├── Unauthorized          401 missing or wrong webhook token
+    │   ├── NotFound              404 an endpoint that is switched off
+    │   ├── NotServed             501 not served here, and no RUDDER_TRANSFORMER_URL (retryable)
+    │   ├── UnsupportedEncoding   415 a Content-Encoding other than gzip or deflate
+    │   ├── RequestTimeout        408 the body did not arrive within BODY_TIMEOUT (retryable)
+    │   ├── PayloadTooLarge       413 body or batch over its limit
+    │   ├── UnsupportedMediaType  415 not JSON, without a token (cross-site forms)
+    │   ├── MisdirectedRequest    421 not a loopback Host, without a token (DNS rebinding)
+    │   ├── HeadersTooLarge       431 request line and headers over MAX_HEADER_BYTES
+    │   └── TooManyConnections    503 MAX_INBOUND_CONNECTIONS reached, none idle (retryable)
+    ├── KlaviyoError              Klaviyo answered, or could not be reached
+    │   ├── KlaviyoRejected       400 permanent: 4xx other than 408/429, or an unresolved 409
+    │   │   ├── KlaviyoAuthRejected     401, or 403 with Klaviyo's JSON (key or scope)
+    │   │   ├── KlaviyoRevisionRetired  410: Klaviyo no longer serves our revision
+    │   │   └── KlaviyoProfileConflict  409 that no PATCH can resolve
+    │   └── KlaviyoUnavailable    503 retryable: 5xx, 408, 429, HTML 403, transport errors, deadline
+    │       ├── KlaviyoRedirected 3xx, not followed: retryable by the caller, not retried here
+    │       └── RateLimited       our limiter would wait longer than the caller allows
+    ├── ProfileLookupError        the protocol's create-profile call gave no id; Klaviyo's status
+    │   ├── ProfileLookupRetryable  5xx network/retryable (a 2xx or 409 without an id: 500)
+    │   ├── ProfileLookupThrottled  429 network/throttled
+    │   └── ProfileLookupAborted    other 4xx network/aborted
+    └── UpstreamError             502 the upstream transformer unreachable, or its answer unusable
+        ├── UpstreamTimeout       504 it did not answer in time
+        └── UpstreamFailed        its own 5xx, relayed (503 for its 408 or 429)
+
+    httpx.TransportError
+    └── UnusableAnswer            Klaviyo's answer came but could not be used
+
+``UnusableAnswer`` is a transport error, not a ``DestinationError``: like a dropped connection
+it leaves unknown whether Klaviyo acted, so every path that retries a dropped connection retries
+it too (delivery turns it into ``KlaviyoUnavailable``, the protocol's look-up into a 500).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import httpx
+
 
 class DestinationError(Exception):
-    status: ClassVar[int] = 500
+    #: The class's status; an instance relaying another server's answer sets its own.
+    status: int = 500
     code: ClassVar[str] = "internal_error"
+    #: Whether the same request may succeed later (rudder-server retries 5xx, 408 and 429).
+    retryable: ClassVar[bool] = False
     category: ClassVar[str] = "transformation"
     error_type: ClassVar[str | None] = None
 
@@ -43,16 +68,6 @@ class DestinationError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-
-    @property
-    def http_status(self) -> int:
-        """This error's status; the class's, unless the instance carries another (look-ups)."""
-        return self.status
-
-    @property
-    def error_kind(self) -> str | None:
-        """RudderStack's ``statTags.errorType`` for this error."""
-        return self.error_type
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON error object the HTTP API renders: ``{"code", "message", "field"}``."""
@@ -68,6 +83,11 @@ class InvalidEvent(DestinationError):
 
 class UnsupportedEvent(InvalidEvent):
     code = "unsupported_event"
+
+
+class EventTooLarge(InvalidEvent):
+    status = 413
+    code = "event_too_large"
 
 
 class ConfigurationError(DestinationError):
@@ -133,6 +153,7 @@ class KlaviyoUnavailable(KlaviyoError):
 
     status = 503
     code = "klaviyo_unavailable"
+    retryable = True
     error_type = "retryable"
 
     def __init__(
@@ -147,6 +168,87 @@ class KlaviyoUnavailable(KlaviyoError):
         super().__init__(message, klaviyo_status=klaviyo_status, klaviyo_errors=klaviyo_errors)
         self.retry_after = retry_after
         self.throttled = throttled
+
+
+class KlaviyoRedirected(KlaviyoUnavailable):
+    """A 3xx, which is not followed: the key must go nowhere but ``KLAVIYO_BASE_URL``, and
+    Klaviyo's API does not redirect, so it comes from a proxy or a wrong base URL. Retryable
+    for the caller (the events are fine and deliverable once that is fixed), but not retried
+    here: the same request would meet the same redirect."""
+
+
+class RateLimited(KlaviyoUnavailable):
+    """The client-side limiter would have to wait ``wait`` seconds, longer than allowed."""
+
+    def __init__(self, wait: float) -> None:
+        message = f"client-side rate limit: next slot in {wait:.3f} s"
+        super().__init__(message, retry_after=wait, throttled=True)
+        self.wait = wait
+
+
+class ProfileLookupError(DestinationError):
+    """The protocol's create-profile call gave no profile id: the reference's network error,
+    with Klaviyo's status; :meth:`of` picks the class of that status's family."""
+
+    code = "profile_lookup_failed"
+    category = "network"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @staticmethod
+    def of(status: int, message: str) -> ProfileLookupError:
+        if 500 <= status < 600:
+            return ProfileLookupRetryable(message, status=status)
+        if status == 429:
+            return ProfileLookupThrottled(message, status=status)
+        return ProfileLookupAborted(message, status=status)
+
+
+class ProfileLookupRetryable(ProfileLookupError):
+    status = 500
+    retryable = True
+    error_type = "retryable"
+
+
+class ProfileLookupThrottled(ProfileLookupError):
+    status = 429
+    retryable = True
+    error_type = "throttled"
+
+
+class ProfileLookupAborted(ProfileLookupError):
+    status = 400
+    error_type = "aborted"
+
+
+class UpstreamError(DestinationError):
+    """The upstream transformer could not be reached, or its answer could not be used;
+    rudder-server retries the request, so nothing it sent is lost while it is away."""
+
+    status = 502
+    code = "upstream_unavailable"
+    retryable = True
+    category = "network"
+    error_type = "retryable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class UpstreamFailed(UpstreamError):
+    """The upstream answered a status rudder-server retries; relayed as a 5xx."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status if status >= 500 else 503
+
+
+class UnusableAnswer(httpx.TransportError):
+    """Klaviyo's answer could not be used: its body did not decode (a corrupt gzip), was over
+    ``MAX_ANSWER_BYTES``, or it redirected the protocol's look-up (see the tree above)."""
 
 
 class RequestError(DestinationError):
@@ -175,6 +277,7 @@ class NotServed(RequestError):
 
     status = 501
     code = "not_served"
+    retryable = True
 
 
 class UnsupportedEncoding(RequestError):
@@ -185,6 +288,7 @@ class UnsupportedEncoding(RequestError):
 class RequestTimeout(RequestError):
     status = 408
     code = "request_timeout"
+    retryable = True
 
 
 class PayloadTooLarge(RequestError):
@@ -210,3 +314,4 @@ class HeadersTooLarge(RequestError):
 class TooManyConnections(RequestError):
     status = 503
     code = "too_many_connections"
+    retryable = True

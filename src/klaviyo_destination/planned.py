@@ -1,41 +1,21 @@
 """What the mapping produces: planned Klaviyo requests, and one planned event.
 
 A ``PlannedRequest`` carries no headers: authentication and ``revision`` are added by the
-Klaviyo client (``klaviyo/headers.py``), so nothing produced by the mapping can leak a key.
+Klaviyo client (``klaviyo/facts.py`` spells them), so nothing produced by the mapping can leak
+a key.
 """
 
 from __future__ import annotations
 
-from dataclasses import field
-from enum import StrEnum
-from typing import Any, Final, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .errors import DestinationError
 from .js import JsonObject
-from .records import record
-
-REVISION: Final = "2023-02-22"
-DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
-
-PROFILES_PATH: Final = "/api/profiles"
-EVENTS_PATH: Final = "/api/events"
-SUBSCRIPTIONS_PATH: Final = "/api/profile-subscription-bulk-create-jobs"
-
-#: What an upsert does after a 409, as the dry run and the golden tables show it.
-ON_CONFLICT: Final = "PATCH /api/profiles/{duplicate_profile_id} with data.id set"
-#: Klaviyo accepts at most this many profiles in one subscription bulk job.
-MAX_SUBSCRIPTIONS_PER_JOB: Final = 100
+from .klaviyo.facts import EVENTS_PATH, PROFILES_PATH, SUBSCRIPTIONS_PATH, Endpoint
 
 
-class Endpoint(StrEnum):
-    """Endpoint classes Klaviyo rate-limits separately; also the reference's ``endpointPath``."""
-
-    PROFILES = PROFILES_PATH
-    EVENTS = EVENTS_PATH
-    SUBSCRIPTIONS = SUBSCRIPTIONS_PATH
-
-
-@record
+@dataclass(frozen=True, slots=True)
 class PlannedRequest:
     """One Klaviyo call the mapping wants made: method, path below the base URL, JSON body.
 
@@ -47,7 +27,7 @@ class PlannedRequest:
     method: Literal["POST", "PATCH"]
     path: str
     body: JsonObject
-    upsert: bool = field(default=False)
+    upsert: bool = False
 
     @property
     def endpoint(self) -> Endpoint:
@@ -92,13 +72,17 @@ def subscriptions_of(request: PlannedRequest) -> list[JsonObject]:
     return subs
 
 
-@record
+@dataclass(slots=True)
 class PlannedEvent:
     """One input event after mapping: who it is for, and its requests or why it can't be sent.
 
     ``message_id`` and ``type`` are echoed in answers as the caller sent them (an invalid event
     still has them); ``user_key`` keeps one user's events in order during delivery.
     ``suppressed`` is the rudder-server protocol's 299 mark (docs/mapping.md §6.9).
+
+    Mutable, unlike ``PlannedRequest``: one is built for every event, and frozen would set each
+    field through ``object.__setattr__`` (bench/optimisations.md). Nothing assigns a field;
+    ``dataclasses.replace`` makes a changed copy (the protocol's look-up does).
     """
 
     message_id: Any

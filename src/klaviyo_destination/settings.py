@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .planned import DEFAULT_BASE_URL
+from .klaviyo.facts import DEFAULT_BASE_URL, TIER_L, TIER_XL
 
 
 class Settings(BaseSettings):
@@ -81,11 +81,11 @@ class Settings(BaseSettings):
     backoff_initial: float = Field(default=0.2, gt=0)
     backoff_max: float = Field(default=5.0, gt=0)
     delivery_concurrency: int = Field(default=16, ge=1)
-    profiles_rate_burst: int = Field(default=75, ge=1)
-    profiles_rate_steady: int = Field(default=700, ge=1)
-    events_rate_burst: int = Field(default=350, ge=1)
-    events_rate_steady: int = Field(default=3500, ge=1)
-    # --- delivery: odd answers from Klaviyo (issue 15) ---
+    profiles_rate_burst: int = Field(default=TIER_L.burst, ge=1)
+    profiles_rate_steady: int = Field(default=TIER_L.steady, ge=1)
+    events_rate_burst: int = Field(default=TIER_XL.burst, ge=1)
+    events_rate_steady: int = Field(default=TIER_XL.steady, ge=1)
+    # --- delivery: odd answers from Klaviyo ---
     #: An answer body longer than this is not read on: a retryable failure.
     max_answer_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     #: The longest Retry-After honoured; a longer one fails the events with it at once.

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect
 
+from ..content_length import declared_length
 from ..errors import PayloadTooLarge
 from ..ingest.body import parse_json
 from .encoding import decoder_for
@@ -31,7 +32,7 @@ async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> byt
     """
     too_large = PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
     decoder = decoder_for(call.headers.get("content-encoding"), max_bytes)
-    declared = _declared_length(call.headers.get("content-length"))
+    declared = declared_length(call.headers.get("content-length"))
     if declared is not None and declared > max_bytes + drain_bytes:
         raise too_large
     body = bytearray()
@@ -62,10 +63,3 @@ async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> byt
     if decoder is not None:
         decoder.finish()
     return body
-
-
-def _declared_length(declared: str | None) -> int | None:
-    # ASCII digits only ("²".isdigit() is true), and no int() of thousands of digits.
-    if not declared or not declared.isascii() or not declared.isdigit():
-        return None
-    return int(declared) if len(declared) <= 18 else 10**18

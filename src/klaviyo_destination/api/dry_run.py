@@ -10,9 +10,9 @@ from typing import Any
 
 from ..ingest.config import DestinationConfig
 from ..js import JsonObject
-from ..klaviyo.headers import klaviyo_headers
+from ..klaviyo.facts import ON_CONFLICT, klaviyo_headers
 from ..pipeline import plan_events
-from ..planned import ON_CONFLICT, PlannedRequest
+from ..planned import PlannedRequest
 
 
 def dry_run(messages: Sequence[Any], config: DestinationConfig, base_url: str) -> list[JsonObject]:

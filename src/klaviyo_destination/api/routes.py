@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import NotFound, NotServed
+from ..errors import NotFound, NotServed, UpstreamError
 from ..ingest.body import Events, events_of, parse_json
 from ..ingest.config import DestinationConfig
 from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession, Outcome
@@ -19,7 +19,6 @@ from ..protocol import route
 from ..protocol.bodies import COMPACTED, processor_body, router_body
 from ..protocol.features import merged_features
 from ..protocol.front import Front
-from ..protocol.upstream import UpstreamError
 from ..settings import Settings
 from . import webhook
 from .auth import check_token

@@ -1,12 +1,11 @@
 """In-process emulator of Klaviyo's API at revision 2023-02-22 (see ``app.create_emulator``)."""
 
 from klaviyo_destination.emulator.app import create_emulator
-from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.errors import ApiError, DroppedConnection
 from klaviyo_destination.emulator.faults import FaultSpec
-from klaviyo_destination.emulator.gate import DroppedConnection
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
 from klaviyo_destination.emulator.store import EmulatorStore, EventOutcome
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import REVISION
 
 __all__ = [
     "DEFAULT_RATE_LIMITS",

@@ -16,7 +16,7 @@ from klaviyo_destination.emulator.gate import KlaviyoGate
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import REVISION
 
 
 def create_emulator(

@@ -17,7 +17,7 @@ from klaviyo_destination.emulator.faults import FaultSpec
 from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import EndpointClass, RateLimit
 from klaviyo_destination.emulator.web import StoreDep, base_url
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import REVISION
 
 router = APIRouter(prefix="/__emulator", tags=["emulator control"])
 

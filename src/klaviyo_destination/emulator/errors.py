@@ -3,6 +3,13 @@
 Titles, codes and details are the verbatim strings observed from the real API at revision
 2023-02-22. Where Klaviyo's real wording is not known, the wording here is ours and is marked
 as such in the docstring of the factory.
+
+The emulator's two exceptions live here, apart from the service's tree (``errors.py``): the
+emulator stands in for Klaviyo and imports nothing of the service but Klaviyo's facts.
+
+    ApiError                      a Klaviyo error answer: status, error objects, headers
+    httpx.RemoteProtocolError
+    └── DroppedConnection         a response aborted on purpose (the drop_connection fault)
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ from http import HTTPStatus
 from typing import Any, Final
 from uuid import uuid4
 
-from klaviyo_destination.js import JsonObject
+import httpx
+
+from klaviyo_destination.emulator.models import JsonObject
 
 RATE_LIMIT_DOCS: Final = (
     "https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling#rate-limits"
@@ -160,3 +169,13 @@ def for_status(status: int, detail: str | None = None) -> ApiError:
 def unsupported_media_type(media_type: str) -> ApiError:
     detail = f"Unsupported media type '{media_type}' in request."
     return ApiError(ErrorObject(415, "unsupported_media_type", "Unsupported media type.", detail))
+
+
+class DroppedConnection(httpx.RemoteProtocolError):
+    """Aborts a response on purpose (the ``drop_connection`` fault).
+
+    It is raised after a response start has been sent, so Starlette does not answer 500 and
+    uvicorn closes the socket mid-response: the client reads a truncated response, which httpx
+    reports as ``RemoteProtocolError``. Under ``httpx.ASGITransport`` the exception itself
+    reaches the client, and being an httpx transport error it is handled like the real thing.
+    """

@@ -11,33 +11,21 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import httpx
 import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klaviyo_destination.emulator import errors
-from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.errors import ApiError, DroppedConnection
 from klaviyo_destination.emulator.faults import DropFault, StatusFault
 from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import Decision, classify
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
-from klaviyo_destination.planned import REVISION
+from klaviyo_destination.klaviyo.facts import AUTH_SCHEME, REVISION
 
 _REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-_AUTH_SCHEME: Final = "Klaviyo-API-Key"
-
-
-class DroppedConnection(httpx.RemoteProtocolError):
-    """Aborts a response on purpose (the ``drop_connection`` fault).
-
-    It is raised after a response start has been sent, so Starlette does not answer 500 and
-    uvicorn closes the socket mid-response: the client reads a truncated response, which httpx
-    reports as ``RemoteProtocolError``. Under ``httpx.ASGITransport`` the exception itself
-    reaches the client, and being an httpx transport error it is handled like the real thing.
-    """
 
 
 class KlaviyoGate:
@@ -96,7 +84,7 @@ class KlaviyoGate:
         """Auth, then revision, then quota: a refused request does not use up quota."""
         headers = Headers(scope=scope)
         scheme, _, key = headers.get("authorization", "").partition(" ")
-        if scheme != _AUTH_SCHEME or not self.store.accepts_key(key.strip()):
+        if scheme != AUTH_SCHEME or not self.store.accepts_key(key.strip()):
             raise errors.not_authenticated()
         _check_revision(headers.get("revision"))
         endpoint = classify(scope["method"], scope["path"])

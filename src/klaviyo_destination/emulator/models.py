@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+#: A JSON object as parsed (the service's ``js.JsonObject``; the emulator imports none of it).
+JsonObject = dict[str, Any]
+
 #: The attributes Klaviyo keeps unique across profiles, in the order used to pick one owner.
 IDENTIFIERS: Final = ("email", "phone_number", "external_id")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from klaviyo_destination.klaviyo.facts import TIER_L, TIER_M, TIER_XL
+
 BURST_SECONDS: Final = 1.0
 STEADY_SECONDS: Final = 60.0
 
@@ -33,13 +35,13 @@ class RateLimit:
     steady: int
 
 
-#: Tier L (75/s, 700/min) for profile writes and subscriptions, XL for events, M for queries.
+#: Tier L for profile writes and subscriptions, XL for events, M for queries (``facts.py``).
 DEFAULT_RATE_LIMITS: Final[Mapping[EndpointClass, RateLimit]] = {
-    EndpointClass.PROFILES: RateLimit(75, 700),
-    EndpointClass.PROFILE_QUERIES: RateLimit(10, 150),
-    EndpointClass.EVENTS: RateLimit(350, 3500),
-    EndpointClass.SUBSCRIPTIONS: RateLimit(75, 700),
-    EndpointClass.LISTS: RateLimit(10, 150),
+    EndpointClass.PROFILES: RateLimit(*TIER_L),
+    EndpointClass.PROFILE_QUERIES: RateLimit(*TIER_M),
+    EndpointClass.EVENTS: RateLimit(*TIER_XL),
+    EndpointClass.SUBSCRIPTIONS: RateLimit(*TIER_L),
+    EndpointClass.LISTS: RateLimit(*TIER_M),
 }
 
 _SUBSCRIPTION_JOBS: Final = re.compile(r"^/api/profile-(un)?subscription-bulk-create-jobs/?$")

@@ -6,9 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
-from klaviyo_destination.emulator.models import Consent, EventRecord, Membership, Profile
+from klaviyo_destination.emulator.models import (
+    Consent,
+    EventRecord,
+    JsonObject,
+    Membership,
+    Profile,
+)
 from klaviyo_destination.emulator.store import EmulatorStore
-from klaviyo_destination.js import JsonObject
 
 _PROFILE_FIELDS: Final = (
     "email",

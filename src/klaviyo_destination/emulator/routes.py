@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from klaviyo_destination.emulator import resources
 from klaviyo_destination.emulator.errors import invalid
-from klaviyo_destination.emulator.models import Profile
+from klaviyo_destination.emulator.models import JsonObject, Profile
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.validation import (
     EventCreateQuery,
@@ -26,7 +26,6 @@ from klaviyo_destination.emulator.validation import (
     parse_body,
 )
 from klaviyo_destination.emulator.web import JsonApiResponse, StoreDep, base_url
-from klaviyo_destination.js import JsonObject
 
 router = APIRouter(prefix="/api")
 

@@ -1,30 +1,33 @@
-"""Reading Klaviyo's answers: bodies, JSON:API ``errors[]``, verdicts and profile ids.
+"""Klaviyo's answers: the answer read once, JSON:API ``errors[]``, verdicts and profile ids.
 
-Pure functions over a status and a parsed body (or an ``httpx`` exception), so the delivery
+:class:`KlaviyoAnswer` is what the client returns, its body parsed once. The verdicts are pure
+functions of an answer (or of a status and body, or an ``httpx`` exception), so the delivery
 path and the rudder-server protocol's look-up read answers the same way (docs/mapping.md §6.7,
-§13).
+§13). They never see the key: the session masks what leaves it (``session.py``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 import orjson
-from pydantic import SecretStr
 
 from ..errors import (
     KlaviyoAuthRejected,
+    KlaviyoRedirected,
     KlaviyoRejected,
     KlaviyoRevisionRetired,
     KlaviyoUnavailable,
+    UnusableAnswer,
 )
 from ..js import JsonObject
-from ..redact import redact, redact_json
+from .facts import REVISION
 from .ratelimit import retry_after
 
 _RETIRED: Final = (
-    "Klaviyo answered 410 Gone: API revision 2023-02-22 is retired there. Point "
+    f"Klaviyo answered 410 Gone: API revision {REVISION} is retired there. Point "
     "KLAVIYO_BASE_URL at the bundled emulator, or upgrade this service to a supported revision"
 )
 #: Transport failures named as the reference's HTTP client (Node) names them (§6.7).
@@ -46,32 +49,38 @@ _UNKNOWN_HOST_HINTS: Final = (
 )
 
 
-class UnusableAnswer(httpx.TransportError):
-    """Klaviyo's answer could not be used: its body did not decode (a corrupt gzip), was over
-    ``MAX_ANSWER_BYTES``, or it redirected. A transport error, because like a dropped
-    connection it leaves unknown whether Klaviyo acted: every path that retries a dropped
-    connection retries this too, and none answers the caller 500 for it."""
+@dataclass(frozen=True, slots=True)
+class KlaviyoAnswer:
+    """One answer of Klaviyo: status, headers, and the body parsed once (:meth:`read`)."""
+
+    status: int
+    headers: httpx.Headers
+    #: The JSON, its text when it is not JSON (an HTML page), ``""`` when empty.
+    body: Any
+
+    @classmethod
+    def read(cls, status: int, headers: httpx.Headers, content: bytes) -> KlaviyoAnswer:
+        if not content:
+            return cls(status, headers, "")
+        try:
+            return cls(status, headers, orjson.loads(content))
+        except orjson.JSONDecodeError:
+            # Not httpx's .text: a charset it names may not decode these bytes (UnicodeError).
+            return cls(status, headers, content.decode("utf-8", "replace"))
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
 
 
-class KlaviyoRedirected(KlaviyoUnavailable):
-    """A 3xx, which is not followed: the key must go nowhere but ``KLAVIYO_BASE_URL``, and
-    Klaviyo's API does not redirect, so it comes from a proxy or a wrong base URL. Retryable
-    for the caller (the events are fine and deliverable once that is fixed), but not retried
-    here: the same request would meet the same redirect."""
+@dataclass(frozen=True, slots=True)
+class SentRequest:
+    method: str
+    path: str
+    status_code: int | None  # None: no HTTP answer (transport error, limiter, deadline)
 
 
-def body_of(response: httpx.Response) -> Any:
-    """The answer's JSON, its text when it is not JSON (an HTML page), ``""`` when empty."""
-    if not response.content:
-        return ""
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        # Not response.text: a charset it names may not decode these bytes (UnicodeError).
-        return response.content.decode("utf-8", "replace")
-
-
-def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[JsonObject]:
+def klaviyo_errors(body: Any) -> list[JsonObject]:
     """Klaviyo's JSON:API ``errors[]`` reduced to ``{id, code, detail, source: {pointer}}``."""
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
@@ -82,22 +91,22 @@ def klaviyo_errors(body: Any, *, secret: SecretStr | None = None) -> list[JsonOb
             continue
         source = error.get("source")
         pointer = source.get("pointer") if isinstance(source, dict) else None
-        reduced = {
-            "id": error.get("id"),
-            "code": error.get("code"),
-            "detail": error.get("detail"),
-            "source": {"pointer": pointer},
-        }
-        # Any member, of any type, may echo the key: every string in it is masked.
-        out.append(redact_json(reduced, secret))
+        out.append(
+            {
+                "id": error.get("id"),
+                "code": error.get("code"),
+                "detail": error.get("detail"),
+                "source": {"pointer": pointer},
+            }
+        )
     return out
 
 
-def rejection(status: int, body: Any, *, secret: SecretStr | None) -> KlaviyoRejected:
+def rejection(answer: KlaviyoAnswer) -> KlaviyoRejected:
     """The permanent error for a final non-2xx answer; its message says what to fix."""
-    errors = klaviyo_errors(body, secret=secret)
+    status, errors = answer.status, klaviyo_errors(answer.body)
     first = errors[0] if errors else {}
-    detail = first.get("detail") or _excerpt(body)
+    detail = first.get("detail") or _excerpt(answer.body)
     code = f" {first['code']}" if first.get("code") else ""
     cls: type[KlaviyoRejected] = KlaviyoRejected
     if status == 410:
@@ -109,14 +118,12 @@ def rejection(status: int, body: Any, *, secret: SecretStr | None) -> KlaviyoRej
         message = f"Klaviyo rejected the request ({status}{code}): {detail}"
     pointer = first["source"]["pointer"] if errors else None
     field = pointer if isinstance(pointer, str) else None
-    return cls(redact(message, secret), field=field, klaviyo_status=status, klaviyo_errors=errors)
+    return cls(message, field=field, klaviyo_status=status, klaviyo_errors=errors)
 
 
-def transient(
-    status: int, headers: httpx.Headers, body: Any, *, secret: SecretStr
-) -> KlaviyoUnavailable | None:
+def transient(answer: KlaviyoAnswer) -> KlaviyoUnavailable | None:
     """The retryable error for 408, 429, 5xx and a non-Klaviyo 403; ``None`` otherwise."""
-    errors = klaviyo_errors(body, secret=secret)
+    status, errors = answer.status, klaviyo_errors(answer.body)
     # A 403 without Klaviyo's JSON:API errors is a proxy or Cloudflare page, not a verdict.
     html_403 = status == 403 and not errors
     if not (status in (408, 429) or status >= 500 or html_403):
@@ -125,27 +132,24 @@ def transient(
     if detail is None:
         detail = "a non-JSON page (proxy or Cloudflare challenge)" if html_403 else "no detail"
     return KlaviyoUnavailable(
-        redact(f"Klaviyo answered {status}: {detail}", secret),
-        retry_after=retry_after(headers, body),
+        f"Klaviyo answered {status}: {detail}",
+        retry_after=retry_after(answer.headers, answer.body),
         throttled=status == 429,
         klaviyo_status=status,
         klaviyo_errors=errors,
     )
 
 
-def redirect(status: int, headers: httpx.Headers, *, secret: SecretStr) -> KlaviyoRedirected | None:
+def redirect(answer: KlaviyoAnswer) -> KlaviyoRedirected | None:
     """The retryable error for a 3xx (see :class:`KlaviyoRedirected`); ``None`` otherwise."""
-    if not 300 <= status < 400:
+    if not 300 <= answer.status < 400:
         return None
-    location = headers.get("location", "")[:200] or "nowhere"
+    location = answer.headers.get("location", "")[:200] or "nowhere"
     return KlaviyoRedirected(
-        redact(
-            f"Klaviyo answered {status}, a redirect to {location} not followed: Klaviyo's API "
-            "does not redirect; check KLAVIYO_BASE_URL and any proxy on the way",
-            secret,
-        ),
-        retry_after=retry_after(headers, None),
-        klaviyo_status=status,
+        f"Klaviyo answered {answer.status}, a redirect to {location} not followed: Klaviyo's "
+        "API does not redirect; check KLAVIYO_BASE_URL and any proxy on the way",
+        retry_after=retry_after(answer.headers, None),
+        klaviyo_status=answer.status,
     )
 
 

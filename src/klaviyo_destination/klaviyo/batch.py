@@ -1,4 +1,5 @@
-"""Delivering a batch of planned events: per-user order, bounded concurrency, merged jobs."""
+"""Delivering a batch of planned events: per-user order, bounded concurrency, merged jobs;
+one :class:`Outcome` per event, with the requests it sent."""
 
 from __future__ import annotations
 
@@ -6,18 +7,39 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ..errors import DestinationError, KlaviyoError, KlaviyoUnavailable
 from ..mapping import merge_subscriptions
-from ..planned import Endpoint, PlannedEvent, PlannedRequest, subscriptions_of
-from .bulk import BulkJob, Sender
-from .outcomes import Outcome, SentRequest
+from ..planned import PlannedEvent, PlannedRequest, subscriptions_of
+from .answers import SentRequest
+from .bulk import BulkJob, SendOne
+from .facts import Endpoint
 from .refusals import refusal
 
 logger = logging.getLogger(__name__)
 
 #: An event's index in the batch and one of its subscription requests.
 Member = tuple[int, PlannedRequest]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one event; ``error`` is ``KlaviyoError.to_dict()``-shaped, key-free."""
+
+    status: Literal["delivered", "rejected", "failed"]
+    requests: list[SentRequest] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    retry_after: float | None = None
+    throttled: bool = False
+
+    @classmethod
+    def of(cls, exc: DestinationError, requests: list[SentRequest]) -> Outcome:
+        error = {"klaviyo_status": None, "klaviyo_errors": [], **exc.to_dict()}
+        if not isinstance(exc, KlaviyoUnavailable):
+            return cls("rejected", requests, error)
+        return cls("failed", requests, error, exc.retry_after, exc.throttled)
 
 
 def _unexpected(exc: Exception) -> KlaviyoUnavailable:
@@ -75,9 +97,14 @@ class Batch:
     """
 
     def __init__(
-        self, sender: Sender, events: Sequence[PlannedEvent], deadline: float, *, concurrency: int
+        self,
+        send_one: SendOne,
+        events: Sequence[PlannedEvent],
+        deadline: float,
+        *,
+        concurrency: int,
     ) -> None:
-        self.sender, self.events, self.deadline = sender, events, deadline
+        self.send_one, self.events, self.deadline = send_one, events, deadline
         self.outcomes: list[Outcome | None] = [None] * len(events)
         self.sent: list[list[SentRequest]] = [[] for _ in events]
         self.queues: dict[str, deque[int]] = {}
@@ -118,7 +145,7 @@ class Batch:
         head, tail = _split_tail(event.requests)
         try:
             for request in head:
-                await self.sender.run_one(request, self.deadline, self.sent[index])
+                await self.send_one(request, self.deadline, self.sent[index])
         except KlaviyoError as exc:
             self._fail(index, exc)
             return False
@@ -147,7 +174,7 @@ class Batch:
     async def _send_job(self, members: list[Member]) -> None:
         async with self.semaphore:
             try:
-                results = await BulkJob(self.sender, [r for _, r in members], self.deadline).run()
+                results = await BulkJob(self.send_one, [r for _, r in members], self.deadline).run()
             except Exception as exc:  # anything else: see _unexpected
                 error = _unexpected(exc)
                 for index, _ in members:

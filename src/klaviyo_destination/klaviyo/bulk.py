@@ -13,29 +13,26 @@ cost at most 2n - 1 requests. A refusal of the job itself (a member such as ``li
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
+
+import httpx
 
 from ..errors import KlaviyoError, KlaviyoRejected
 from ..js import JsonObject
 from ..mapping import merge_subscriptions
 from ..planned import PlannedRequest, subscriptions_of
-from .answers import rejection
-from .outcomes import SentRequest
+from .answers import KlaviyoAnswer, SentRequest, rejection
+
+#: How delivery sends one planned request to its final answer, recording each exchange in
+#: ``sent``; raises ``KlaviyoRejected`` or ``KlaviyoUnavailable`` (``KlaviyoSession.run_one``).
+SendOne = Callable[[PlannedRequest, float, list[SentRequest]], Awaitable[None]]
 
 #: An entry of the job; at most 9 digits, since a job holds at most 100 entries.
 _ENTRY: Final = re.compile(r"^/data/attributes/subscriptions/(\d{1,9})(/.*)?$")
 #: A member of the job itself, shared by every entry: its type, list_id, custom_source.
 _JOB_MEMBER: Final = re.compile(r"^/data/(type|attributes/(?!subscriptions(/|$))[^/]+)/?$")
-
-
-class Sender(Protocol):
-    """What delivery needs to send one planned request (``KlaviyoSession`` is one)."""
-
-    async def run_one(
-        self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
-    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -49,8 +46,10 @@ class MemberResult:
 class BulkJob:
     """Member requests to one list (at most 100), merged and sent; see the module's text."""
 
-    def __init__(self, sender: Sender, members: Sequence[PlannedRequest], deadline: float) -> None:
-        self.sender, self.members, self.deadline = sender, members, deadline
+    def __init__(
+        self, send_one: SendOne, members: Sequence[PlannedRequest], deadline: float
+    ) -> None:
+        self.send_one, self.members, self.deadline = send_one, members, deadline
         self.results = [MemberResult() for _ in members]
 
     async def run(self) -> list[MemberResult]:
@@ -61,7 +60,7 @@ class BulkJob:
         [(job, _)] = merge_subscriptions([(p, self.members[p]) for p in positions])
         sent: list[SentRequest] = []
         try:
-            await self.sender.run_one(job, self.deadline, sent)
+            await self.send_one(job, self.deadline, sent)
         except KlaviyoError as exc:
             self._record(positions, sent)
             await self._refused(positions, exc)
@@ -76,7 +75,9 @@ class BulkJob:
         named = self._named(positions, exc.klaviyo_errors)
         if named:
             for position, errors in named.items():
-                self._fail([position], rejection(400, {"errors": errors}, secret=None))
+                # What Klaviyo would have answered the member sent alone.
+                alone = KlaviyoAnswer(400, httpx.Headers(), {"errors": errors})
+                self._fail([position], rejection(alone))
             rest = [p for p in positions if p not in named]
             if rest:
                 await self._send(rest)

@@ -14,15 +14,18 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import httpx
 import orjson
 import stamina
 
-from ..planned import Endpoint, PlannedRequest
+from ..content_length import declared_length
+from ..errors import UnusableAnswer
+from ..planned import PlannedRequest
 from ..settings import Settings
-from .answers import UnusableAnswer
+from .answers import KlaviyoAnswer
+from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
 
@@ -72,7 +75,7 @@ class KlaviyoClient:
             ),
             transport=self._transport,
             # Unlike the reference's HTTP client: the key goes nowhere but KLAVIYO_BASE_URL,
-            # and a 3xx is a final answer (``answers.KlaviyoRedirected``).
+            # and a 3xx is a final answer (``errors.KlaviyoRedirected``).
             follow_redirects=False,
         )
         return self
@@ -98,7 +101,10 @@ class KlaviyoClient:
 
         The slot spans the whole exchange, so a late departure cannot crowd one of Klaviyo's
         windows; the connection semaphore keeps requests from queueing inside httpcore's pool,
-        whose bookkeeping grows with its queue.
+        whose bookkeeping grows with its queue. ``max_wait`` is the limiter's own deadline
+        because the limiter knows its wait before it starts: a wait longer than the time left
+        fails at once, with that wait as ``retry_after`` (a throttle the caller can time),
+        where the delivery's ``asyncio.timeout`` would only cut it off at the deadline.
         """
         start = time.perf_counter()
         async with self.limits[endpoint].slot(max_wait=max_wait):
@@ -106,11 +112,13 @@ class KlaviyoClient:
             async with self._connections:
                 yield
 
-    async def call(self, request: PlannedRequest, headers: Mapping[str, str]) -> httpx.Response:
-        """One HTTP exchange, measured; no retries (``KlaviyoSession.send`` has them).
+    async def call(self, request: PlannedRequest, headers: Mapping[str, str]) -> KlaviyoAnswer:
+        """One HTTP exchange, measured, its answer read once; no retries (the session's).
 
         Raises ``httpx.TransportError``; an answer that cannot be used (its body over
         ``max_answer_bytes`` or not decodable) raises :class:`UnusableAnswer`, one of them.
+        The endpoint's limiter learns from the answer: ``RateLimit-*`` headers, and a 429's
+        wait, so that concurrent deliveries to the endpoint wait too.
         """
         if self._http is None:
             msg = "KlaviyoClient is not open: use `async with KlaviyoClient(...)`"
@@ -118,18 +126,21 @@ class KlaviyoClient:
         endpoint = request.endpoint
         with self.metrics.timed(endpoint.value):
             try:
-                response = await self._exchange(self._http, request, headers)
+                answer = await self._exchange(self._http, request, headers)
             except httpx.TransportError as exc:
                 self.metrics.answered(endpoint.value, type(exc).__name__)
                 raise
-        self.metrics.answered(endpoint.value, response.status_code)
-        self.limits[endpoint].observe(response.headers)
-        logger.debug("klaviyo %s %s -> %d", request.method, request.path, response.status_code)
-        return response
+        self.metrics.answered(endpoint.value, answer.status)
+        limiter = self.limits[endpoint]
+        limiter.observe(answer.headers)
+        logger.debug("klaviyo %s %s -> %d", request.method, request.path, answer.status)
+        if answer.status == 429 and (wait := retry_after(answer.headers, answer.body)) is not None:
+            limiter.hold(wait)
+        return answer
 
     async def _exchange(
         self, http: httpx.AsyncClient, request: PlannedRequest, headers: Mapping[str, str]
-    ) -> httpx.Response:
+    ) -> KlaviyoAnswer:
         outgoing = http.build_request(
             request.method, request.path, content=orjson.dumps(request.body), headers=headers
         )
@@ -139,8 +150,8 @@ class KlaviyoClient:
             try:
                 if _plain_within(streamed.headers, cap):
                     # The usual answer: Content-Length framing bounds this read.
-                    await streamed.aread()
-                    return streamed
+                    content = await streamed.aread()
+                    return KlaviyoAnswer.read(streamed.status_code, streamed.headers, content)
                 content = await _read_capped(streamed, cap)
             finally:
                 await streamed.aclose()
@@ -151,25 +162,12 @@ class KlaviyoClient:
             raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
         # The body is decoded now, so the headers must no longer say it is encoded.
         kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _RAW]
-        return httpx.Response(streamed.status_code, headers=kept, content=content, request=outgoing)
-
-    def note_throttle(self, endpoint: Endpoint, response: httpx.Response, body: Any) -> None:
-        """After a 429 with a wait hint, concurrent deliveries to the endpoint wait too."""
-        wait = retry_after(response.headers, body) if response.status_code == 429 else None
-        if wait is not None:
-            self.limits[endpoint].hold(wait)
-
-
-def _declared_length(headers: httpx.Headers) -> int | None:
-    declared = headers.get("content-length", "")
-    if not (declared.isascii() and declared.isdigit()):
-        return None
-    return int(declared) if len(declared) <= 18 else 2**63
+        return KlaviyoAnswer.read(streamed.status_code, httpx.Headers(kept), content)
 
 
 def _plain_within(headers: httpx.Headers, cap: int) -> bool:
     """A body of a declared length within ``cap`` that needs no decoding."""
-    declared = _declared_length(headers)
+    declared = declared_length(headers.get("content-length"))
     encoding = headers.get("content-encoding", "identity").strip().lower()
     return declared is not None and declared <= cap and encoding in ("", "identity")
 
@@ -177,7 +175,7 @@ def _plain_within(headers: httpx.Headers, cap: int) -> bool:
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     """The decoded body, read until ``cap`` bytes at most (then ``UnusableAnswer``)."""
     too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
-    declared = _declared_length(response.headers)
+    declared = declared_length(response.headers.get("content-length"))
     if declared is not None and declared > cap:
         raise too_large
     chunks: list[bytes] = []

@@ -31,8 +31,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ..planned import Endpoint
+from ..errors import RateLimited
 from ..settings import Settings
+from .facts import Endpoint
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -43,14 +44,6 @@ BURST_PERIOD = 1.0
 STEADY_PERIOD = 60.0
 #: How soon to look again when all of a window's slots are taken by unanswered requests.
 IN_FLIGHT_POLL = 0.01
-
-
-class RateLimited(Exception):
-    """The limiter would have to wait longer than the caller allowed."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"client-side rate limit: next slot in {wait:.3f} s")
-        self.wait = wait
 
 
 class _Window:

@@ -4,9 +4,9 @@ Klaviyo answers 400 for a whole bulk job when one entry is invalid, so an entry 
 must not travel with other users' entries. The checks are the emulator's rules
 (``emulator/validation.py``: email syntax, and a phone number that is E.164 once spaces,
 dashes, dots and parentheses are removed) and nothing stricter, so nothing Klaviyo would accept
-is held back; ``tests/test_delivery.py`` holds the two to the same answers. Anything else
-Klaviyo refuses is found from its answer (``jobs.py``). They are copied, not imported, because
-delivery must not depend on the emulator.
+is held back; ``tests/klaviyo/test_refusals.py`` holds the two to the same answers. Anything
+else Klaviyo refuses is found from its answer (``bulk.py``). They are copied, not imported,
+because delivery must not depend on the emulator.
 """
 
 from __future__ import annotations

@@ -1,27 +1,30 @@
 """The retry policy: which failures to retry, how long to wait, and what running out means.
 
-stamina runs the loop; :class:`RetryHook` is its backoff hook. It retries transport errors
-(an unusable answer among them) and :class:`KlaviyoUnavailable` (408, 429, 5xx, a non-Klaviyo
-403, the client-side limiter), never another answer, nor a redirect. It returns the wait
-itself, so ``Retry-After`` (or the "Expected available in N seconds" of a 429 without it) is
-honoured, other waits get full jitter, and no wait runs past the delivery deadline or
-``max_retry_after``: when Klaviyo asks for longer, the delivery gives up at once with
+stamina runs the loop and computes the backoff: exponential from ``BACKOFF_INITIAL``, doubling
+up to ``BACKOFF_MAX``, plus a jitter of up to ``BACKOFF_INITIAL`` so that concurrent deliveries
+spread their retries after a shared blip (:meth:`RetryHook.attempts` states it once).
+:class:`RetryHook` is stamina's backoff hook. It retries transport errors (an unusable answer
+among them) and :class:`KlaviyoUnavailable` (408, 429, 5xx, a non-Klaviyo 403, the
+client-side limiter), never another answer, nor a redirect. It returns ``True`` for them,
+and a float only where Klaviyo named the wait (``Retry-After``, or the "Expected available in
+N seconds" of a 429 without it), which stamina then waits instead. When Klaviyo asks for longer
+than the delivery deadline or ``max_retry_after``, the delivery gives up at once with
 ``retry_after``, so the caller gets a 429 in time instead of timing out and re-sending.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
+from collections.abc import AsyncIterable
 from typing import Final
 
 import httpx
+import stamina
 
-from ..errors import KlaviyoUnavailable
-from ..planned import Endpoint
+from ..errors import KlaviyoRedirected, KlaviyoUnavailable
 from ..settings import Settings
-from .answers import KlaviyoRedirected
+from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter
 
@@ -31,10 +34,19 @@ logger = logging.getLogger(__name__)
 DEFAULT_THROTTLE_WAIT: Final = 1
 # Klaviyo's "Expected available in 0 seconds" still means "not this instant".
 _MIN_SERVER_WAIT: Final = 0.1
+#: stamina's ``wait_exp_base``: each backoff doubles the one before.
+_EXP_BASE: Final = 2.0
 
 
 class RetryHook:
-    """stamina backoff hook for one logical request: whether to retry, and after how long."""
+    """stamina backoff hook for one logical request: whether to retry, and after how long.
+
+    It also keeps the one deadline check stamina cannot make: stamina's ``timeout`` stops on
+    the time already spent, not counting the sleep it is about to start, so a backoff could
+    end past the deadline. The hook therefore retries only when even the longest wait stamina
+    may pick for this try fits in the time left, and the log line's ``retry_wait`` is that
+    longest wait (or the wait Klaviyo named).
+    """
 
     def __init__(
         self, settings: Settings, metrics: DeliveryMetrics, endpoint: Endpoint, deadline: float
@@ -46,10 +58,36 @@ class RetryHook:
         self._retries = 0
         self.last_unavailable: KlaviyoUnavailable | None = None
 
+    def attempts(self, remaining: float) -> AsyncIterable[stamina.Attempt]:
+        """stamina's loop for this request: ``max_attempts`` tries within ``remaining`` s."""
+        s = self._settings
+        return stamina.retry_context(
+            on=self,
+            attempts=s.max_attempts,
+            timeout=remaining,
+            wait_initial=s.backoff_initial,
+            wait_max=s.backoff_max,
+            wait_jitter=s.backoff_initial,
+            wait_exp_base=_EXP_BASE,
+        )
+
     def __call__(self, exc: Exception) -> bool | float:
-        wait, reason = self._wait(exc)
-        if wait is None:
+        reason = self._reason(exc)
+        if reason is None:
             return False
+        remaining = self._deadline - time.monotonic()
+        named = exc.retry_after if isinstance(exc, KlaviyoUnavailable) else None
+        decision: bool | float
+        if named is not None:
+            # Klaviyo named the wait: take it, or stop now if it outlasts the deadline or the
+            # cap (the caller gets the wait; the limiter holds no longer than the cap).
+            wait = decision = max(named, _MIN_SERVER_WAIT)
+            if wait > remaining or wait > self._settings.max_retry_after:
+                return False
+        else:
+            wait, decision = self._longest_backoff(), True
+            if wait >= remaining:
+                return False
         self._retries += 1
         self._metrics.retried(self._endpoint.value, reason)
         logger.info(
@@ -61,30 +99,25 @@ class RetryHook:
                 "retry_wait": round(wait, 3),
             },
         )
-        return wait
+        return decision
 
-    def _wait(self, exc: Exception) -> tuple[float | None, str]:
-        remaining = self._deadline - time.monotonic()
+    def _reason(self, exc: Exception) -> str | None:
+        """What the failure is called in the log and the metric; ``None``: not retried."""
         if isinstance(exc, KlaviyoRedirected):
-            return None, ""
+            return None
         if isinstance(exc, KlaviyoUnavailable):
             self.last_unavailable = exc
-            reason = str(exc.klaviyo_status or "rate_limiter")
-            if exc.retry_after is not None:
-                # Klaviyo named the wait: take it, or stop now if it outlasts the deadline or
-                # the cap (the caller gets the wait; the limiter holds no longer than the cap).
-                wait = max(exc.retry_after, _MIN_SERVER_WAIT)
-                usable = wait <= remaining and wait <= self._settings.max_retry_after
-                return (wait if usable else None), reason
-        elif isinstance(exc, httpx.TransportError):
-            reason = type(exc).__name__
-        else:
-            return None, ""
+            return str(exc.klaviyo_status or "rate_limiter")
+        if isinstance(exc, httpx.TransportError):
+            return type(exc).__name__
+        return None
+
+    def _longest_backoff(self) -> float:
+        """stamina's wait before the next try, ``min(wait_max, wait_initial * wait_exp_base **
+        (try - 1) + jitter)``, with the whole jitter; the exponent is capped against overflow."""
         s = self._settings
-        cap = min(s.backoff_max, s.backoff_initial * 2**self._retries)
-        # Full jitter spreads the retries of concurrent deliveries after a shared blip.
-        wait = random.uniform(0, cap)  # noqa: S311 -- jitter, not cryptography
-        return (wait if wait < remaining else None), reason
+        grown = s.backoff_initial * _EXP_BASE ** min(self._retries, 64)
+        return min(s.backoff_max, grown + s.backoff_initial)
 
 
 def out_of_time(

@@ -1,31 +1,35 @@
-"""Sending with one private key: retries, identify's upsert, batches, the protocol's look-up.
+"""Sending with one private key: retries, batches, the protocol's look-up; the key masked once.
 
 A :class:`KlaviyoSession` binds a key to the app's :class:`KlaviyoClient` once: ``/v1/events``
 holds one for the app's life, the rudder-server protocol makes one per job's destination.
 Deadlines are absolute ``time.monotonic()`` instants; a batch gets
 ``settings.delivery_deadline`` seconds as a whole, because its caller waits for all of it.
+
+The key is masked in one place, where things leave the session: an error raised by
+:meth:`KlaviyoSession.run_one` and the answer :meth:`KlaviyoSession.create_profile_once`
+returns (Klaviyo may echo the key). What decides on answers (``answers.py``, ``upsert.py``,
+``bulk.py``) never sees the key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 
 import httpx
-import stamina
 from pydantic import SecretStr
 
-from ..errors import KlaviyoUnavailable
+from ..errors import KlaviyoError, KlaviyoUnavailable, RateLimited, UnusableAnswer
 from ..js import JsonObject
 from ..planned import PlannedEvent, PlannedRequest, create_profile
+from ..redact import redact, redact_json
 from . import upsert
-from .answers import UnusableAnswer, body_of, redirect, rejection, transient, transport_error
-from .batch import Batch
+from .answers import KlaviyoAnswer, SentRequest, redirect, rejection, transient, transport_error
+from .batch import Batch, Outcome
 from .client import KlaviyoClient
-from .headers import klaviyo_headers
-from .outcomes import Outcome, SentRequest
-from .ratelimit import RateLimited
+from .facts import klaviyo_headers
 from .retry import RetryHook, out_of_time
 
 
@@ -41,65 +45,58 @@ class KlaviyoSession:
         """One outcome per event, in input order (see :class:`Batch`); never raises for them."""
         s = self.client.settings
         deadline = time.monotonic() + s.delivery_deadline
-        return await Batch(self, events, deadline, concurrency=s.delivery_concurrency).run()
+        batch = Batch(self.run_one, events, deadline, concurrency=s.delivery_concurrency)
+        return await batch.run()
 
     async def run_one(
         self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
     ) -> None:
         """One planned request to a final answer (an upsert's PATCH included); raises
-        ``KlaviyoRejected`` or ``KlaviyoUnavailable`` when it did not succeed."""
-        response = await self._recorded(request, deadline, sent)
-        if request.upsert:
-            patch = upsert.follow_up(
-                request, response.status_code, body_of(response), secret=self._key
-            )
-            if patch is not None:
-                response = await self._recorded(patch, deadline, sent)
-                if response.status_code == 409:
-                    raise upsert.conflict(request, body_of(response), secret=self._key)
-        if not response.is_success:
-            raise rejection(response.status_code, body_of(response), secret=self._key)
+        ``KlaviyoRejected`` or ``KlaviyoUnavailable``, the key masked, when it did not succeed."""
+        try:
+            if request.upsert:
+                answer = await upsert.run(self._recorded, request, deadline, sent)
+            else:
+                answer = await self._recorded(request, deadline, sent)
+            if not answer.is_success:
+                raise rejection(answer)
+        except KlaviyoError as error:
+            _mask(error, self._key)
+            raise
 
-    async def create_profile_once(self, body: JsonObject) -> httpx.Response:
+    async def create_profile_once(self, body: JsonObject) -> KlaviyoAnswer:
         """The protocol's inline create call: one try, still rate-limited (no retries, because
         rudder-server retries the whole job). Raises ``RateLimited`` or ``httpx.TransportError``.
         """
         request = create_profile(body)
         async with self.client.slot(request.endpoint, self.client.settings.delivery_deadline):
-            response = await self.client.call(request, self._headers)
-        self.client.note_throttle(request.endpoint, response, body_of(response))
-        if redirected := redirect(response.status_code, response.headers, secret=self._key):
+            answer = await self.client.call(request, self._headers)
+        if redirected := redirect(answer):
             # rudder-server drops a job answered 3xx but retries a transport error's 500.
-            raise UnusableAnswer(redirected.message)
-        return response
+            raise UnusableAnswer(redact(redirected.message, self._key))
+        # It goes into the protocol's error messages: a key Klaviyo echoes must not.
+        return dataclasses.replace(answer, body=redact_json(answer.body, self._key))
 
     async def _recorded(
         self, request: PlannedRequest, deadline: float, sent: list[SentRequest]
-    ) -> httpx.Response:
+    ) -> KlaviyoAnswer:
         try:
-            response = await self.send(request, deadline)
+            answer = await self._send(request, deadline)
         except KlaviyoUnavailable as exc:
             sent.append(SentRequest(request.method, request.path, exc.klaviyo_status))
             raise
-        sent.append(SentRequest(request.method, request.path, response.status_code))
-        return response
+        sent.append(SentRequest(request.method, request.path, answer.status))
+        return answer
 
-    async def send(self, request: PlannedRequest, deadline: float) -> httpx.Response:
+    async def _send(self, request: PlannedRequest, deadline: float) -> KlaviyoAnswer:
         """Retries until a final answer; raises :class:`KlaviyoUnavailable` when out of budget."""
-        client, s = self.client, self.client.settings
+        client = self.client
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._out_of_time(request, None, "delivery deadline reached before sending")
-        hook = RetryHook(s, client.metrics, request.endpoint, deadline)
+        hook = RetryHook(client.settings, client.metrics, request.endpoint, deadline)
         try:
-            async for attempt in stamina.retry_context(
-                on=hook,
-                attempts=s.max_attempts,
-                timeout=remaining,
-                wait_initial=s.backoff_initial,
-                wait_max=s.backoff_max,
-                wait_jitter=s.backoff_initial,
-            ):
+            async for attempt in hook.attempts(remaining):
                 with attempt:
                     return await self._attempt(request, deadline)
         except UnusableAnswer as exc:
@@ -112,31 +109,40 @@ class KlaviyoSession:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, request: PlannedRequest, deadline: float) -> httpx.Response:
+    async def _attempt(self, request: PlannedRequest, deadline: float) -> KlaviyoAnswer:
+        """One try under the time left: ``asyncio.timeout`` bounds the slot and the exchange
+        (and a try past the deadline does not start: a spent timeout fires only at the first
+        suspension, which may come after the request went out)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
         client = self.client
         try:
             async with asyncio.timeout(remaining), client.slot(request.endpoint, remaining):
-                response = await client.call(request, self._headers)
+                answer = await client.call(request, self._headers)
         except RateLimited as exc:
             raise KlaviyoUnavailable(
                 f"client-side rate limit for {request.endpoint.value}",
                 retry_after=exc.wait,
                 throttled=True,
             ) from None
-        body = body_of(response)
-        client.note_throttle(request.endpoint, response, body)
-        error = transient(response.status_code, response.headers, body, secret=self._key)
-        if error is None:
-            error = redirect(response.status_code, response.headers, secret=self._key)
+        error = transient(answer) or redirect(answer)
         if error is not None:
             raise error
-        return response
+        return answer
 
     def _out_of_time(
         self, request: PlannedRequest, last: KlaviyoUnavailable | None, message: str
     ) -> KlaviyoUnavailable:
         window = self.client.settings.delivery_deadline
         return out_of_time(self.client.limits, request.endpoint, last, message, window=window)
+
+
+def _mask(error: KlaviyoError, key: SecretStr) -> None:
+    """The key, and any ``Authorization`` value, masked in all the error carries from Klaviyo:
+    its message, field and errors (any member of which may echo the key)."""
+    error.message = redact(error.message, key)
+    error.args = (error.message,)
+    if error.field is not None:
+        error.field = redact(error.field, key)
+    error.klaviyo_errors = redact_json(error.klaviyo_errors, key)

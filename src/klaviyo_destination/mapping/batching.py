@@ -9,7 +9,8 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 from .. import planned
-from ..planned import MAX_SUBSCRIPTIONS_PER_JOB, PlannedRequest
+from ..klaviyo.facts import MAX_SUBSCRIPTIONS_PER_JOB
+from ..planned import PlannedRequest
 
 K = TypeVar("K", bound=Hashable)
 

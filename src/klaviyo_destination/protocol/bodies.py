@@ -15,16 +15,11 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import BadRequest, InvalidEvent
+from ..errors import BadRequest, EventTooLarge, InvalidEvent
 from ..ingest.body import parsed_nests_within, too_deep
 from .jobs import Job
 
 COMPACTED: Final = "json+compactedv1"
-
-
-class EventTooLarge(InvalidEvent):
-    status = 413
-    code = "event_too_large"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from ..errors import DestinationError
 from ..js import JsonObject
-from ..klaviyo.headers import klaviyo_headers
-from ..planned import DEFAULT_BASE_URL, PlannedRequest
+from ..klaviyo.facts import DEFAULT_BASE_URL, klaviyo_headers
+from ..planned import PlannedRequest
 
 DEST_TYPE: Final = "KLAVIYO"
 
@@ -39,7 +39,7 @@ def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonOb
     """RudderStack's ``statTags`` for an error item."""
     meta = metadata if isinstance(metadata, dict) else {}
     tags: JsonObject = {"errorCategory": error.category}
-    kind = error.error_kind
+    kind = error.error_type
     if kind is not None:
         tags["errorType"] = kind
     tags.update(
@@ -56,7 +56,7 @@ def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonOb
 def processor_error(error: DestinationError, metadata: Any) -> JsonObject:
     return {
         "metadata": metadata,
-        "statusCode": error.http_status,
+        "statusCode": error.status,
         "error": error.message,
         "statTags": stat_tags(error, metadata, feature="processor"),
     }
@@ -66,7 +66,7 @@ def router_error(error: DestinationError, metadata: Sequence[Any], destination: 
     return {
         "metadata": list(metadata),
         "batched": False,
-        "statusCode": error.http_status,
+        "statusCode": error.status,
         "error": error.message,
         "statTags": stat_tags(error, metadata[0] if metadata else None, feature="router"),
         "destination": destination,

@@ -14,13 +14,14 @@ from typing import Any, Final
 
 import orjson
 
+from ..errors import UpstreamError, UpstreamFailed
 from ..js import JsonObject
 from .bodies import Limits, ProtocolBody
 from .jobs import Job
 from .lookup import ProfileLookup
 from .processor import process_jobs
 from .router import route_jobs
-from .upstream import Upstream, UpstreamError
+from .upstream import Upstream
 
 #: Klaviyo destinations the real transformer serves with the newer API revisions.
 UPSTREAM_VERSIONS: Final = frozenset({"v2", "v3"})
@@ -124,12 +125,12 @@ def _processor_items(
         message = (
             f"upstream transformer answered {status}: {content[:200].decode(errors='replace')}"
         )
-        raise UpstreamError(status if status >= 500 else 503, message)
+        raise UpstreamFailed(message, status=status)
     if status == 200:
         items = _json(content)
         if isinstance(items, list):
             return items
-        raise UpstreamError(502, "upstream transformer answered 200 without a JSON array")
+        raise UpstreamError("upstream transformer answered 200 without a JSON array")
     text = content.decode(errors="replace")
     return [{"metadata": body.jobs[i].metadata, "statusCode": status, "error": text} for i in there]
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import orjson
 from pydantic import SecretStr
 
-from ..errors import DestinationError
+from ..errors import ProfileLookupError, RateLimited
 from ..js import JsonObject
 from ..klaviyo import KlaviyoClient, KlaviyoSession
-from ..klaviyo.answers import body_of, created_id, duplicate_id, transport_error
-from ..klaviyo.ratelimit import RateLimited
+from ..klaviyo.answers import created_id, duplicate_id, transport_error
 from ..planned import PlannedEvent, patch_profile
-from ..redact import redact_json
 
 #: ``(create-profile body, api key) -> (HTTP status, parsed JSON body or "")``
 ProfileLookup = Callable[[JsonObject, SecretStr], Awaitable[tuple[int, Any]]]
@@ -33,29 +31,11 @@ def js_stringify(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class ProfileLookupError(DestinationError):
-    """The create call gave no profile id: the reference's network error, status from Klaviyo."""
-
-    code: ClassVar[str] = "profile_lookup_failed"
-    category: ClassVar[str] = "network"
-
-    def __init__(self, status: int, body: Any) -> None:
-        text = js_stringify(body)
-        message = js_stringify(
-            {"message": f"Failed to create user due to {text}", "destinationResponse": text}
-        )
-        super().__init__(message, field=None)
-        self._status = status
-
-    @property
-    def http_status(self) -> int:
-        return self._status
-
-    @property
-    def error_kind(self) -> str:
-        if 500 <= self._status < 600:
-            return "retryable"
-        return "throttled" if self._status == 429 else "aborted"
+def _lookup_failed(status: int, body: Any) -> ProfileLookupError:
+    """The reference's network error for a create answer without a profile id."""
+    text = js_stringify(body)
+    message = {"message": f"Failed to create user due to {text}", "destinationResponse": text}
+    return ProfileLookupError.of(status, js_stringify(message))
 
 
 def resolve_identify(
@@ -69,7 +49,7 @@ def resolve_identify(
         # A success or 409 without an id is retryable (500), never a 2xx that rudder-server
         # would take as delivered (Q9 fixed); other answers keep Klaviyo's status.
         status = 500 if status == 409 or 200 <= status < 300 else status
-        return dataclasses.replace(planned, requests=[], error=ProfileLookupError(status, body))
+        return dataclasses.replace(planned, requests=[], error=_lookup_failed(status, body))
     patch = patch_profile(create, profile_id)
     if not (filter_code and created):
         return dataclasses.replace(planned, requests=[patch, *rest])
@@ -88,14 +68,14 @@ def klaviyo_lookup(client: KlaviyoClient) -> ProfileLookup:
 
     async def lookup(body: JsonObject, api_key: SecretStr) -> tuple[int, Any]:
         try:
-            response = await KlaviyoSession(client, api_key).create_profile_once(body)
+            answer = await KlaviyoSession(client, api_key).create_profile_once(body)
         except RateLimited as exc:
             detail = f"Client-side rate limit. Expected available in {exc.wait:.0f} seconds."
             return 429, {"errors": [{"status": 429, "code": "throttled", "detail": detail}]}
         except httpx.TransportError as exc:
             return transport_error(exc)
-        # Returned into the protocol's error messages: a key Klaviyo echoes must not be in them.
-        answer = redact_json(body_of(response), api_key)
-        return response.status_code or 500, "" if answer in (None, "", False, 0) else answer
+        # The session masked the key in the body: it goes into the protocol's error messages.
+        masked = answer.body
+        return answer.status or 500, "" if masked in (None, "", False, 0) else masked
 
     return lookup

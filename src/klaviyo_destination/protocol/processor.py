@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..js import JsonObject
-from ..planned import DEFAULT_BASE_URL, PlannedEvent
+from ..klaviyo.facts import DEFAULT_BASE_URL
+from ..planned import PlannedEvent
 from .envelopes import envelope, processor_error
 from .jobs import Job, plan_jobs
 from .lookup import ProfileLookup

@@ -14,8 +14,9 @@ import orjson
 from ..errors import DestinationError
 from ..ingest.config import check_api_version, parse_config
 from ..js import JsonObject
+from ..klaviyo.facts import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH
 from ..mapping import merge_subscriptions
-from ..planned import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH, PlannedEvent, PlannedRequest
+from ..planned import PlannedEvent, PlannedRequest
 from .envelopes import envelope, router_error
 from .jobs import Job, plan_jobs
 from .lookup import ProfileLookup

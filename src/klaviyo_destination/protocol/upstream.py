@@ -19,6 +19,8 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from ..errors import UpstreamError, UpstreamTimeout
+
 logger = logging.getLogger(__name__)
 
 #: RFC 9110 §7.6.1, plus ``host`` (the upstream's own) and ``content-length`` of a body that
@@ -38,15 +40,6 @@ _HOP_BY_HOP: Final = frozenset(
 )
 #: rudder-server reads ``/features`` every 10 s; a document this fresh is served again.
 FEATURES_TTL: Final = 5.0
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached or did not answer in time (rudder-server retries)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _kept(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -140,8 +133,8 @@ class Upstream:
         except httpx.TimeoutException as exc:
             message = f"upstream transformer timed out ({type(exc).__name__})"
             logger.error(message, extra={"upstream": self.url, "path": request.url.path})
-            raise UpstreamError(504, message) from None
+            raise UpstreamTimeout(message) from None
         except httpx.TransportError as exc:
             message = f"upstream transformer unreachable ({type(exc).__name__}: {exc})"
             logger.error(message, extra={"upstream": self.url, "path": request.url.path})
-            raise UpstreamError(502, message) from None
+            raise UpstreamError(message) from None

@@ -10,16 +10,11 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from klaviyo_destination.klaviyo.ratelimit import (
-    EndpointLimiter,
-    RateLimited,
-    RateLimiter,
-    retry_after,
-)
-from klaviyo_destination.planned import Endpoint
+from klaviyo_destination.errors import RateLimited
+from klaviyo_destination.klaviyo.facts import Endpoint
+from klaviyo_destination.klaviyo.ratelimit import EndpointLimiter, RateLimiter, retry_after
 from klaviyo_destination.settings import Settings
-
-from .fakes import FakeClock
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
 
