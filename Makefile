@@ -29,15 +29,22 @@ run: $(RUNTIME)
 	$(BIN)/klaviyo-destination serve
 
 # After a dependency change in pyproject.toml: both locks, resolved by uv (pinned in the dev lock)
-# for CPython 3.11 on Linux, with the hash of every file the index lists for each version. The
-# versions already locked are kept unless pyproject.toml rules them out (`uv pip compile
-# --upgrade-package NAME` moves one); the dev lock is constrained by the runtime lock, so the two
+# for CPython 3.11 on Linux, with the hash of every file the index lists for each version. uv
+# keeps the versions of the lock it rewrites unless pyproject.toml rules them out (add
+# `--upgrade-package NAME` to move one), and its hashes too: so it is handed a copy without
+# them, and writes them all anew. The dev lock is constrained by the runtime lock, so the two
 # agree on every package they share.
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
 	--python-version 3.11 --python-platform linux --custom-compile-command 'make lock'
+UNHASHED := sed -e '/--hash=/d' -e 's/ \\$$//'
 lock: $(STAMP)
-	$(UV_COMPILE) --output-file requirements.lock
-	$(UV_COMPILE) --extra dev --constraint requirements.lock --output-file requirements-dev.lock
+	$(UNHASHED) requirements.lock > $(VENV)/requirements.lock
+	$(UV_COMPILE) --output-file $(VENV)/requirements.lock
+	mv $(VENV)/requirements.lock requirements.lock
+	$(UNHASHED) requirements-dev.lock > $(VENV)/requirements-dev.lock
+	$(UV_COMPILE) --extra dev --constraint requirements.lock \
+		--output-file $(VENV)/requirements-dev.lock
+	mv $(VENV)/requirements-dev.lock requirements-dev.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench reliability support

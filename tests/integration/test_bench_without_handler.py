@@ -44,8 +44,9 @@ def test_a_repeated_body_is_answered_and_logged_as_the_service_does(
             )
             for _ in range(3)
         ]
-        logged = _request_lines(bare)
-        output = bare.output()
+    # Read once it has stopped: a request's log line is written after its answer is sent.
+    logged = _request_lines(bare)
+    output = bare.output()
 
     assert "answers a body it has seen from a cache" in output
     assert expected.status_code == 200

@@ -67,19 +67,27 @@ def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
 
 
 def read_answer(sock: socket.socket) -> bytes:
-    """One whole answer with a Content-Length, however the server's writes arrive."""
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += sock.recv(65536)
-    head, _, body = answer.partition(b"\r\n\r\n")
+    """One whole answer with a Content-Length, however the server's writes arrive, and not a byte
+    of the next: pipelined answers can arrive in one segment."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += _received(sock, 1)
     length = next(
         int(line.split(b":")[1])
         for line in head.lower().split(b"\r\n")
         if line.startswith(b"content-length:")
     )
+    body = b""
     while len(body) < length:
-        body += sock.recv(65536)
-    return answer[: len(head) + 4] + body
+        body += _received(sock, length - len(body))
+    return head + body
+
+
+def _received(sock: socket.socket, most: int) -> bytes:
+    chunk = sock.recv(most)
+    if not chunk:
+        raise ConnectionError("closed before the whole answer")
+    return chunk
 
 
 def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
