@@ -41,6 +41,11 @@ ALLOWED: Final = {
     },
     "emulator": {"emulator", "planned", "js", "records"},
     "logs": {"redact"},
+    # How serve serves the app: above the routes it serves, below app and cli that wire it.
+    "serving": {
+        "serving", "api", "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned",
+        "errors", "js", "records", "redact", "settings", "logs",
+    },
 }  # fmt: skip
 #: The top of the tree wires everything together.
 TOP: Final = {"api", "app", "cli", "__main__", "__init__"}
@@ -135,6 +140,14 @@ def test_stages_import_only_downward(module: str) -> None:
     allowed = ALLOWED[part]
     wrong = sorted(i for i in imports_of(module) if part_of(i) not in allowed | {part})
     assert wrong == [], f"{module} ({part}) may import only {sorted(allowed)}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if part_of(m) == "api"])
+def test_the_routes_never_reach_the_serving_machinery(module: str) -> None:
+    """``api/`` is served either way (``SERVE_LANES``): it knows neither the lanes nor the app."""
+    above = {"serving", "app", "cli", "__main__"}
+    wrong = sorted(i for i in imports_of(module) if part_of(i) in above)
+    assert wrong == [], f"{module} imports {wrong}"
 
 
 def test_every_module_imports_on_its_own() -> None:
