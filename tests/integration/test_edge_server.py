@@ -27,6 +27,8 @@ from support.emulator_control import EmulatorControl
 from support.events import signed_up
 from support.servers import TOKEN_AUTH, Server, start_service
 
+from .raw_http import read_answer, read_until_closed
+
 #: Short limits, so that each is reached within a test.
 EDGE_ENV: Final = {
     "HEADER_TIMEOUT": "1",
@@ -46,40 +48,6 @@ def edge(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def connect(server: Server, timeout: float = 5) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
-    """What the server sends before it closes, and whether it closed within ``limit`` s."""
-    received = b""
-    give_up = time.monotonic() + limit
-    while time.monotonic() < give_up:
-        sock.settimeout(max(give_up - time.monotonic(), 0.01))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        except ConnectionError:
-            return received, True
-        if not chunk:
-            return received, True
-        received += chunk
-    return received, False
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    """One whole answer with a Content-Length, however the server's writes arrive."""
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += sock.recv(65536)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.lower().split(b"\r\n")
-        if line.startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return answer[: len(head) + 4] + body
 
 
 def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
