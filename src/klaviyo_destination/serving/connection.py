@@ -14,11 +14,11 @@ connections takes ``/health`` down with it (docs/reliability.md, "Edge abuse"). 
   are closed, so a flood of idle or half-sent connections cannot keep anyone else out; only
   when every connection is inside a request does a new one get 503.
 
-Its cost on a served one-event request is within the machine's run-to-run spread
-(bench/optimisations.md, "the connection limits"). It extends uvicorn's private httptools
-protocol, so it is used only with the uvicorn minor it was written against (pyproject pins
-``uvicorn~=`` that minor); with any other, ``serve`` runs uvicorn's own protocol and warns that
-these three limits are not enforced. The body's deadline is :mod:`..api.edge`'s (ASGI), either way.
+That costs a few per cent of a one-event request (bench/optimisations.md, "What the serving
+layers cost"). It extends uvicorn's private httptools protocol, so it is used only with the
+uvicorn minor it was written against (pyproject pins ``uvicorn~=`` that minor); with any other,
+``serve`` runs uvicorn's own protocol and warns that these three limits are not enforced. The
+body's deadline is :mod:`..api.edge`'s (ASGI), either way.
 """
 
 from __future__ import annotations

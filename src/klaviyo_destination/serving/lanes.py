@@ -3,16 +3,16 @@
 On a one-event request the layers around a route (Starlette's error middleware, the request log
 and the edge as middleware, FastAPI's routing and parameter solving, a ``Request`` and a
 ``Response``) cost more than the transform does; skipping them is the largest gain measured
-(bench/optimisations.md, the "fast lane" and "raw ASGI lanes" rows). So a request's ``(method,
-path)`` is looked up first: a hot route's lane does, in one coroutine, what those layers do for
-it (the edge's checks and body deadline, the route's handler, an error's answer, the request id,
-the metrics and the log line) with the same functions they use, and sends its answer as two ASGI
-messages. Everything else goes on to the app, whose routes call the same handlers and describe
-the hot routes in the OpenAPI document.
+(bench/optimisations.md: the "fast lane" and "raw ASGI lanes" rows, and "What the serving layers
+cost"). So a request's ``(method, path)`` is looked up first: a hot route's lane does, in one
+coroutine, what those layers do for it (the edge's checks and body deadline, the route's
+handler, an error's answer, the request id, the metrics and the log line) with the same
+functions they use, and sends its answer as two ASGI messages. Everything else goes on to the
+app, whose routes call the same handlers and describe the hot routes in the OpenAPI document.
 
 What a lane skips it skips for every hot request: middleware added to the app (CORS, Sentry)
 and FastAPI's OpenTelemetry tracing never see one. ``SERVE_LANES=off`` serves every request
-FastAPI's whole way, for tracing, debugging or such middleware.
+FastAPI's whole way, for tracing, debugging or such middleware, with the same bytes on the wire.
 """
 
 from __future__ import annotations
