@@ -3,10 +3,11 @@
     .venv/bin/python bench/profile_request.py [--route processor] [--batch 100] [--requests 300]
         [--runs 3] [--log] [--connection] [--profile tottime]
 
-The app is the one ``serve`` builds (``create_app``, its lifespan, every middleware), called
-directly with ASGI messages, so the figures leave out only uvicorn and the socket. With
-``--connection`` the requests are HTTP bytes fed to the connection ``serve`` uses (uvicorn's
-httptools protocol as ``api/connections.py`` extends it), under uvloop, on a transport that
+The app is the one ``serve`` builds (``create_app`` behind ``serving.wrap``, its lifespan, every
+middleware, the process policy), called directly with ASGI messages, so the figures leave out
+only uvicorn and the socket. With ``--connection`` the requests are HTTP bytes fed to the
+connection ``serve`` uses (uvicorn's httptools protocol as ``serving/edge_protocol.py`` extends
+it), under uvloop, on a transport that
 keeps what is written: uvicorn's parsing and request cycle are in, only the socket is out.
 Bodies are the benchmark's own (``bench_service.bodies``: the corpus, with rudder-server's
 metadata and whole destination per job). Logging is off unless ``--log`` (then the request
@@ -41,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_service import PROCESSOR, ROUTER, WEBHOOK, bodies, corpus_without_identify
 from bench.loadgen import request_bytes
-from klaviyo_destination import logs
-from klaviyo_destination.api.connections import EdgeProtocol
+from klaviyo_destination import cli, logs, serving
 from klaviyo_destination.app import create_app
+from klaviyo_destination.serving.edge_protocol import EdgeProtocol
 from klaviyo_destination.settings import Settings
 from support.asgi import post_scope
 from support.transport import RecordingTransport
@@ -92,8 +93,9 @@ async def _measure(
     settings = Settings(
         klaviyo_private_api_key=SecretStr("pk_bench"), klaviyo_base_url="http://127.0.0.1:9"
     )
-    app = create_app(settings)
+    app = serving.wrap(create_app(settings), settings)
     async with LifespanManager(app) as manager:
+        cli.apply_process_policy()  # as serve does once the app has started
         asgi, state = manager.app, dict(manager._state)
 
         async def one(body: bytes) -> None:

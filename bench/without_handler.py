@@ -7,7 +7,8 @@ them; only parsing the body, planning its jobs and writing the answer are skippe
 the goal's figures, ``bench/bench_service.py`` works out how much time the goal leaves the
 handler. The first request with a given body is answered by the real handler (the benchmark sends
 each body once before measuring); a later one with the same bytes gets the same answer and the
-same log fields back.
+same log fields back. The handler goes in through ``serving.wrap``'s ``handlers`` (by way of
+``cli.main``): the route table stays as it is.
 
     python -m bench.without_handler serve --host 127.0.0.1 --port 8090
 """
@@ -21,7 +22,8 @@ from starlette.types import Message
 
 from klaviyo_destination import cli
 from klaviyo_destination.api.exchange import Answer, Call
-from klaviyo_destination.api.routes import HOT_ROUTES, Served, _protocol_bytes
+from klaviyo_destination.api.routes import Handler, Served, protocol_bytes
+from klaviyo_destination.serving import HOT_ROUTES
 
 PROCESSOR: Final = ("POST", "/v0/destinations/klaviyo")
 #: Printed on start-up, so that a run (and its test) can tell this from the service.
@@ -46,13 +48,13 @@ class _Replayed(Call):
         super().annotate(**fields)
 
 
-def install() -> None:
-    """Put the caching handler in the processor route's place (before the app is built)."""
-    real, template, at_once = HOT_ROUTES[PROCESSOR]
+def cached_processor() -> Handler:
+    """The processor route's handler, answering a body it has answered before from a cache."""
+    real, _ = HOT_ROUTES[PROCESSOR]
     answers: dict[bytes, tuple[Answer, dict[str, Any]]] = {}
 
     async def cached(call: Call) -> Served:
-        body = bytes(await _protocol_bytes(call))  # the route's own read
+        body = bytes(await protocol_bytes(call))  # the route's own read
         known = answers.get(body)
         if known is not None:
             answer, fields = known
@@ -64,13 +66,12 @@ def install() -> None:
             answers[body] = (served, replayed.fields)
         return served
 
-    HOT_ROUTES[PROCESSOR] = (cached, template, at_once)
+    return cached
 
 
 def main() -> int:
-    install()
     print(BANNER, file=sys.stderr, flush=True)
-    return cli.main()
+    return cli.main(handlers={PROCESSOR: cached_processor()})
 
 
 if __name__ == "__main__":

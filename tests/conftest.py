@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Generator
 
 import pytest
+import stamina
+
+from .apps import WAYS, Build, built
 
 #: user_properties key marking a report that _contract_skips_fail_in_ci turned into a failure.
 CONTRACT_SKIP: str = "contract-skip"
@@ -14,6 +18,26 @@ CONTRACT_SKIP: str = "contract-skip"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stamina_hooks() -> None:
+    """What ``serve`` sets for its process (``cli.apply_process_policy``): RetryHook logs and
+    counts every retry, and stamina's own hooks would add log lines and global counters."""
+    stamina.instrumentation.set_on_retry_hooks([])
+
+
+@pytest.fixture(params=WAYS)
+def way(request: pytest.FixtureRequest) -> str:
+    """Each way ``serve`` can serve the app (``tests/apps.py``)."""
+    way: str = request.param
+    return way
+
+
+@pytest.fixture
+def build(way: str) -> Build:
+    """``create_app``, served each way."""
+    return functools.partial(built, way)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -13,12 +13,11 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
 from support.rudder_server import compact_processor, compact_router
 
-from .apps import served
+from .apps import Build, served
 from .conformance import (
     case_files,
     expected_of,
@@ -52,8 +51,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def _client(settings: Settings, router: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, transport=httpx.MockTransport(router.async_handler))
+async def _client(
+    build: Build, settings: Settings, router: respx.MockRouter
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = build(settings, transport=httpx.MockTransport(router.async_handler))
     async with served(app) as c:
         yield c
 
@@ -64,14 +65,14 @@ def klaviyo() -> respx.MockRouter:
 
 
 @pytest.fixture
-async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(_settings(), klaviyo):
+async def client(build: Build, klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _client(build, _settings(), klaviyo):
         yield c
 
 
 @pytest.fixture
-async def secured(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in _client(_settings(webhook_token=SecretStr(TOKEN)), klaviyo):
+async def secured(build: Build, klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in _client(build, _settings(webhook_token=SecretStr(TOKEN)), klaviyo):
         yield c
 
 
@@ -303,16 +304,16 @@ async def test_malformed_bodies_are_400_json(
 
 
 @pytest.mark.anyio
-async def test_body_over_limit_is_413(klaviyo: respx.MockRouter) -> None:
-    async for c in _client(_settings(max_body_bytes=1000), klaviyo):
+async def test_body_over_limit_is_413(build: Build, klaviyo: respx.MockRouter) -> None:
+    async for c in _client(build, _settings(max_body_bytes=1000), klaviyo):
         response = await c.post("/v1/events", json={**TRACK, "pad": "x" * 2000})
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "payload_too_large"
 
 
 @pytest.mark.anyio
-async def test_batch_over_limit_is_413(klaviyo: respx.MockRouter) -> None:
-    async for c in _client(_settings(max_batch_events=3), klaviyo):
+async def test_batch_over_limit_is_413(build: Build, klaviyo: respx.MockRouter) -> None:
+    async for c in _client(build, _settings(max_batch_events=3), klaviyo):
         response = await c.post("/v1/events", json=[TRACK] * 4)
         assert response.status_code == 413
         assert response.json()["error"]["field"] == "body"
@@ -377,7 +378,7 @@ def _with_ids(jobs: list[Any]) -> list[Any]:
 @pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
 @pytest.mark.parametrize("path", case_files())
 async def test_protocol_endpoints_match_reference(
-    path: Path, compacted: bool, klaviyo: respx.MockRouter
+    build: Build, path: Path, compacted: bool, klaviyo: respx.MockRouter
 ) -> None:
     case = load(path)
     expected = expected_of(case)
@@ -389,7 +390,7 @@ async def test_protocol_endpoints_match_reference(
     )
     if compacted:
         headers["X-Content-Format"] = "json+compactedv1"
-    async for c in _client(_settings(), klaviyo):
+    async for c in _client(build, _settings(), klaviyo):
         if case["source"] == "processor":
             jobs = processor_jobs(case)
             body: Any = compact_processor(_with_ids(jobs)) if compacted else jobs
@@ -438,8 +439,10 @@ async def test_router_with_no_input_is_invalid_event_array(client: httpx.AsyncCl
 
 
 @pytest.mark.anyio
-async def test_protocol_endpoints_can_be_switched_off(klaviyo: respx.MockRouter) -> None:
-    async for c in _client(_settings(enable_rudder_protocol=False), klaviyo):
+async def test_protocol_endpoints_can_be_switched_off(
+    build: Build, klaviyo: respx.MockRouter
+) -> None:
+    async for c in _client(build, _settings(enable_rudder_protocol=False), klaviyo):
         assert (await c.post("/v0/destinations/klaviyo", json=[])).status_code == 404
         assert (await c.post("/routerTransform", json={"input": []})).status_code == 404
 
@@ -454,14 +457,14 @@ async def test_openapi_shows_the_seed_samples(client: httpx.AsyncClient) -> None
 
 
 @pytest.mark.anyio
-async def test_protocol_envelopes_point_at_the_configured_base_url() -> None:
+async def test_protocol_envelopes_point_at_the_configured_base_url(build: Build) -> None:
     emulator = respx.MockRouter(base_url="http://emulator:8081", assert_all_called=False)
     job = {
         "message": {**TRACK},
         "metadata": {"jobId": 7},
         "destination": {"ID": "d1", "Config": {"privateApiKey": "pk_job"}},
     }
-    async for c in _client(_settings(klaviyo_base_url="http://emulator:8081"), emulator):
+    async for c in _client(build, _settings(klaviyo_base_url="http://emulator:8081"), emulator):
         [item] = (await c.post("/v0/destinations/klaviyo", json=[job])).json()
         assert item["output"]["endpoint"] == "http://emulator:8081/api/events"
         assert item["output"]["headers"]["Authorization"] == "Klaviyo-API-Key pk_job"

@@ -46,6 +46,11 @@ ALLOWED: Final = {
     },
     "emulator": {"emulator", FACTS},
     "logs": {"redact"},
+    # How serve serves the app: above the routes it serves, below app and cli that wire it.
+    "serving": {
+        "serving", "api", "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned",
+        "errors", "js", "records", "redact", "settings", "logs",
+    },
 }  # fmt: skip
 #: The top of the tree wires everything together.
 TOP: Final = {"api", "app", "cli", "__main__", "__init__"}
@@ -156,6 +161,14 @@ def test_facts_import_nothing_heavy() -> None:
     ours = {name for name in loaded if name.split(".")[0] == PACKAGE}
     assert ours == {PACKAGE, f"{PACKAGE}.klaviyo", f"{PACKAGE}.{FACTS}"}
     assert not loaded & {"httpx", "stamina", "pydantic", "orjson"}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if part_of(m) == "api"])
+def test_the_routes_never_reach_the_serving_machinery(module: str) -> None:
+    """``api/`` is served either way (``SERVE_LANES``): it knows neither the lanes nor the app."""
+    above = {"serving", "app", "cli", "__main__"}
+    wrong = sorted(i for i in imports_of(module) if part_of(i) in above)
+    assert wrong == [], f"{module} imports {wrong}"
 
 
 def test_every_module_imports_on_its_own() -> None:

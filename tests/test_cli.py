@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_destination.cli import main, worker_app
+from klaviyo_destination.cli import GC_THRESHOLDS, main, worker_app
+
+from .apps import served
 
 TRACK = {
     "type": "track",
@@ -103,14 +106,38 @@ def root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.mark.usefixtures("root_logging")
-def test_a_worker_process_configures_its_own_redacting_logs(
+@pytest.fixture
+def process_gc() -> Iterator[None]:
+    """Put the collector back as it was: serving's process policy is the process's."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("root_logging", "process_gc")
+async def test_a_worker_process_configures_its_own_redacting_logs_and_process_policy(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("KLAVIYO_PRIVATE_API_KEY", "pk_worker_secret")
     app = worker_app()
     logging.getLogger("klaviyo_destination.test").warning("echo pk_worker_secret")
-    assert app.title == "klaviyo-destination"
     out = capsys.readouterr().out
     assert "echo ***" in out
     assert "pk_worker_secret" not in out
+    assert gc.get_threshold() != GC_THRESHOLDS  # building the app sets nothing process-wide
+    async with served(app) as client:
+        assert gc.get_threshold() == GC_THRESHOLDS  # set once the app has started
+        assert gc.get_freeze_count() > 0
+        spec = (await client.get("/openapi.json")).json()
+    assert spec["info"]["title"] == "klaviyo-destination"
+
+
+def test_a_bad_serve_lanes_fails_start_up_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SERVE_LANES", "sometimes")
+    assert main(["serve"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("klaviyo-destination: invalid settings: SERVE_LANES: ")

@@ -28,13 +28,12 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
 from support.asgi import post_scope
 from support.events import signed_up
 from support.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
 
-from .apps import served
+from .apps import Build, served
 
 KEY: Final = "pk_edge_test_secret"
 TOKEN: Final = "edge-token-7"
@@ -64,9 +63,9 @@ def settings(**overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def client(
-    service: Settings, base_url: str = "http://localhost:8080"
+    build: Build, service: Settings, base_url: str = "http://localhost:8080"
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(service, transport=httpx.MockTransport(klaviyo))
+    app = build(service, transport=httpx.MockTransport(klaviyo))
     async with served(app, base_url) as c:
         yield c
 
@@ -100,10 +99,10 @@ def test_serve_refuses_a_public_address_with_a_blank_token(blank: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_an_empty_bearer_does_not_get_in_with_a_blank_token() -> None:
+async def test_an_empty_bearer_does_not_get_in_with_a_blank_token(build: Build) -> None:
     """With ``WEBHOOK_TOKEN=""`` the service is in no-token mode: loopback callers only, so a
     cross-site request presenting ``Bearer `` is refused before the body is read."""
-    async with client(settings(webhook_token=""), base_url="http://evil.example") as c:
+    async with client(build, settings(webhook_token=""), base_url="http://evil.example") as c:
         for path, body in POST_ROUTES[:2]:
             headers = {"Authorization": "Bearer ", **JSON}
             response = await c.post(path, json=body, headers=headers)
@@ -162,10 +161,10 @@ def test_serve_raises_the_open_file_limit_for_its_connections(
     ],
 )
 async def test_without_a_token_only_json_content_types_are_accepted(
-    path: str, body: Any, content_type: str | None
+    build: Build, path: str, body: Any, content_type: str | None
 ) -> None:
     headers = {} if content_type is None else {"content-type": content_type}
-    async with client(settings()) as c:
+    async with client(build, settings()) as c:
         response = await c.post(path, content=orjson.dumps(body), headers=headers)
     assert response.status_code == 415, response.text
     error = response.json()["error"]
@@ -187,9 +186,9 @@ async def test_without_a_token_only_json_content_types_are_accepted(
     ],
 )
 async def test_without_a_token_json_content_types_are_accepted(
-    path: str, body: Any, content_type: str
+    build: Build, path: str, body: Any, content_type: str
 ) -> None:
-    async with client(settings()) as c:
+    async with client(build, settings()) as c:
         response = await c.post(
             path, content=orjson.dumps(body), headers={"content-type": content_type}
         )
@@ -210,8 +209,10 @@ async def test_without_a_token_json_content_types_are_accepted(
         "",
     ],
 )
-async def test_without_a_token_a_foreign_host_is_refused(path: str, body: Any, host: str) -> None:
-    async with client(settings()) as c:
+async def test_without_a_token_a_foreign_host_is_refused(
+    build: Build, path: str, body: Any, host: str
+) -> None:
+    async with client(build, settings()) as c:
         response = await c.post(path, json=body, headers={"host": host})
     assert response.status_code == 421, response.text
     error = response.json()["error"]
@@ -224,8 +225,8 @@ async def test_without_a_token_a_foreign_host_is_refused(path: str, body: Any, h
     "host",
     ["localhost", "localhost:8080", "LOCALHOST:1", "127.0.0.1", "127.0.0.1:8080", "[::1]:8080"],
 )
-async def test_without_a_token_loopback_hosts_are_accepted(host: str) -> None:
-    async with client(settings()) as c:
+async def test_without_a_token_loopback_hosts_are_accepted(build: Build, host: str) -> None:
+    async with client(build, settings()) as c:
         for path, body in POST_ROUTES:
             response = await c.post(path, json=body, headers={"host": host})
             assert response.status_code == 200, (path, response.text)
@@ -233,9 +234,9 @@ async def test_without_a_token_loopback_hosts_are_accepted(host: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_without_a_token_reads_need_a_loopback_host_too() -> None:
+async def test_without_a_token_reads_need_a_loopback_host_too(build: Build) -> None:
     """DNS rebinding reads answers: /metrics, /docs and the embedded emulator's state."""
-    async with client(settings(), base_url="http://rebound.example:8080") as c:
+    async with client(build, settings(), base_url="http://rebound.example:8080") as c:
         for path in ("/health", "/metrics", "/openapi.json"):
             response = await c.get(path)
             assert response.status_code == 421, path
@@ -244,11 +245,11 @@ async def test_without_a_token_reads_need_a_loopback_host_too() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(("path", "body"), POST_ROUTES)
 async def test_with_a_token_neither_host_nor_content_type_is_restricted(
-    path: str, body: Any
+    build: Build, path: str, body: Any
 ) -> None:
     """rudder-server on a private network calls ``http://klaviyo-destination:8080``."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with client(settings(webhook_token=TOKEN), "http://klaviyo-destination:8080") as c:
+    async with client(build, settings(webhook_token=TOKEN), "http://klaviyo-destination:8080") as c:
         response = await c.post(
             path, content=orjson.dumps(body), headers={"content-type": "text/plain", **auth}
         )
@@ -289,10 +290,10 @@ async def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", ["/v1/events", "/v0/destinations/klaviyo"])
 async def test_a_client_that_disconnects_mid_body_is_one_info_line(
-    path: str, caplog: pytest.LogCaptureFixture
+    build: Build, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    app = create_app(settings(), transport=httpx.MockTransport(klaviyo))
+    app = build(settings(), transport=httpx.MockTransport(klaviyo))
     async with serving(app) as port:
         _, writer = await asyncio.open_connection(LOOPBACK, port)
         head = (
@@ -330,8 +331,8 @@ def _post_scope() -> dict[str, Any]:
 
 
 @pytest.mark.anyio
-async def test_a_stalled_body_is_answered_408_and_closes_the_connection() -> None:
-    app = create_app(settings(body_timeout=0.3), transport=httpx.MockTransport(klaviyo))
+async def test_a_stalled_body_is_answered_408_and_closes_the_connection(build: Build) -> None:
+    app = build(settings(body_timeout=0.3), transport=httpx.MockTransport(klaviyo))
     sent: list[dict[str, Any]] = []
     parts = iter([{"type": "http.request", "body": b"[", "more_body": True}])
 
@@ -354,9 +355,9 @@ async def test_a_stalled_body_is_answered_408_and_closes_the_connection() -> Non
 
 
 @pytest.mark.anyio
-async def test_a_server_cancelling_a_body_read_is_not_a_timeout() -> None:
+async def test_a_server_cancelling_a_body_read_is_not_a_timeout(build: Build) -> None:
     """uvicorn cancels requests past SHUTDOWN_TIMEOUT: that cancellation must go through."""
-    app = create_app(settings(body_timeout=30), transport=httpx.MockTransport(klaviyo))
+    app = build(settings(body_timeout=30), transport=httpx.MockTransport(klaviyo))
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

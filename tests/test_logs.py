@@ -23,11 +23,10 @@ import stamina
 from pydantic import SecretStr
 
 from klaviyo_destination import logs
-from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _parser
 from klaviyo_destination.settings import Settings
 
-from .apps import served
+from .apps import Build, served
 
 KEY = "pk_logs_SECRET_0123456789"
 TOKEN = "hook-logs-SECRET-42"
@@ -74,7 +73,7 @@ def klaviyo() -> respx.MockRouter:
 
 
 @pytest.fixture
-async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+async def client(build: Build, klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         klaviyo_private_api_key=SecretStr(KEY),
         webhook_token=SecretStr(TOKEN),
@@ -82,7 +81,7 @@ async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
         backoff_initial=0.01,
         backoff_max=0.02,
     )
-    app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
+    app = build(settings, transport=httpx.MockTransport(klaviyo.async_handler))
     async with served(app, "http://svc") as c:
         yield c
 

@@ -9,11 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
 
-from .apps import served
+from .apps import Build, served
 
 KEY = "pk_metrics"
 TRACK = {"type": "track", "event": "E", "userId": "u1", "messageId": "m1", "properties": {}}
@@ -22,12 +21,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(build: Build) -> AsyncIterator[httpx.AsyncClient]:
     emulator = create_emulator()
     settings = Settings(klaviyo_private_api_key=SecretStr(KEY))
-    app = create_app(
-        settings, transport=httpx.ASGITransport(emulator), mounts={"/emulator": emulator}
-    )
+    app = build(settings, transport=httpx.ASGITransport(emulator), mounts={"/emulator": emulator})
     async with served(app) as c:
         yield c
 
@@ -75,13 +72,13 @@ async def test_event_outcomes_and_klaviyo_requests(client: httpx.AsyncClient) ->
     assert requests[(("endpoint", "/api/events"), ("status", "202"))] == 1
 
 
-async def test_the_limiter_budget_and_waits() -> None:
+async def test_the_limiter_budget_and_waits(build: Build) -> None:
     """Free slots per endpoint and window at scrape time, and how long requests waited."""
     emulator = create_emulator()
     settings = Settings(
         klaviyo_private_api_key=SecretStr(KEY), events_rate_burst=2, events_rate_steady=50
     )
-    app = create_app(settings, transport=httpx.ASGITransport(emulator))
+    app = build(settings, transport=httpx.ASGITransport(emulator))
     async with served(app) as c:
         before = await samples(c, "klaviyo_rate_limiter_available")
         assert before[(("endpoint", "/api/events"), ("window", "burst"))] == 2

@@ -12,7 +12,6 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.errors import BadRequest
 from klaviyo_destination.protocol import process
 from klaviyo_destination.protocol.bodies import Limits, processor_body, router_body
@@ -20,7 +19,7 @@ from klaviyo_destination.protocol.features import merged_features, own_features
 from klaviyo_destination.settings import Settings
 from support.rudder_server import compact_processor
 
-from .apps import served
+from .apps import Build, served
 from .conformance import ScriptedLookup
 
 LIMITS = Limits(max_depth=8, max_event_bytes=10_000)
@@ -144,13 +143,15 @@ def upstream() -> respx.MockRouter:
     return respx.MockRouter(base_url=UPSTREAM, assert_all_called=False)
 
 
-async def _client(upstream: respx.MockRouter | None) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    build: Build, upstream: respx.MockRouter | None
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         klaviyo_private_api_key=SecretStr(KEY),
         rudder_transformer_url=UPSTREAM if upstream is not None else None,
     )
     klaviyo = respx.MockRouter(assert_all_called=False)
-    app = create_app(
+    app = build(
         settings,
         transport=httpx.MockTransport(klaviyo.async_handler),
         upstream_transport=httpx.MockTransport(upstream.async_handler) if upstream else None,
@@ -161,6 +162,7 @@ async def _client(upstream: respx.MockRouter | None) -> AsyncIterator[httpx.Asyn
 
 @pytest.mark.anyio
 async def test_upstream_items_keep_input_order_and_strays_go_last(
+    build: Build,
     upstream: respx.MockRouter,
 ) -> None:
     upstream.post("/v0/destinations/klaviyo").respond(
@@ -173,15 +175,17 @@ async def test_upstream_items_keep_input_order_and_strays_go_last(
         headers={"apiVersion": "2"},
     )
     jobs = [job(1), job(2, "d3", "v3"), job(3, "d3", "v3"), job(4)]
-    async for client in _client(upstream):
+    async for client in _client(build, upstream):
         answer = await client.post("/v0/destinations/klaviyo", json=jobs)
     assert answer.status_code == 200
     assert [i["metadata"]["jobId"] for i in answer.json()] == [1, 2, 3, 4, 99]
 
 
 @pytest.mark.anyio
-async def test_without_upstream_v3_jobs_name_the_setting(upstream: respx.MockRouter) -> None:
-    async for client in _client(None):
+async def test_without_upstream_v3_jobs_name_the_setting(
+    build: Build, upstream: respx.MockRouter
+) -> None:
+    async for client in _client(build, None):
         answer = await client.post("/v0/destinations/klaviyo", json=[job(1), job(2, "d3", "v3")])
     first, second = answer.json()
     assert first["statusCode"] == 200
@@ -192,10 +196,11 @@ async def test_without_upstream_v3_jobs_name_the_setting(upstream: respx.MockRou
 
 @pytest.mark.anyio
 async def test_a_retryable_upstream_answer_fails_the_whole_request(
+    build: Build,
     upstream: respx.MockRouter,
 ) -> None:
     upstream.post("/v0/destinations/klaviyo").respond(429, text="slow down")
-    async for client in _client(upstream):
+    async for client in _client(build, upstream):
         answer = await client.post("/v0/destinations/klaviyo", json=[job(1), job(2, "d3", "v3")])
     assert answer.status_code == 503  # rudder-server retries the batch; nothing is dropped
     assert answer.headers["apiVersion"] == "2"
@@ -203,7 +208,7 @@ async def test_a_retryable_upstream_answer_fails_the_whole_request(
 
 
 @pytest.mark.anyio
-async def test_a_get_we_do_not_serve_is_a_404_without_upstream() -> None:
-    async for client in _client(None):
+async def test_a_get_we_do_not_serve_is_a_404_without_upstream(build: Build) -> None:
+    async for client in _client(build, None):
         answer = await client.get("/v0/something")
     assert answer.status_code == 404

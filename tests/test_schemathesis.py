@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from klaviyo_destination import serving
 from klaviyo_destination.app import create_app
 from klaviyo_destination.klaviyo.facts import PROFILES_PATH
 from klaviyo_destination.settings import Settings
@@ -71,7 +72,9 @@ SETTINGS = Settings(
     backoff_max=0.002,
     max_batch_events=50,
 )
-APP = create_app(SETTINGS, transport=httpx.MockTransport(klaviyo))
+#: As ``serve`` serves it: the hot routes by their lanes (tests/test_serving.py checks that the
+#: plain app answers the same bytes).
+APP = serving.wrap(create_app(SETTINGS, transport=httpx.MockTransport(klaviyo)), SETTINGS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path=ENDPOINTS)
 
 

@@ -16,11 +16,10 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
 
-from .apps import served
+from .apps import Build, served
 
 TOKEN = "write-key-SECRET-1"
 KEY = "pk_sdk_routes"
@@ -47,7 +46,7 @@ def klaviyo() -> respx.MockRouter:
 
 
 @pytest.fixture
-async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+async def client(build: Build, klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         klaviyo_private_api_key=SecretStr(KEY),
         webhook_token=SecretStr(TOKEN),
@@ -57,7 +56,7 @@ async def client(klaviyo: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
         backoff_initial=0.01,
         backoff_max=0.02,
     )
-    app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
+    app = build(settings, transport=httpx.MockTransport(klaviyo.async_handler))
     async with served(app, "http://s") as c:
         yield c
 
@@ -215,13 +214,13 @@ async def test_a_decompression_bomb_is_a_413_that_costs_no_memory(
     assert peak < 40 * 1024 * 1024  # the 5 MB limit, a few copies of it, never the 200 MB
 
 
-async def test_without_a_token_an_encoded_body_passes_whatever_its_type() -> None:
+async def test_without_a_token_an_encoded_body_passes_whatever_its_type(build: Build) -> None:
     """No token: loopback only, and a POST must be JSON, or content-encoded (no web page can
     send ``Content-Encoding`` without a preflight), as the Node SDK's gzip forms are."""
     klaviyo = respx.MockRouter(base_url=BASE, assert_all_called=False)
     klaviyo.post("/api/events").respond(202)
     settings = Settings(klaviyo_private_api_key=SecretStr(KEY))
-    app = create_app(settings, transport=httpx.MockTransport(klaviyo.async_handler))
+    app = build(settings, transport=httpx.MockTransport(klaviyo.async_handler))
     body = orjson.dumps({"batch": [TRACK]})
     async with served(app) as client:
         encoded = {"Content-Encoding": "gzip", "Content-Type": FORM}

@@ -27,7 +27,6 @@ from pydantic import SecretStr
 from klaviyo_destination import logs
 from klaviyo_destination.api import auth
 from klaviyo_destination.api.webhook import retry_after_header
-from klaviyo_destination.app import create_app
 from klaviyo_destination.cli import _embedded_app
 from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession, Outcome
@@ -35,7 +34,7 @@ from klaviyo_destination.klaviyo.facts import PROFILES_PATH
 from klaviyo_destination.planned import create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
 
-from .apps import served
+from .apps import Build, served, served_way
 
 KEY = "pk_live_SECRET_0123456789abcdef"
 TOKEN = "hook-SECRET-token-42"
@@ -185,9 +184,9 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def in_process(
-    service: Settings, handler: Callable[[httpx.Request], httpx.Response]
+    build: Build, service: Settings, handler: Callable[[httpx.Request], httpx.Response]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(service, transport=httpx.MockTransport(handler))
+    app = build(service, transport=httpx.MockTransport(handler))
     async with served(app, "http://svc") as client:
         yield client
 
@@ -223,9 +222,9 @@ def job(message: Any, job_id: int) -> dict[str, Any]:
     ],
 )
 async def test_no_or_wrong_token_is_401_before_the_body_is_read(
-    path: str, headers: dict[str, str]
+    build: Build, path: str, headers: dict[str, str]
 ) -> None:
-    async with in_process(settings(max_body_bytes=10), EchoingKlaviyo().handler) as client:
+    async with in_process(build, settings(max_body_bytes=10), EchoingKlaviyo().handler) as client:
         for content in (b"{not json", b"x" * 1000, b"[" * 500):
             response = await client.post(path, content=content, headers=headers)
             assert response.status_code == 401, response.text
@@ -234,9 +233,9 @@ async def test_no_or_wrong_token_is_401_before_the_body_is_read(
 
 
 @pytest.mark.anyio
-async def test_the_right_token_reaches_the_parser() -> None:
+async def test_the_right_token_reaches_the_parser(build: Build) -> None:
     basic = "Basic " + base64.b64encode(f"any:{TOKEN}".encode()).decode()
-    async with in_process(settings(), EchoingKlaviyo().handler) as client:
+    async with in_process(build, settings(), EchoingKlaviyo().handler) as client:
         for headers in (bearer(), {"Authorization": basic}):
             response = await client.post("/v1/events", content=b"{not json", headers=headers)
             assert response.status_code == 400
@@ -262,6 +261,7 @@ def rendered(record: logging.LogRecord) -> str:
 
 @pytest.mark.anyio
 async def test_secrets_never_reach_logs_answers_or_metrics(
+    build: Build,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for name in LOGGERS:
@@ -269,7 +269,7 @@ async def test_secrets_never_reach_logs_answers_or_metrics(
     klaviyo = EchoingKlaviyo()
     answers: list[httpx.Response] = []
     async with serving(klaviyo) as klaviyo_url:
-        app = create_app(settings(klaviyo_base_url=klaviyo_url))
+        app = build(settings(klaviyo_base_url=klaviyo_url))
         async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
             kinds = ["ok", "rejected", "auth-fail", "flaky", "throttle", "html", "slow"]
             batch = [event(kind, n) for n, kind in enumerate(kinds)] + [IDENTIFY]
@@ -363,7 +363,7 @@ SSRF_EVENT = {
 
 
 @pytest.mark.anyio
-async def test_requests_only_ever_go_to_the_base_url() -> None:
+async def test_requests_only_ever_go_to_the_base_url(build: Build) -> None:
     klaviyo = EchoingKlaviyo()
     ssrf_identify = {
         **IDENTIFY,
@@ -380,7 +380,7 @@ async def test_requests_only_ever_go_to_the_base_url() -> None:
         {"message": m, "metadata": {"jobId": n}, "destination": {"ID": "d", "Config": config}}
         for n, m in enumerate([SSRF_EVENT, ssrf_identify])
     ]
-    async with in_process(settings(), klaviyo.handler) as client:
+    async with in_process(build, settings(), klaviyo.handler) as client:
         for body in (SSRF_EVENT, ssrf_identify, [SSRF_EVENT, ssrf_identify]):
             response = await client.post("/v1/events", json=body, headers=bearer())
             assert response.status_code in (200, 207, 400)
@@ -397,9 +397,9 @@ async def test_requests_only_ever_go_to_the_base_url() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("path", ["/v1/events", "/v1/transform"])
-async def test_body_batch_and_depth_limits(path: str) -> None:
+async def test_body_batch_and_depth_limits(build: Build, path: str) -> None:
     limits = settings(max_body_bytes=2000, max_batch_events=3, max_json_depth=8)
-    async with in_process(limits, EchoingKlaviyo().handler) as client:
+    async with in_process(build, limits, EchoingKlaviyo().handler) as client:
 
         async def post(content: bytes, **headers: str) -> httpx.Response:
             return await client.post(path, content=content, headers={**bearer(), **headers})
@@ -433,14 +433,14 @@ def _job(message: dict[str, Any], job_id: int) -> dict[str, Any]:
 
 
 @pytest.mark.anyio
-async def test_protocol_body_limit_and_per_event_limits() -> None:
+async def test_protocol_body_limit_and_per_event_limits(build: Build) -> None:
     """The processor route takes bodies up to MAX_PROTOCOL_BODY_BYTES; a too deep or too large
     event gets its own error item and its neighbours are transformed."""
     limits = settings(
         max_body_bytes=2000, max_protocol_body_bytes=8000, max_event_bytes=3000, max_json_depth=8
     )
     path = "/v0/destinations/klaviyo"
-    async with in_process(limits, EchoingKlaviyo().handler) as client:
+    async with in_process(build, limits, EchoingKlaviyo().handler) as client:
         over = orjson.dumps([_job(event("ok", 1) | {"pad": "x" * 9000}, 1)])
         assert (await client.post(path, content=over)).status_code == 413
 
@@ -461,9 +461,9 @@ async def test_protocol_body_limit_and_per_event_limits() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("declared", ["9" * 5000, "1" * 30, "²", "-1", " 5"])
-async def test_odd_content_length_headers_are_not_a_500(declared: str) -> None:
+async def test_odd_content_length_headers_are_not_a_500(build: Build, declared: str) -> None:
     """A declared length the limit check cannot read must not crash it."""
-    async with in_process(settings(max_body_bytes=2000), EchoingKlaviyo().handler) as client:
+    async with in_process(build, settings(max_body_bytes=2000), EchoingKlaviyo().handler) as client:
         request = client.build_request(
             "POST", "/v1/transform", content=orjson.dumps(event("ok", 1)), headers=bearer()
         )
@@ -476,12 +476,12 @@ async def test_odd_content_length_headers_are_not_a_500(declared: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedded(token: str | None) -> AsyncIterator[httpx.AsyncClient]:
+async def embedded(way: str, token: str | None) -> AsyncIterator[httpx.AsyncClient]:
     """The app ``serve`` builds without key or base URL (embedded emulator), in process."""
     values: dict[str, Any] = {"webhook_token": SecretStr(token) if token else None}
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up banner
         app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
-    async with served(app) as client:
+    async with served(served_way(way, app, Settings(**values))) as client:
         yield client
 
 
@@ -502,9 +502,9 @@ PROFILE = {"data": {"type": "profile", "attributes": {"email": "ada@example.com"
     ],
 )
 async def test_the_embedded_emulator_needs_the_token_when_one_is_set(
-    method: str, path: str
+    way: str, method: str, path: str
 ) -> None:
-    async with embedded(TOKEN) as client:
+    async with embedded(way, TOKEN) as client:
         refused = await client.request(method, path, json={})
         assert refused.status_code == 401
         assert refused.json()["code"] == "unauthorized"
@@ -514,8 +514,8 @@ async def test_the_embedded_emulator_needs_the_token_when_one_is_set(
 
 
 @pytest.mark.anyio
-async def test_rudder_server_can_deliver_to_it_with_the_token_as_klaviyo_key() -> None:
-    async with embedded(TOKEN) as client:
+async def test_rudder_server_can_deliver_to_it_with_the_token_as_klaviyo_key(way: str) -> None:
+    async with embedded(way, TOKEN) as client:
         headers = {**KLAVIYO_HEADERS, "Authorization": f"Klaviyo-API-Key {TOKEN}"}
         created = await client.post("/emulator/api/profiles", json=PROFILE, headers=headers)
         assert created.status_code == 201
@@ -526,8 +526,8 @@ async def test_rudder_server_can_deliver_to_it_with_the_token_as_klaviyo_key() -
 
 
 @pytest.mark.anyio
-async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve() -> None:
-    async with embedded(None) as client:
+async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve(way: str) -> None:
+    async with embedded(way, None) as client:
         headers = {**KLAVIYO_HEADERS, "Authorization": "Klaviyo-API-Key pk_any"}
         created = await client.post("/emulator/api/profiles", json=PROFILE, headers=headers)
         assert created.status_code == 201
@@ -581,13 +581,14 @@ def echoing_handler(request: httpx.Request) -> httpx.Response:
 
 @pytest.mark.anyio
 async def test_a_key_echoed_in_any_member_of_klaviyos_errors_never_reaches_an_answer(
+    build: Build,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     kinds = ["rejected", "auth-fail", "throttle", "flaky"]
     batch = [event(kind, n) for n, kind in enumerate(kinds)] + [IDENTIFY]
-    async with in_process(settings(max_attempts=2), echoing_handler) as client:
+    async with in_process(build, settings(max_attempts=2), echoing_handler) as client:
         answers = [await client.post("/v1/events", json=body, headers=bearer()) for body in
                    (batch, batch[0], {"batch": batch})]  # fmt: skip
     results = answers[0].json()["results"]
@@ -656,10 +657,10 @@ def odd_answer(kind: str) -> Callable[[httpx.Request], httpx.Response]:
     ],
 )
 async def test_an_odd_answer_fails_each_event_retryably(
-    kind: str, status: int, retry_after: str
+    build: Build, kind: str, status: int, retry_after: str
 ) -> None:
     batch = [event("odd", 1), event("fine", 2), event("odd", 3)]
-    async with in_process(settings(), odd_answer(kind)) as client:
+    async with in_process(build, settings(), odd_answer(kind)) as client:
         response = await client.post("/v1/events", json=batch, headers=bearer())
     assert (response.status_code, response.headers.get("Retry-After")) == (status, retry_after)
     results = response.json()["results"]
@@ -668,8 +669,8 @@ async def test_an_odd_answer_fails_each_event_retryably(
 
 
 @pytest.mark.anyio
-async def test_a_retry_after_beyond_the_cap_is_handed_to_the_caller() -> None:
-    async with in_process(settings(), odd_answer("Retry-After: 86400")) as client:
+async def test_a_retry_after_beyond_the_cap_is_handed_to_the_caller(build: Build) -> None:
+    async with in_process(build, settings(), odd_answer("Retry-After: 86400")) as client:
         response = await client.post("/v1/events", json=event("odd", 1), headers=bearer())
     assert (response.status_code, response.headers.get("Retry-After")) == (429, "86400")
     [result] = response.json()["results"]

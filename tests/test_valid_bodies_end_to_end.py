@@ -15,12 +15,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import EmulatorStore, create_emulator
 from klaviyo_destination.emulator.models import EventRecord
 from klaviyo_destination.settings import Settings
 
-from .apps import served
+from .apps import Build, served
 
 #: The emulator's clock: 2025-11-28T10:05:00Z, so the events' times are in its accepted window.
 NOW = 1_764_324_300.0
@@ -33,14 +32,14 @@ def store() -> EmulatorStore:
 
 
 @pytest.fixture
-async def service(store: EmulatorStore) -> AsyncIterator[httpx.AsyncClient]:
+async def service(build: Build, store: EmulatorStore) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         klaviyo_private_api_key=SecretStr("pk_emulated"),
         klaviyo_base_url="http://emulator.embedded",
         max_attempts=1,
     )
     transport = httpx.ASGITransport(app=create_emulator(store))
-    app = create_app(settings, transport=transport)
+    app = build(settings, transport=transport)
     async with served(app) as client:
         yield client
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict, cast
+from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter
 from pydantic import SecretStr
@@ -19,13 +18,13 @@ from . import __version__
 from .api import routes
 from .api.edge import Edge
 from .api.exchange import Call
-from .api.lanes import Lane, Lanes
 from .api.metrics import HttpMetrics
 from .api.refusals import REFUSED, refused, unexpected
 from .api.request_log import RequestLog
 from .api.responses import JsonResponse
-from .api.routes import HOT_ROUTES, pass_through, served_response
-from .ingest.config import DestinationConfig, from_settings
+from .api.routes import pass_through, served_response
+from .api.state import State
+from .ingest.config import from_settings
 from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
 from .protocol import klaviyo_lookup
 from .protocol.bodies import Limits
@@ -34,26 +33,6 @@ from .protocol.upstream import Upstream
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: gen-0 threshold raised from CPython's 700; p99 at 100 events a request fell from 74 to 22 ms.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-class State(TypedDict):
-    settings: Settings
-    #: the settings as a destination config, built once: for /v1/events and the dry run
-    config: DestinationConfig
-    klaviyo: KlaviyoClient
-    #: the client bound to KLAVIYO_PRIVATE_API_KEY, for /v1/events
-    session: KlaviyoSession
-    #: the protocol routes' look-up, limits and upstream transformer
-    front: Front
-    #: in embedded mode, where the emulator is mounted (protocol answers point there)
-    emulator_prefix: str | None
-    metrics: DeliveryMetrics
-    events: Counter
-    #: the hot routes, which the connections hand their requests to (api/connections.py)
-    lanes: Lanes
 
 
 def create_app(
@@ -80,20 +59,10 @@ def create_app(
     # Without a token the service is on loopback only; the edge keeps web pages out too.
     loopback_only = settings.webhook_token is None
     http_metrics = HttpMetrics(metrics.registry)
-    lanes = Lanes(
-        _lanes(),
-        loopback_only=loopback_only,
-        body_timeout=settings.body_timeout,
-        metrics=http_metrics,
-    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with KlaviyoClient(settings, transport=transport, metrics=metrics) as klaviyo:
-            # Start-up objects never die: keep them out of every collection, and collect the
-            # young generation less often (requests allocate many short-lived dicts).
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
             key = config.private_api_key or SecretStr("")
             upstream = _upstream(settings, upstream_transport)
             limits = Limits(settings.max_json_depth, settings.max_event_bytes)
@@ -107,7 +76,7 @@ def create_app(
                     "emulator_prefix": emulator_prefix,
                     "metrics": metrics,
                     "events": events,
-                    "lanes": lanes,
+                    "http_metrics": http_metrics,
                 }
             finally:
                 if upstream is not None:
@@ -131,12 +100,6 @@ def create_app(
     app.add_middleware(Edge, loopback_only=loopback_only, body_timeout=settings.body_timeout)
     # outermost: refusals by Edge get their line (and their count) too
     app.add_middleware(RequestLog, metrics=http_metrics)
-    # The hot routes are served by their lanes before any of it (api/lanes.py).
-    app.middleware_stack = lanes.ahead_of(app.build_middleware_stack())
-    lanes.app = app
-    # With an OpenTelemetry SDK installed, FastAPI's entry traces requests: the connections
-    # then send hot ones that way too (a private attribute; tests/test_lanes.py checks it).
-    lanes.traced = app._native_telemetry.enabled
     return app
 
 
@@ -152,26 +115,16 @@ def _not_matched(not_found: ASGIApp) -> ASGIApp:
     upstream transformer, or get a clear 501; anything else is a 404."""
 
     async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        settings = cast(Settings, request.state.settings)
-        front = cast(Front, request.state.front)
-        if settings.enable_rudder_protocol and (
-            front.upstream is not None or request.method == "POST"
+        call = Call(scope, receive)
+        if call.state["settings"].enable_rudder_protocol and (
+            call.state["front"].upstream is not None or call.method == "POST"
         ):
-            response = served_response(await pass_through(Call.of(request)))
+            response = served_response(await pass_through(call))
             await response(scope, receive, send)
             return
         await not_found(scope, receive, send)
 
     return fallback
-
-
-def _lanes() -> dict[tuple[str, str], Lane]:
-    templates = {getattr(route, "path", None): route for route in routes.routes}
-    return {
-        key: Lane(endpoint, templates.get(template), at_once=at_once)
-        for key, (endpoint, template, at_once) in HOT_ROUTES.items()
-    }
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     max_batch_events: int = Field(default=1000, gt=0)
     max_json_depth: int = Field(default=64, gt=0)
-    # --- inbound: the HTTP edge (README "Running it safely"; api/edge.py, api/connections.py) ---
+    #: the hot routes served by raw ASGI lanes in front of FastAPI (serving/lanes.py); "off":
+    #: every request goes FastAPI's whole way (its middleware, tracing), at a cost per request
+    serve_lanes: Literal["on", "off"] = "on"
+    # --- inbound: the HTTP edge (README "Running it safely"; api/edge.py, serving/connection.py)
     #: bytes of a request's line and headers; more is refused with 431
     max_header_bytes: int = Field(default=32 * 1024, gt=0)
     #: seconds from connecting (or a request's first byte) to the end of its headers
@@ -104,6 +107,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("serve_lanes", mode="before")
+    @classmethod
+    def _lower_switch(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -6,8 +6,9 @@ handler. Run as the benchmark runs it (tests never import ``bench``).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import orjson
@@ -15,10 +16,12 @@ import orjson
 from support.compose import local_service_env
 from support.servers import Server, start_service_with
 
-from .test_connection_lanes import LANE, processor_body
+from .raw_http import LANE, processor_body
 
 #: what differs between two requests of the same body
 VOLATILE = frozenset({"time", "request_id", "duration_ms"})
+#: A request's line is written after its answer: how long the test waits for it.
+LOG_DEADLINE: Final = 10.0
 
 
 def _request_lines(server: Server) -> list[dict[str, Any]]:
@@ -28,6 +31,17 @@ def _request_lines(server: Server) -> list[dict[str, Any]]:
             record = orjson.loads(line)
             if record.get("path") == LANE:
                 lines.append(record)
+    return lines
+
+
+def _logged(server: Server, count: int) -> list[dict[str, Any]]:
+    """The server's first ``count`` request lines of the lane, waited for until
+    :data:`LOG_DEADLINE` (fewer if they never come)."""
+    give_up = time.monotonic() + LOG_DEADLINE
+    lines = _request_lines(server)
+    while len(lines) < count and time.monotonic() < give_up:
+        time.sleep(0.02)
+        lines = _request_lines(server)
     return lines
 
 
@@ -44,9 +58,8 @@ def test_a_repeated_body_is_answered_and_logged_as_the_service_does(
             )
             for _ in range(3)
         ]
-    # Read once it has stopped: a request's log line is written after its answer is sent.
-    logged = _request_lines(bare)
-    output = bare.output()
+        logged = _logged(bare, len(answers))
+        output = bare.output()
 
     assert "answers a body it has seen from a cache" in output
     assert expected.status_code == 200

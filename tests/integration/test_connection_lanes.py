@@ -1,41 +1,35 @@
-"""The hot routes served straight from the connection (``api/connections.py``): the real
-``serve`` process over raw sockets, so what is checked is the bytes a client reads. A lane
-request must read exactly as the same handler through FastAPI's route (its twin), and keep
+"""The hot routes' lanes in the real ``serve`` process, over raw sockets, so what is checked is
+the bytes a client reads. A lane request must read exactly as the same handler through FastAPI's
+route (its twin), and as the same request to a service run with ``SERVE_LANES=off``; and keep
 HTTP/1.1's rules: pipelined answers in order, ``Connection: close`` and HTTP/1.0, ``Expect:
-100-continue``, a body that arrives in pieces. An identify job makes a lane run at once wait for
-its Klaviyo look-up and go on in a task: it too must read as its twin.
+100-continue``, a body that arrives in pieces, a stalled one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 import pytest
 
 from support.compose import local_service_env
-from support.events import signed_up
 from support.servers import Server, start_service_with
 
-from .test_edge_server import read_answer, read_until_closed
-
-LANE: Final = "/v0/destinations/klaviyo"
-TWIN: Final = "/v0/destinations/KLAVIYO"  # FastAPI's route of the same handler, not a lane
-
-
-def processor_body(count: int = 1) -> bytes:
-    jobs = [
-        {
-            "message": signed_up(f"lane-{index}"),
-            "metadata": {"jobId": index + 1, "destinationId": "d1"},
-            "destination": {"ID": "d1", "Config": {"privateApiKey": "pk_lane_test"}},
-        }
-        for index in range(count)
-    ]
-    return orjson.dumps(jobs)
+from .raw_http import (
+    LANE,
+    TWIN,
+    Answers,
+    parsed,
+    processor_body,
+    read_answer,
+    read_until_closed,
+)
 
 
 def request(
@@ -53,24 +47,29 @@ def request(
     return head.encode() + body
 
 
-def parsed(answer: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode().split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split(" ")[1]), headers, body
+@contextlib.contextmanager
+def loopback_service(emulator_server: Server, logs: Path, serve_lanes: str) -> Iterator[Server]:
+    # No WEBHOOK_TOKEN: loopback only, so the edge's Host and Content-Type checks are on.
+    env = local_service_env(emulator_server.url) | {"BODY_TIMEOUT": "2", "SERVE_LANES": serve_lanes}
+    env.pop("WEBHOOK_TOKEN", None)
+    with start_service_with(env, logs) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def lanes_service(
     emulator_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    # No WEBHOOK_TOKEN: loopback only, so the edge's Host and Content-Type checks are on.
-    env = local_service_env(emulator_server.url) | {"BODY_TIMEOUT": "2"}
-    env.pop("WEBHOOK_TOKEN", None)
-    with start_service_with(env, tmp_path_factory.mktemp("lanes")) as server:
+    with loopback_service(emulator_server, tmp_path_factory.mktemp("lanes"), "on") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def plain_service(
+    emulator_server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``klaviyo-destination serve`` with ``SERVE_LANES=off``: FastAPI's whole way."""
+    with loopback_service(emulator_server, tmp_path_factory.mktemp("plain"), "off") as server:
         yield server
 
 
@@ -81,7 +80,7 @@ def round_trip(server: Server, data: bytes) -> bytes:
 
 
 def identify_body() -> bytes:
-    """An identify job: its Klaviyo look-up makes a lane run at once wait, then go on in a task."""
+    """An identify job: its lane waits for a Klaviyo look-up before it answers."""
     message = {
         "type": "identify",
         "userId": "lane-identify",
@@ -110,18 +109,33 @@ def test_a_lane_answer_reads_byte_for_byte_as_the_routes(
     lanes_service: Server, body: bytes
 ) -> None:
     extra = "X-Request-ID: twin-check\r\n"
-    lane = parsed(round_trip(lanes_service, request(lanes_service, LANE, body, extra=extra)))
-    twin = parsed(round_trip(lanes_service, request(lanes_service, TWIN, body, extra=extra)))
-    lane_status, lane_headers, lane_body = lane
-    twin_status, twin_headers, twin_body = twin
+    lane_answer = round_trip(lanes_service, request(lanes_service, LANE, body, extra=extra))
+    twin_answer = round_trip(lanes_service, request(lanes_service, TWIN, body, extra=extra))
+    lane_status, lane_headers, lane_body = parsed(lane_answer)
+    twin_status, twin_headers, twin_body = parsed(twin_answer)
     assert (lane_status, lane_body) == (twin_status, twin_body)
     lane_headers.pop("date"), twin_headers.pop("date")  # the second may turn between the two
     assert lane_headers == twin_headers
     assert lane_headers["x-request-id"] == "twin-check"
     assert lane_headers["apiversion"] == "2"
+    assert without_date(lane_answer) == without_date(twin_answer)  # the headers' order too
 
 
-def test_a_lane_run_at_once_that_waits_for_klaviyo_answers_after_the_look_up(
+def without_date(answer: bytes) -> bytes:
+    return re.sub(rb"\r\ndate: [^\r]*", b"", answer, flags=re.IGNORECASE)
+
+
+PLAIN_CASES: Final = {
+    "one track event": (LANE, processor_body(), ""),
+    "three events, the twin route": (TWIN, processor_body(3), ""),
+    "not JSON": (LANE, b"[{", ""),
+    "a form post": (LANE, processor_body(), "Content-Type: text/plain\r\n"),
+    "closing after it": (LANE, processor_body(), "Connection: close\r\n"),
+    "health": ("/health", b"", ""),
+}
+
+
+def test_a_lane_that_waits_for_klaviyo_answers_after_the_look_up(
     lanes_service: Server, emulator_server: Server
 ) -> None:
     status, _, body = parsed(
@@ -151,8 +165,9 @@ def test_pipelined_requests_are_answered_in_order(lanes_service: Server) -> None
     answered = []
     with socket.create_connection(("127.0.0.1", lanes_service.port), timeout=5) as sock:
         sock.sendall(data)  # all four in one write: each waits for the answer before it
+        answers = Answers(sock)  # and their answers may come in one read
         for _ in ids:
-            status, headers, _ = parsed(read_answer(sock))
+            status, headers, _ = parsed(answers.next())
             answered.append((status, headers["x-request-id"]))
     assert answered == [(200, rid) for rid in ids]
 
@@ -224,3 +239,19 @@ def test_a_stalled_lane_body_gets_a_408_and_the_connection_closes(lanes_service:
     assert orjson.loads(answer)["error"]["field"] == "body"
     assert headers["connection"] == "close"
     assert closed
+
+
+@pytest.mark.parametrize("case", PLAIN_CASES.values(), ids=PLAIN_CASES.keys())
+def test_serve_with_the_lanes_off_answers_byte_for_byte_as_with_them(
+    lanes_service: Server, plain_service: Server, case: tuple[str, bytes, str]
+) -> None:
+    path, body, extra = case
+    answers = []
+    for server in (lanes_service, plain_service):
+        data = request(server, path, body, extra=f"X-Request-ID: same\r\n{extra}")
+        if path == "/health":
+            data = data.replace(b"POST", b"GET", 1)
+        answers.append(without_date(round_trip(server, data)))
+    with_lanes, without = answers
+    assert with_lanes == without
+    assert with_lanes.startswith(b"HTTP/1.1 ")

@@ -27,6 +27,8 @@ from support.emulator_control import EmulatorControl
 from support.events import signed_up
 from support.servers import TOKEN_AUTH, Server, start_service
 
+from .raw_http import read_answer, read_until_closed
+
 #: Short limits, so that each is reached within a test.
 EDGE_ENV: Final = {
     "HEADER_TIMEOUT": "1",
@@ -46,48 +48,6 @@ def edge(emulator_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def connect(server: Server, timeout: float = 5) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-
-
-def read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, bool]:
-    """What the server sends before it closes, and whether it closed within ``limit`` s."""
-    received = b""
-    give_up = time.monotonic() + limit
-    while time.monotonic() < give_up:
-        sock.settimeout(max(give_up - time.monotonic(), 0.01))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        except ConnectionError:
-            return received, True
-        if not chunk:
-            return received, True
-        received += chunk
-    return received, False
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    """One whole answer with a Content-Length, however the server's writes arrive, and not a byte
-    of the next: pipelined answers can arrive in one segment."""
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += _received(sock, 1)
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.lower().split(b"\r\n")
-        if line.startswith(b"content-length:")
-    )
-    body = b""
-    while len(body) < length:
-        body += _received(sock, length - len(body))
-    return head + body
-
-
-def _received(sock: socket.socket, most: int) -> bytes:
-    chunk = sock.recv(most)
-    if not chunk:
-        raise ConnectionError("closed before the whole answer")
-    return chunk
 
 
 def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:

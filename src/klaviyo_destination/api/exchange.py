@@ -1,12 +1,12 @@
 """One request and its answer, whichever way the request came in: through FastAPI (a Starlette
-``Request``) or through a lane (``api/lanes.py``, raw ASGI). The routes are written against
+``Request``) or through a lane (``serving/lanes.py``, raw ASGI). The routes are written against
 these two, so each route has one implementation for both ways in."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from starlette.requests import Request
@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from .request_log import annotate_scope
+from .state import State
 
 Headers = Sequence[tuple[bytes, bytes]]
 JSON: Final = b"application/json"
@@ -52,8 +53,7 @@ class Call:
     ) -> None:
         self.scope = scope
         self.receive = receive
-        #: the per-request copy of the lifespan's state (as ``request.state`` reads it)
-        self.state: dict[str, Any] = scope.setdefault("state", {})
+        self.state = state_of(scope)
         self.raw_headers: Headers = scope["headers"]
         if headers is None:
             found: dict[str, str] = {}
@@ -92,3 +92,9 @@ class Call:
     def stream(self) -> AsyncIterator[bytes]:
         """The body as it arrives (for passing it on unread): Starlette's own reading."""
         return Request(self.scope, self.receive).stream()
+
+
+def state_of(scope: Scope) -> State:
+    """The request's copy of the lifespan's state (as ``request.state`` reads it), typed: the
+    lifespan yields a :class:`State`, and the server copies it into every scope."""
+    return cast(State, scope.setdefault("state", {}))

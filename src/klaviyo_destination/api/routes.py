@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
@@ -12,8 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import NotFound, NotServed, UpstreamError
 from ..ingest.body import Events, events_of, parse_json
-from ..ingest.config import DestinationConfig
-from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession, Outcome
+from ..klaviyo import KlaviyoClient, Outcome
 from ..planned import PlannedEvent
 from ..protocol import route
 from ..protocol.bodies import COMPACTED, processor_body, router_body
@@ -24,7 +23,7 @@ from . import webhook
 from .auth import check_token
 from .body import read_bytes, read_json
 from .dry_run import dry_run
-from .exchange import Answer, Call
+from .exchange import Answer, Call, state_of
 from .models import (
     EVENTS_RESPONSES,
     PROCESSOR_RESPONSES,
@@ -47,7 +46,7 @@ SDK_EVENT_TYPES: Final = ("identify", "track", "screen", "group", "page", "alias
 
 
 async def _klaviyo(request: Request) -> KlaviyoClient:
-    return cast(KlaviyoClient, request.state.klaviyo)
+    return state_of(request.scope)["klaviyo"]
 
 
 KlaviyoDep = Annotated[KlaviyoClient, Depends(_klaviyo)]
@@ -61,7 +60,7 @@ def served_response(served: Served) -> Response:
 
 def _post(path: str, handler: Handler, *, name: str, **described: Any) -> None:
     """``POST path`` as a FastAPI route (so in the OpenAPI document, as ``described``), served
-    by ``handler``: the way in besides the lanes (``api/lanes.py``), which call it directly."""
+    by ``handler``: the way in besides the lanes (``serving/lanes.py``), which call it directly."""
 
     async def endpoint(request: Request) -> Response:
         return served_response(await handler(Call.of(request)))
@@ -72,16 +71,15 @@ def _post(path: str, handler: Handler, *, name: str, **described: Any) -> None:
 def _protocol_front(call: Call) -> Front:
     """The protocol routes' shared parts, read without FastAPI dependencies: solving them was
     30% of a one-event request's time, and these are the hot path."""
-    settings = cast(Settings, call.state["settings"])
-    if not settings.enable_rudder_protocol:
+    if not call.state["settings"].enable_rudder_protocol:
         raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
     call.state[PROTOCOL] = True  # its error answers carry apiVersion too
-    return cast(Front, call.state["front"])
+    return call.state["front"]
 
 
 def _authorized(call: Call) -> Settings:
     """The settings, once the request presented the token (before its body is read)."""
-    settings = cast(Settings, call.state["settings"])
+    settings = call.state["settings"]
     check_token(call.headers, settings)
     return settings
 
@@ -99,8 +97,9 @@ async def _events(call: Call, settings: Settings, default_type: str | None = Non
     return events_of(body, max_events=settings.max_batch_events)
 
 
-async def _protocol_bytes(call: Call) -> bytearray:
-    settings = cast(Settings, call.state["settings"])
+async def protocol_bytes(call: Call) -> bytearray:
+    """A protocol route's body, read as the route reads it (bench/without_handler.py too)."""
+    settings = call.state["settings"]
     return await read_bytes(
         call, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
     )
@@ -160,10 +159,9 @@ for _type in SDK_EVENT_TYPES:
 
 
 async def _deliver(call: Call, items: list[Any]) -> list[tuple[PlannedEvent, Outcome]]:
-    config = cast(DestinationConfig, call.state["config"])
-    session = cast(KlaviyoSession, call.state["session"])
-    delivered = await webhook.deliver_events(items, config, session)
-    tally = webhook.record(delivered, call.state["events"])
+    state = call.state
+    delivered = await webhook.deliver_events(items, state["config"], state["session"])
+    tally = webhook.record(delivered, state["events"])
     call.annotate(events=len(delivered), **tally)
     return delivered
 
@@ -183,8 +181,7 @@ async def post_transform(request: Request) -> Response:
     call = Call.of(request)
     settings = _authorized(call)
     events = await _events(call, settings)
-    config = cast(DestinationConfig, call.state["config"])
-    results = dry_run(events.items, config, _klaviyo_url(call))
+    results = dry_run(events.items, call.state["config"], _klaviyo_url(call))
     call.annotate(events=len(results))
     status = webhook.status_code(
         [r["status"] for r in results], single=events.single, throttled=False
@@ -202,7 +199,7 @@ async def features(request: Request) -> Response:
 async def processor(call: Call) -> Served:
     """A processor request to the klaviyo destination (any case)."""
     front = _protocol_front(call)
-    raw = await _protocol_bytes(call)
+    raw = await protocol_bytes(call)
     body = processor_body(
         parse_json(raw, max_depth=None),
         compacted=_compacted(call),
@@ -240,7 +237,7 @@ async def post_processor(request: Request, destination: str) -> Response:
 
 async def router(call: Call) -> Served:
     front = _protocol_front(call)
-    raw = await _protocol_bytes(call)
+    raw = await protocol_bytes(call)
     parsed = parse_json(raw, max_depth=None)
     dest_type = parsed.get("destType") if isinstance(parsed, dict) else None
     if isinstance(dest_type, str) and dest_type.lower() != "klaviyo":
@@ -312,9 +309,9 @@ def _compacted(call: Call) -> bool:
 def _klaviyo_url(call: Call) -> str:
     """Where the requests in protocol answers go: ``KLAVIYO_BASE_URL``, or in embedded mode
     the emulator mounted on this service, as the caller reached it."""
-    prefix = cast(str | None, call.state["emulator_prefix"])
+    prefix = call.state["emulator_prefix"]
     if prefix is None:
-        return cast(Settings, call.state["settings"]).klaviyo_base_url
+        return call.state["settings"].klaviyo_base_url
     return call.base_url().rstrip("/") + prefix
 
 
@@ -332,28 +329,17 @@ async def health() -> dict[str, str]:
 async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
     if not klaviyo.is_open:
         return JsonResponse({"status": "starting"}, status_code=503)
-    front = cast(Front, request.state.front)
-    if request.state.emulator_prefix is not None:
+    state = state_of(request.scope)
+    front = state["front"]
+    if state["emulator_prefix"] is not None:
         target = "the embedded emulator: nothing reaches Klaviyo"
     else:
-        target = cast(Settings, request.state.settings).klaviyo_base_url
+        target = state["settings"].klaviyo_base_url
     upstream = front.upstream.url if front.upstream is not None else None
     return JsonResponse({"status": "ready", "klaviyo": target, "upstream_transformer": upstream})
 
 
 @routes.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    registry = cast(DeliveryMetrics, request.state.metrics).registry
+    registry = state_of(request.scope)["metrics"].registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-
-#: The routes that carry traffic, served by the lanes (``api/lanes.py``): each one's handler, the
-#: template of its FastAPI route (which describes it in the OpenAPI document), and whether the
-#: handler may start before any task exists (``Lane.at_once``): the protocol handlers may (their
-#: Klaviyo look-ups and upstream calls run in tasks of their own); the delivering ones may not.
-HOT_ROUTES: Final[dict[tuple[str, str], tuple[Handler, str, bool]]] = {
-    ("POST", "/v0/destinations/klaviyo"): (processor, "/v0/destinations/{destination}", True),
-    ("POST", "/routerTransform"): (router, "/routerTransform", True),
-    ("POST", "/v1/events"): (events, "/v1/events", False),
-    ("POST", "/v1/batch"): (batch, "/v1/batch", False),
-}

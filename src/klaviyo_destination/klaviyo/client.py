@@ -18,7 +18,6 @@ from typing import Final, Self
 
 import httpx
 import orjson
-import stamina
 
 from ..content_length import declared_length
 from ..errors import UnusableAnswer
@@ -57,9 +56,6 @@ class KlaviyoClient:
         self._connections = asyncio.Semaphore(settings.max_connections)
 
     async def __aenter__(self) -> Self:
-        # RetryHook logs and counts every retry; stamina's own hooks would add a second log
-        # line per retry and counters in prometheus-client's global registry.
-        stamina.instrumentation.set_on_retry_hooks([])
         s = self.settings
         self._http = httpx.AsyncClient(
             base_url=s.klaviyo_base_url,

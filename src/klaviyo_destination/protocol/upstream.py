@@ -8,7 +8,6 @@ method, path, query, headers less the hop-by-hop ones, and the body, streamed bo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -125,11 +124,8 @@ class Upstream:
         return self._features
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
-        # In a task of its own: the protocol routes may start before any task exists (a lane
-        # run at once, api/connections.py), and httpx's timeouts need the task they run in.
-        exchange = asyncio.ensure_future(self._http.send(request, stream=stream))
         try:
-            return await exchange
+            return await self._http.send(request, stream=stream)
         except httpx.TimeoutException as exc:
             message = f"upstream transformer timed out ({type(exc).__name__})"
             logger.error(message, extra={"upstream": self.url, "path": request.url.path})
