@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from .errors import DestinationError
-from .js import JsonObject
+from .js import JsonObject, JsonValue
 from .records import record
 
 REVISION: Final = "2023-02-22"
@@ -101,8 +101,8 @@ class PlannedEvent:
     ``suppressed`` is the rudder-server protocol's 299 mark (docs/mapping.md §6.9).
     """
 
-    message_id: Any
-    type: Any
+    message_id: JsonValue
+    type: JsonValue
     user_key: str
     requests: list[PlannedRequest] = field(default_factory=list)
     error: DestinationError | None = None
