@@ -16,6 +16,9 @@ from ..js import JsonValue, truthy
 from .config import DestinationConfig, check_api_version
 from .events import EVENT, NOT_OBJECT, NOT_SCALAR, OWN_ERRORS, SCALARS, Event
 
+#: the union's core validator: ``TypeAdapter.validate_python`` adds only argument checks
+_validate = EVENT.validator.validate_python
+
 
 class Identity(NamedTuple):
     """Who an event says it is, as the caller sent it: answers echo it, refused or not."""
@@ -59,7 +62,8 @@ def _parse(raw: dict[str, Any], config: DestinationConfig, *, require_key: bool)
             f"Private API Key is a required field for {event_type} events", field="privateApiKey"
         )
     try:
-        return EVENT.validate_python(raw)
+        event: Event = _validate(raw)
+        return event
     except ValidationError as exc:
         raise refusal(exc, event_type) from None
 
