@@ -27,29 +27,28 @@ FACTS: Final = "klaviyo.facts"
 #: entry is a part, or one module of a part (``FACTS``).
 ALLOWED: Final = {
     "js": set(),
-    "records": set(),
     "errors": set(),
     "redact": set(),
     "content_length": set(),
-    "planned": {"errors", "js", "records", FACTS},
-    "settings": {"planned", "errors", "js", "records", FACTS},
-    "ingest": {"ingest", "errors", "js", "records", "settings", "planned", FACTS},
-    "mapping": {"mapping", "ingest", "planned", "errors", "js", "records", "settings", FACTS},
-    "pipeline": {"ingest", "mapping", "planned", "errors", "js", "records", "settings", FACTS},
+    "planned": {"errors", "js", FACTS},
+    "settings": {"planned", "errors", "js", FACTS},
+    "ingest": {"ingest", "errors", "js", "settings", "planned", FACTS},
+    "mapping": {"mapping", "ingest", "planned", "errors", "js", "settings", FACTS},
+    "pipeline": {"ingest", "mapping", "planned", "errors", "js", "settings", FACTS},
     "klaviyo": {
-        "klaviyo", "mapping", "ingest", "planned", "errors", "js", "records", "redact", "settings",
+        "klaviyo", "mapping", "ingest", "planned", "errors", "js", "redact", "settings",
         "content_length",
     },
     "protocol": {
         "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned", "errors", "js",
-        "records", "redact", "settings",
+        "redact", "settings",
     },
     "emulator": {"emulator", FACTS},
     "logs": {"redact"},
     # How serve serves the app: above the routes it serves, below app and cli that wire it.
     "serving": {
         "serving", "api", "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned",
-        "errors", "js", "records", "redact", "settings", "logs",
+        "errors", "js", "redact", "settings", "logs",
     },
 }  # fmt: skip
 #: The top of the tree wires everything together.

@@ -11,7 +11,6 @@ for long runs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from typing import Any
 
@@ -479,42 +478,9 @@ lookup_events = st.fixed_dictionaries(
 def test_indexed_tables_map_as_walking_every_path(raw: JsonObject) -> None:
     """``map_event`` walks only the paths whose first key an event has; it must give exactly
     what a lookup per rule gives (same keys, same values, same order)."""
-    event = parse(raw, parse_config({"privateApiKey": "pk"}))
+    _, event = parse(raw, parse_config({"privateApiKey": "pk"}))
     if isinstance(event, DestinationError):
         return
     for table in (PROFILE_ATTRIBUTES, EVENT_PROFILE):
         indexed, walked = map_event(table, event), map_each_rule(table, event)
         assert orjson.dumps(indexed) == orjson.dumps(walked)
-
-
-@fuzz(300)
-@given(lookup_events | valid_events | mutated_events())
-def test_a_parsed_event_is_the_one_its_constructor_builds(raw: JsonObject) -> None:
-    """``RudderEvent.parse`` fills the slots itself instead of calling ``__init__``; the event
-    must be the one the generated constructor (and ``__post_init__``'s roots) would build."""
-    event = parse(raw, parse_config({"privateApiKey": "pk"}))
-    if isinstance(event, DestinationError):
-        return
-    kind = type(event)
-    own = {attribute: raw.get(name) for name, attribute in kind.OWN}
-    built = kind(
-        type=raw["type"].lower(),
-        user_id=raw.get("userId"),
-        anonymous_id=raw.get("anonymousId"),
-        message_id=raw.get("messageId"),
-        timestamp=raw.get("timestamp"),
-        traits=raw.get("traits"),
-        context=raw.get("context"),
-        properties=raw.get("properties"),
-        integrations=raw.get("integrations"),
-        received=raw,
-        **own,
-    )
-    assert {f.name for f in dataclasses.fields(kind) if f.init} == {
-        "type", "user_id", "anonymous_id", "message_id", "timestamp", "traits", "context",
-        "properties", "integrations", "received", *own,
-    }  # fmt: skip
-    for field in dataclasses.fields(kind):  # compare=False ones (received, roots) included
-        assert getattr(built, field.name) == getattr(event, field.name), field.name
-    assert built.received is event.received
-    assert list(built.roots) == list(event.roots)

@@ -19,6 +19,7 @@ from .api import routes
 from .api.edge import Edge
 from .api.exchange import Call
 from .api.metrics import HttpMetrics
+from .api.openapi import document_events
 from .api.refusals import REFUSED, refused, unexpected
 from .api.request_log import RequestLog
 from .api.responses import JsonResponse
@@ -93,6 +94,7 @@ def create_app(
         default_response_class=JsonResponse,
     )
     app.include_router(routes)
+    document_events(app)
     for prefix, sub_app in (mounts or {}).items():
         app.mount(prefix, sub_app)
     app.router.default = _not_matched(app.router.default)

@@ -13,6 +13,8 @@ from typing import Any, Final
 
 #: A JSON object as parsed from a request or built for one.
 JsonObject = dict[str, Any]
+#: Any JSON value as parsed (what orjson gives).
+JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
 #: The two JSON container types, for ``isinstance`` (a tuple: faster than ``dict | list`` on 3.11).
 JSON_CONTAINERS: Final = (dict, list)
 

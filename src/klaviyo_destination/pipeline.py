@@ -17,10 +17,7 @@ from .planned import PlannedEvent
 
 def plan_event(raw: Any, config: DestinationConfig, *, require_key: bool = True) -> PlannedEvent:
     """The planned requests of one raw event, or the error that rejects it."""
-    message = raw if isinstance(raw, dict) else {}
-    message_id, event_type = message.get("messageId"), message.get("type")
-    user_key = str(message.get("userId") or message.get("anonymousId") or "")
-    event = parse(raw, config, require_key=require_key)
+    (message_id, event_type, user_key), event = parse(raw, config, require_key=require_key)
     if isinstance(event, DestinationError):
         return PlannedEvent(message_id, event_type, user_key, error=event)
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import DestinationError
-from .js import JsonObject
+from .js import JsonObject, JsonValue
 from .klaviyo.facts import EVENTS_PATH, PROFILES_PATH, SUBSCRIPTIONS_PATH, Endpoint
 
 
@@ -85,8 +85,8 @@ class PlannedEvent:
     ``dataclasses.replace`` makes a changed copy (the protocol's look-up does).
     """
 
-    message_id: Any
-    type: Any
+    message_id: JsonValue
+    type: JsonValue
     user_key: str
     requests: list[PlannedRequest] = field(default_factory=list)
     error: DestinationError | None = None

@@ -33,9 +33,9 @@ from .models import (
     processor_openapi,
     router_openapi,
 )
+from .openapi import EVENTS_TAG, OPERATIONS_TAG, PROTOCOL_TAG, events_openapi
 from .refusals import API_VERSION, PROTOCOL
 from .responses import JsonResponse, error_body
-from .samples import request_body_examples
 
 logger = logging.getLogger(__name__)
 API_VERSION_HEADERS: Final = ((b"apiversion", b"2"),)
@@ -118,7 +118,8 @@ _post(
     events,
     name="post_events",
     summary="Deliver events to Klaviyo (webhook)",
-    openapi_extra=request_body_examples(),
+    openapi_extra=events_openapi(),
+    tags=[EVENTS_TAG],
     responses=EVENTS_RESPONSES,
 )
 
@@ -135,7 +136,8 @@ _post(
     batch,
     name="post_batch",
     summary="RudderStack/Segment HTTP API: a batch of events, as the SDKs send it",
-    openapi_extra=request_body_examples(),
+    openapi_extra=events_openapi(),
+    tags=[EVENTS_TAG],
     responses=SDK_RESPONSES,
 )
 
@@ -152,7 +154,8 @@ for _type in SDK_EVENT_TYPES:
         post_one,
         methods=["POST"],
         summary=f"RudderStack/Segment HTTP API: one {_type} event",
-        openapi_extra=request_body_examples(),
+        openapi_extra=events_openapi(),
+        tags=[EVENTS_TAG],
         responses=SDK_RESPONSES,
         name=f"post_{_type}",
     )
@@ -174,7 +177,8 @@ def _sdk_answer(delivered: list[tuple[PlannedEvent, Outcome]]) -> Answer:
 @routes.post(
     "/v1/transform",
     summary="Dry run: the Klaviyo requests /v1/events would send; nothing is sent",
-    openapi_extra=request_body_examples(),
+    openapi_extra=events_openapi(),
+    tags=[EVENTS_TAG],
     responses=TRANSFORM_RESPONSES,
 )
 async def post_transform(request: Request) -> Response:
@@ -189,7 +193,11 @@ async def post_transform(request: Request) -> Response:
     return Answer.json({"results": results}, status).response()
 
 
-@routes.get("/features", summary="rudder-server's transformer features (private network)")
+@routes.get(
+    "/features",
+    summary="rudder-server's transformer features (private network)",
+    tags=[PROTOCOL_TAG],
+)
 async def features(request: Request) -> Response:
     front = _protocol_front(Call.of(request))
     upstream = await front.upstream.features() if front.upstream is not None else None
@@ -226,6 +234,7 @@ async def processor(call: Call) -> Served:
     "/v0/destinations/{destination}",
     summary="rudder-server processor transform (private network)",
     openapi_extra=processor_openapi(),
+    tags=[PROTOCOL_TAG],
     responses=PROCESSOR_RESPONSES,
 )
 async def post_processor(request: Request, destination: str) -> Response:
@@ -267,6 +276,7 @@ _post(
     name="post_router",
     summary="rudder-server router transform (private network)",
     openapi_extra=router_openapi(),
+    tags=[PROTOCOL_TAG],
     responses=ROUTER_RESPONSES,
 )
 
@@ -320,12 +330,16 @@ def _filter_code(header: str | None) -> bool:
     return header is not None and header.strip().lower() not in ("", "?0", "false", "0")
 
 
-@routes.get("/health", summary="Liveness")
+@routes.get("/health", summary="Liveness", tags=[OPERATIONS_TAG])
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@routes.get("/ready", summary="Readiness: settings loaded and the Klaviyo client open")
+@routes.get(
+    "/ready",
+    summary="Readiness: settings loaded and the Klaviyo client open",
+    tags=[OPERATIONS_TAG],
+)
 async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
     if not klaviyo.is_open:
         return JsonResponse({"status": "starting"}, status_code=503)
@@ -339,7 +353,7 @@ async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
     return JsonResponse({"status": "ready", "klaviyo": target, "upstream_transformer": upstream})
 
 
-@routes.get("/metrics", summary="Prometheus metrics")
+@routes.get("/metrics", summary="Prometheus metrics", tags=[OPERATIONS_TAG])
 async def metrics(request: Request) -> Response:
     registry = state_of(request.scope)["metrics"].registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

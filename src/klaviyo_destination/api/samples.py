@@ -69,13 +69,3 @@ SAMPLES: Final[dict[str, dict[str, Any]]] = {
         },
     },
 }
-
-
-def request_body_examples() -> dict[str, Any]:
-    """``openapi_extra`` for a route that takes one event, an array, or ``{"batch": [...]}``."""
-    examples = {
-        name: {"summary": f"{name} event", "value": event} for name, event in SAMPLES.items()
-    }
-    examples["batch"] = {"summary": "a batch", "value": {"batch": list(SAMPLES.values())}}
-    content = {"application/json": {"schema": {}, "examples": examples}}
-    return {"requestBody": {"required": True, "content": content}}

@@ -2,15 +2,17 @@
 
 from .body import Events, events_of, parse_json
 from .config import DestinationConfig, check_api_version, from_settings, parse_config
-from .events import Event, Group, Identify, RudderEvent, Screen, Track
-from .parse import parse
+from .events import EVENT, Event, Group, Identify, RudderEvent, Screen, Track
+from .parse import Identity, parse
 
 __all__ = [
+    "EVENT",
     "DestinationConfig",
     "Event",
     "Events",
     "Group",
     "Identify",
+    "Identity",
     "RudderEvent",
     "Screen",
     "Track",

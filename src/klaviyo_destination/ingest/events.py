@@ -1,98 +1,127 @@
-"""Inbound events: RudderStack's identify, track, screen and group, typed for the mapping.
+"""Inbound events: RudderStack's identify, track, screen and group, as frozen pydantic models.
 
 Only what the mapping reads is typed and checked (docs/mapping.md §2 step 5); the event as
-received is kept whole beside it. ``traits``, ``properties`` and ``context`` stay JSON objects:
-the mapping reads them with the reference's path semantics (``mapping/paths.py``, §1).
+received is kept whole beside it. ``traits``, ``properties``, ``context`` and ``integrations``
+are checked to be JSON objects and kept as received, neither copied nor walked: the mapping
+reads them with the reference's path semantics (``mapping/paths.py``, §1), and copying every
+event's ``context`` cost more than the checks (bench/optimisations.md).
 
-The checks are written out rather than left to a pydantic model: they are a handful of
-``isinstance`` tests, and validating (and copying) every event's whole ``context`` through a
-model cost more than the mapping itself at a hundred events a request (bench/optimisations.md).
+The models validate Python values that orjson parsed, not bytes: pydantic-core's own JSON
+parser reads integers beyond 64 bits exactly and accepts ``NaN``, where orjson (and so the
+protocol routes) reads a double and refuses, so one event would map differently by route; it
+also measured slower (bench/optimisations.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import field
-from typing import Any, ClassVar, Final, Self, cast
+from typing import Annotated, Any, Final, Literal, Self
 
-from ..errors import InvalidEvent
-from ..js import JSON_CONTAINERS, JsonObject
-from ..records import record
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    InstanceOf,
+    ModelWrapValidatorHandler,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
-_OBJECT_OR_NULL: Final = (dict, type(None))
+from ..js import JsonObject
 
 #: the reasons of §2 step 5, by shape
 NOT_SCALAR: Final = "must be a string or a number, not an object or array"
 NOT_OBJECT: Final = "must be a JSON object"
 CONTEXT_TRAITS_NOT_OBJECT: Final = "context.traits must be a JSON object"
 EXTERNAL_ID_NOT_ARRAY: Final = "context.externalId must be a JSON array"
+#: the pydantic error types whose message is the reason itself
+OWN_ERRORS: Final = frozenset({"context_traits", "context_external_id"})
+
+#: An identifier RudderStack may send as a string or a number (``true`` passes, as it always
+#: has); an object or an array is refused.
+Identifier = str | int | float | bool | None
+#: A JSON object, checked for its type and kept as it came (``InstanceOf``: no copy).
+Object = InstanceOf[dict[str, Any]]
 
 
-@record(kw_only=True)
-class RudderEvent:
-    """The fields of RudderStack's event spec that the Klaviyo mapping reads."""
+def _context_shape(context: JsonObject) -> JsonObject:
+    traits, external_id = context.get("traits"), context.get("externalId")
+    if traits is not None and not isinstance(traits, dict):
+        raise PydanticCustomError("context_traits", CONTEXT_TRAITS_NOT_OBJECT)
+    if external_id is not None and not isinstance(external_id, list):
+        raise PydanticCustomError("context_external_id", EXTERNAL_ID_NOT_ARRAY)
+    return context
 
-    #: identifiers RudderStack may send as a string or a number (objects and arrays refused)
-    SCALARS: ClassVar[tuple[str, ...]] = ("userId", "anonymousId", "messageId")
-    OBJECTS: ClassVar[tuple[str, ...]] = ("traits", "context", "properties", "integrations")
-    #: the fields a subclass adds: (JSON name, attribute), after the common ones
-    OWN: ClassVar[tuple[tuple[str, str], ...]] = ()
-    #: the scalars a subclass adds, checked after ``OBJECTS``
-    EXTRA_SCALARS: ClassVar[tuple[str, ...]] = ()
 
-    type: str
-    user_id: Any = None
-    anonymous_id: Any = None
-    message_id: Any = None
+Context = Annotated[
+    Object,
+    AfterValidator(_context_shape),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "traits": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+                "externalId": {"anyOf": [{"type": "array"}, {"type": "null"}]},
+            },
+        }
+    ),
+]
+
+
+class RudderEvent(BaseModel):
+    """The fields of RudderStack's event spec that the Klaviyo mapping reads.
+
+    Frozen; any other field of the event stays in :attr:`received`. ``null`` counts as absent.
+    """
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel)
+
+    type: str = Field(description="the event type, in any case (kept lower-cased)")
+    user_id: Identifier = None
+    anonymous_id: Identifier = None
+    message_id: Identifier = Field(
+        default=None, description="Klaviyo's unique_id; without one, a digest of the event"
+    )
     timestamp: Any = None
-    traits: JsonObject | None = None
-    context: JsonObject | None = None
-    properties: JsonObject | None = None
-    integrations: JsonObject | None = None
-    #: the JSON object this event was parsed from, untouched (``type`` in its original case):
-    #: what a resend repeats (its ``unique_id``, §8.7). A reference, not a copy: nothing
-    #: mutates an event.
-    received: JsonObject = field(default_factory=dict, repr=False, compare=False)
-    #: the top-level values lookup paths start from (``traits`` in ``traits.email``)
-    roots: dict[str, Any] = field(init=False, repr=False, compare=False)
+    traits: Object | None = None
+    context: Context | None = None
+    properties: Object | None = None
+    integrations: Object | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "roots", _roots(self))
-
+    @field_validator("type", mode="before")
     @classmethod
-    def parse(cls, data: JsonObject) -> Self:
-        """The event of ``data`` (whose ``type`` names this class), or ``InvalidEvent``.
+    def _lower_case(cls, value: Any) -> Any:
+        """RudderStack lower-cases the type before dispatching; the literal must match too."""
+        return value.lower() if isinstance(value, str) else value
 
-        Built slot by slot rather than through the generated ``__init__``: keyword arguments and
-        ``__post_init__`` were half of an event's parse (bench/optimisations.md). Built either
-        way, an event is equal, roots included (tests/test_fuzz_mapping.py).
-        """
-        get = data.get
-        user_id, anonymous_id, message_id = get("userId"), get("anonymousId"), get("messageId")
-        traits, context, properties = get("traits"), get("context"), get("properties")
-        integrations = get("integrations")
-        if (
-            isinstance(user_id, JSON_CONTAINERS)
-            or isinstance(anonymous_id, JSON_CONTAINERS)
-            or isinstance(message_id, JSON_CONTAINERS)
-            or not isinstance(traits, _OBJECT_OR_NULL)
-            or not isinstance(context, _OBJECT_OR_NULL)
-            or not isinstance(properties, _OBJECT_OR_NULL)
-            or not isinstance(integrations, _OBJECT_OR_NULL)
-            or (context is not None and _context_problem(context) is not None)
-            or (cls.EXTRA_SCALARS and _has_container(data, cls.EXTRA_SCALARS))
-        ):
-            raise _shape_error(cls, data)
-        event: Any = object.__new__(cls)  # Any: frozen to the type checker, plain slots here
-        event.type = data["type"].lower()
-        event.user_id, event.anonymous_id, event.message_id = user_id, anonymous_id, message_id
-        event.timestamp = get("timestamp")
-        event.traits, event.context, event.properties = traits, context, properties
-        event.integrations = integrations
-        event.received = data
-        for name, attribute in cls.OWN:
-            setattr(event, attribute, get(name))
-        event.roots = _roots(event)
-        return cast(Self, event)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_received(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        event = handler(data)
+        if event is not data:
+            # Beside the fields, where pydantic keeps a cached_property's value (so not in the
+            # schema, a dump or ==); written once, here, and read-only from then on.
+            vars(event).update(received=data, roots=_roots(event))
+        return event
+
+    @property
+    def received(self) -> JsonObject:
+        """The JSON object this event was validated from, untouched (``type`` in its original
+        case): what a resend repeats (its ``unique_id``, §8.7). A reference, not a copy."""
+        received: JsonObject = self.__dict__["received"]
+        return received
+
+    @property
+    def roots(self) -> dict[str, Any]:
+        """The top-level values lookup paths start from (``traits`` in ``traits.email``)."""
+        roots: dict[str, Any] = self.__dict__["roots"]
+        return roots
 
     @property
     def context_traits(self) -> JsonObject | None:
@@ -101,6 +130,13 @@ class RudderEvent:
 
     def root(self, name: str) -> Any:
         return self.roots.get(name)
+
+    def copy_with(self, **changes: Any) -> Self:
+        """This event with ``changes`` (by attribute name), as the mapping derives one (§6.2):
+        not validated again, ``received`` kept, the roots recomputed."""
+        event = self.model_copy(update=changes)
+        vars(event)["roots"] = _roots(event)
+        return event
 
 
 def _roots(event: RudderEvent) -> dict[str, Any]:
@@ -116,68 +152,56 @@ def _roots(event: RudderEvent) -> dict[str, Any]:
         "traits": event.traits,
         "context": context,
         "properties": event.properties,
-        "event": getattr(event, "event", None),
+        "event": vars(event).get("event"),  # track's and screen's field; no getattr fallback
     }
     if context is not None and "." not in "".join(context):
         roots["context.traits"] = event.context_traits
     return roots
 
 
-def _has_container(data: JsonObject, names: tuple[str, ...]) -> bool:
-    return any(isinstance(data.get(name), JSON_CONTAINERS) for name in names)
-
-
-def _context_problem(context: JsonObject) -> str | None:
-    if context.get("traits") is not None and not isinstance(context["traits"], dict):
-        return CONTEXT_TRAITS_NOT_OBJECT
-    if context.get("externalId") is not None and not isinstance(context["externalId"], list):
-        return EXTERNAL_ID_NOT_ARRAY
-    return None
-
-
-def _shape_error(cls: type[RudderEvent], data: JsonObject) -> InvalidEvent:
-    """The first field, in the order the fields are declared, whose shape is wrong."""
-    for name in (*RudderEvent.SCALARS, *RudderEvent.OBJECTS, *cls.EXTRA_SCALARS):
-        value = data.get(name)
-        if value is None:
-            continue
-        if name in RudderEvent.OBJECTS:
-            reason = NOT_OBJECT if not isinstance(value, dict) else None
-            if reason is None and name == "context":
-                reason = _context_problem(value)
-        else:
-            reason = NOT_SCALAR if isinstance(value, JSON_CONTAINERS) else None
-        if reason is not None:
-            return InvalidEvent(f"Invalid event field {name}: {reason}", field=name)
-    raise AssertionError("_shape_error called for a well-formed event")  # pragma: no cover
-
-
-@record(kw_only=True)
 class Identify(RudderEvent):
-    pass
+    """Creates or updates the Klaviyo profile, and subscribes it when its traits ask."""
+
+    type: Literal["identify"]
 
 
-@record(kw_only=True)
 class Track(RudderEvent):
-    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"),)
+    """Creates a Klaviyo event for the profile."""
 
-    event: Any = None
+    type: Literal["track"]
+    event: Any = Field(default=None, description="the metric name")
 
 
-@record(kw_only=True)
 class Screen(RudderEvent):
-    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("event", "event"), ("name", "name"))
+    """Creates a Klaviyo event for the profile, as track does."""
 
-    event: Any = None
-    name: Any = None
+    type: Literal["screen"]
+    event: Any = Field(default=None, description="the metric name")
+    name: Any = Field(default=None, description="the metric name when no other is given")
 
 
-@record(kw_only=True)
 class Group(RudderEvent):
-    EXTRA_SCALARS: ClassVar[tuple[str, ...]] = ("groupId",)
-    OWN: ClassVar[tuple[tuple[str, str], ...]] = (("groupId", "group_id"),)
+    """Subscribes the profile to the list named by `groupId`, when `traits.subscribe` is true."""
 
-    group_id: Any = None
+    type: Literal["group"]
+    group_id: Identifier = Field(default=None, description="the Klaviyo list to subscribe to")
 
 
-Event = Identify | Track | Screen | Group
+def _event_type(value: Any) -> str | None:
+    """The lower-cased type that picks the model (a model instance passes as it is)."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind.lower() if isinstance(kind, str) else None
+
+
+#: Dispatch on the lower-cased ``type``; any other type fails with ``union_tag_invalid`` (or
+#: ``union_tag_not_found`` when it is no string), which ``ingest.parse`` words as §2 step 4.
+Event = Annotated[
+    Annotated[Identify, Tag("identify")]
+    | Annotated[Track, Tag("track")]
+    | Annotated[Screen, Tag("screen")]
+    | Annotated[Group, Tag("group")],
+    Discriminator(_event_type),
+]
+EVENT: Final = TypeAdapter[Event](Event)
+#: The fields whose refusal is ``NOT_SCALAR`` (the others are objects), by JSON name.
+SCALARS: Final = frozenset({"userId", "anonymousId", "messageId", "groupId"})

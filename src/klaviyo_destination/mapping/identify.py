@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from typing import Any
 
 from .. import planned
@@ -67,15 +66,15 @@ def _mapped_to_destination(event: Identify) -> tuple[Identify, Any]:
         set_path(traits, identifier_type, None if external_id is MISSING else external_id)
         event = _with_traits(event, traits)
     if truthy(external_id):
-        event = replace(event, user_id=external_id)
+        event = event.copy_with(user_id=external_id)
     return event, _subscribe_by_default(traits)
 
 
 def _with_traits(event: Identify, traits: JsonObject) -> Identify:
     if event.traits is not None:
-        return replace(event, traits=traits)
+        return event.copy_with(traits=traits)
     context = {**(event.context or {}), "traits": traits}
-    return replace(event, context=context)
+    return event.copy_with(context=context)
 
 
 def _subscribe_by_default(traits: Any) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
@@ -15,13 +16,13 @@ from ..errors import DestinationError, InvalidEvent
 from ..ingest.config import DestinationConfig, parse_config
 from ..pipeline import plan_event
 from ..planned import PlannedEvent
-from ..records import record
 from .lookup import ProfileLookup, resolve_identify
 
 
-@record
+@dataclass(slots=True)
 class Job:
-    """One element of a processor or router request."""
+    """One element of a processor or router request. A plain (mutable) data class, as
+    ``PlannedEvent`` is, for the same reason: one is built per event; nothing assigns a field."""
 
     message: Any
     metadata: Any
