@@ -62,7 +62,7 @@ test: lint typecheck pytest
 FUZZ_EXAMPLES ?= 3000
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
-		tests/test_fuzz_mapping.py tests/test_schemathesis.py
+		tests/mapping/test_fuzz_mapping.py tests/api/test_schemathesis.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

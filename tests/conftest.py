@@ -9,7 +9,7 @@ from collections.abc import Generator
 import pytest
 import stamina
 
-from .apps import WAYS, Build, built
+from tests.helpers.apps import WAYS, Build, built
 
 #: user_properties key marking a report that _contract_skips_fail_in_ci turned into a failure.
 CONTRACT_SKIP: str = "contract-skip"
@@ -29,7 +29,7 @@ def _no_stamina_hooks() -> None:
 
 @pytest.fixture(params=WAYS)
 def way(request: pytest.FixtureRequest) -> str:
-    """Each way ``serve`` can serve the app (``tests/apps.py``)."""
+    """Each way ``serve`` can serve the app (``tests/helpers/apps.py``)."""
     way: str = request.param
     return way
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from klaviyo_destination.cli import GC_THRESHOLDS, main, worker_app
-
-from .apps import served
+from tests.helpers.apps import served
 
 TRACK = {
     "type": "track",

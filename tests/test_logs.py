@@ -25,8 +25,7 @@ from pydantic import SecretStr
 from klaviyo_destination import logs
 from klaviyo_destination.cli import _parser
 from klaviyo_destination.settings import Settings
-
-from .apps import Build, served
+from tests.helpers.apps import Build, served
 
 KEY = "pk_logs_SECRET_0123456789"
 TOKEN = "hook-logs-SECRET-42"

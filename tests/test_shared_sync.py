@@ -12,7 +12,8 @@ from typing import Final
 
 import pytest
 
-from .conformance import CASES_DIR
+from tests.helpers.conformance import CASES_DIR
+
 from .schemas import SCHEMAS_DIR
 from .schemas.derive import DEFAULT_SPEC, derive, render
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from klaviyo_destination.klaviyo import KlaviyoClient
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
 from klaviyo_destination.settings import Settings
-from tests.fakes import FakeClock
+from tests.helpers.fakes import FakeClock
 from tests.klaviyo.helpers import BASE, KEY, Factory
 
 

@@ -14,7 +14,7 @@ from klaviyo_destination.errors import RateLimited
 from klaviyo_destination.klaviyo.facts import Endpoint
 from klaviyo_destination.klaviyo.ratelimit import EndpointLimiter, RateLimiter, retry_after
 from klaviyo_destination.settings import Settings
-from tests.fakes import FakeClock
+from tests.helpers.fakes import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,7 @@ import asyncio
 from typing import Any
 
 from klaviyo_destination.protocol import route
-
-from .conformance import ScriptedLookup
+from tests.helpers.conformance import ScriptedLookup
 
 CREATED = {"status": 201, "body": {"data": {"id": "P1", "attributes": {}}}}
 CONFIG = {"privateApiKey": "pk_router"}

@@ -18,9 +18,8 @@ from klaviyo_destination.protocol.bodies import Limits, processor_body, router_b
 from klaviyo_destination.protocol.features import merged_features, own_features
 from klaviyo_destination.settings import Settings
 from support.rudder_server import compact_processor
-
-from .apps import Build, served
-from .conformance import ScriptedLookup
+from tests.helpers.apps import Build, served
+from tests.helpers.conformance import ScriptedLookup
 
 LIMITS = Limits(max_depth=8, max_event_bytes=10_000)
 UPSTREAM = "http://upstream.test"

@@ -2,8 +2,8 @@
 
 A lane must answer exactly as the FastAPI route of the same handler does. The processor route
 gives a natural twin: ``/v0/destinations/klaviyo`` is a lane, ``/v0/destinations/KLAVIYO``
-goes through FastAPI's routing to the same handler. (``tests/test_serving.py`` compares whole
-apps, lanes on and off.)
+goes through FastAPI's routing to the same handler. (``tests/serving/test_serving.py`` compares
+whole apps, lanes on and off.)
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from klaviyo_destination.errors import BadRequest
 from klaviyo_destination.serving.lanes import Lane, Lanes
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
-
-from .apps import served
+from tests.helpers.apps import served
 
 pytestmark = pytest.mark.anyio
 

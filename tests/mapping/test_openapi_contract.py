@@ -17,12 +17,11 @@ from jsonschema import Draft4Validator
 
 from klaviyo_destination.ingest import parse_config
 from klaviyo_destination.planned import PlannedRequest, patch_profile
+from tests.helpers.conformance import CASES_DIR, expected_of
+from tests.helpers.planning import plan_or_raise
+from tests.schemas import load, validator
 
-from .conformance import CASES_DIR, expected_of
-from .planning import plan_or_raise
-from .schemas import load, validator
-
-ROOT: Final = Path(__file__).resolve().parents[1]
+ROOT: Final = Path(__file__).resolve().parents[2]
 #: operation of each planned request: (method, path template) -> request schema name
 SCHEMAS: Final = {
     ("POST", "/api/profiles"): "ProfileCreateQuery",

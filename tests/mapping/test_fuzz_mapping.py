@@ -30,9 +30,8 @@ from klaviyo_destination.mapping.lookups import map_each_rule, map_event
 from klaviyo_destination.pipeline import plan_events
 from klaviyo_destination.planned import PlannedRequest
 from klaviyo_destination.protocol import process, route
-
-from .conformance import ScriptedLookup
-from .planning import plan_or_raise
+from tests.helpers.conformance import ScriptedLookup
+from tests.helpers.planning import plan_or_raise
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 MAX_DEPTH = 64  # the service's default MAX_JSON_DEPTH: deeper bodies never reach the mapping

@@ -17,10 +17,9 @@ import pytest
 
 from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.ingest import parse_config
+from tests.helpers.planning import as_row, plan_or_raise
 
-from .planning import as_row, plan_or_raise
-
-CASES_DIR = Path(__file__).parent / "cases"
+CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ROW_KEYS = {"id", "why", "config", "event"}
 

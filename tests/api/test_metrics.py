@@ -11,8 +11,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
-
-from .apps import Build, served
+from tests.helpers.apps import Build, served
 
 KEY = "pk_metrics"
 TRACK = {"type": "track", "event": "E", "userId": "u1", "messageId": "m1", "properties": {}}

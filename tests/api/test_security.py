@@ -33,8 +33,7 @@ from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession, Outcome
 from klaviyo_destination.klaviyo.facts import PROFILES_PATH
 from klaviyo_destination.planned import create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
-
-from .apps import Build, served, served_way
+from tests.helpers.apps import Build, served, served_way
 
 KEY = "pk_live_SECRET_0123456789abcdef"
 TOKEN = "hook-SECRET-token-42"
@@ -536,7 +535,7 @@ async def test_without_a_token_the_loopback_emulator_is_open_and_links_resolve(w
         assert (await client.get(link, headers=headers)).status_code == 200
 
 
-# --- 5. Klaviyo's errors may echo a key in any member (issue 15, item 4) -------------------------
+# --- 5. Klaviyo's errors may echo a key in any member -------------------------------------------
 
 #: Another account's key, echoed as an Authorization header value: masked as one too.
 OTHER_KEY = "pk_other_SECRET_987654321"

@@ -18,8 +18,7 @@ from pydantic import SecretStr
 from klaviyo_destination.emulator import EmulatorStore, create_emulator
 from klaviyo_destination.emulator.models import EventRecord
 from klaviyo_destination.settings import Settings
-
-from .apps import Build, served
+from tests.helpers.apps import Build, served
 
 #: The emulator's clock: 2025-11-28T10:05:00Z, so the events' times are in its accepted window.
 NOW = 1_764_324_300.0

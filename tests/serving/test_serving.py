@@ -22,8 +22,7 @@ from klaviyo_destination.app import create_app
 from klaviyo_destination.serving.connection import UNENFORCED, UVICORN_MINOR, serve_options
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
-
-from .apps import WAYS, served, served_way
+from tests.helpers.apps import WAYS, served, served_way
 
 KEY: Final = "pk_serving_secret"
 TOKEN: Final = "serving-token"

@@ -32,8 +32,7 @@ from klaviyo_destination.settings import Settings
 from support.asgi import post_scope
 from support.events import signed_up
 from support.processes import LOOPBACK, clean_env, free_port, stop_process, wait_healthy
-
-from .apps import Build, served
+from tests.helpers.apps import Build, served
 
 KEY: Final = "pk_edge_test_secret"
 TOKEN: Final = "edge-token-7"

@@ -95,8 +95,8 @@ SETTINGS = Settings(
     backoff_max=0.002,
     max_batch_events=50,
 )
-#: As ``serve`` serves it: the hot routes by their lanes (tests/test_serving.py checks that the
-#: plain app answers the same bytes).
+#: As ``serve`` serves it: the hot routes by their lanes (tests/serving/test_serving.py checks
+#: that the plain app answers the same bytes).
 APP = serving.wrap(create_app(SETTINGS, transport=httpx.MockTransport(klaviyo)), SETTINGS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path=ENDPOINTS)
 

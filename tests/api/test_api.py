@@ -16,9 +16,8 @@ from pydantic import SecretStr
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
 from support.rudder_server import compact_processor, compact_router
-
-from .apps import Build, served
-from .conformance import (
+from tests.helpers.apps import Build, served
+from tests.helpers.conformance import (
     case_files,
     expected_of,
     load,

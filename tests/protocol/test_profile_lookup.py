@@ -10,8 +10,7 @@ import pytest
 from klaviyo_destination.errors import ProfileLookupError
 from klaviyo_destination.planned import PlannedEvent, PlannedRequest
 from klaviyo_destination.protocol.lookup import resolve_identify
-
-from .planning import as_row
+from tests.helpers.planning import as_row
 
 ATTRIBUTES = {"external_id": "u1", "email": "a@b.co"}
 CREATE = PlannedRequest(

@@ -13,8 +13,7 @@ from pydantic import SecretStr
 from klaviyo_destination.app import create_app
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
-
-from .apps import served
+from tests.helpers.apps import served
 
 ASSET = re.compile(r"""(?:src|href)="([^"]+)"|url: '([^']+)'""")
 

@@ -10,8 +10,7 @@ import pytest
 
 from klaviyo_destination.js import JsonObject
 from klaviyo_destination.protocol import process, route
-
-from .conformance import (
+from tests.helpers.conformance import (
     ScriptedLookup,
     as_reference,
     case_files,

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.js import JsonObject
 
-CASES_DIR = Path(__file__).resolve().parent / "reference_cases"
+CASES_DIR = Path(__file__).resolve().parents[1] / "reference_cases"
 SKIP_REASON = f"no reference cases found at {CASES_DIR}"
 
 

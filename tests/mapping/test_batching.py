@@ -8,8 +8,7 @@ import pytest
 
 from klaviyo_destination.mapping import merge_subscriptions
 from klaviyo_destination.planned import PlannedRequest
-
-from .planning import as_row
+from tests.helpers.planning import as_row
 
 PATH = "/api/profile-subscription-bulk-create-jobs"
 ABSENT = object()  # a job without list_id

@@ -18,8 +18,7 @@ from pydantic import SecretStr
 
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
-
-from .apps import Build, served
+from tests.helpers.apps import Build, served
 
 TOKEN = "write-key-SECRET-1"
 KEY = "pk_sdk_routes"

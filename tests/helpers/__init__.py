@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: apps in process, fakes, planning and the reference cases."""
