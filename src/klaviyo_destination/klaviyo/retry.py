@@ -44,8 +44,8 @@ class RetryHook:
     It also keeps the one deadline check stamina cannot make: stamina's ``timeout`` stops on
     the time already spent, not counting the sleep it is about to start, so a backoff could
     end past the deadline. The hook therefore retries only when even the longest wait stamina
-    may pick for this try fits in the time left, and the log line's ``retry_wait`` is that
-    longest wait (or the wait Klaviyo named).
+    may pick for this try fits in the time left. The log line says which it knows: the wait
+    Klaviyo named (``retry_wait``), or the longest stamina may draw (``retry_wait_max``).
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class RetryHook:
         remaining = self._deadline - time.monotonic()
         named = exc.retry_after if isinstance(exc, KlaviyoUnavailable) else None
         decision: bool | float
+        field = "retry_wait"
         if named is not None:
             # Klaviyo named the wait: take it, or stop now if it outlasts the deadline or the
             # cap (the caller gets the wait; the limiter holds no longer than the cap).
@@ -85,7 +86,7 @@ class RetryHook:
             if wait > remaining or wait > self._settings.max_retry_after:
                 return False
         else:
-            wait, decision = self._longest_backoff(), True
+            wait, decision, field = self._longest_backoff(), True, "retry_wait_max"
             if wait >= remaining:
                 return False
         self._retries += 1
@@ -96,7 +97,7 @@ class RetryHook:
                 "endpoint": self._endpoint.value,
                 "reason": reason,  # Klaviyo's status, the transport error, or rate_limiter
                 "attempt": self._retries,
-                "retry_wait": round(wait, 3),
+                field: round(wait, 3),
             },
         )
         return decision
