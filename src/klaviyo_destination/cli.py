@@ -35,7 +35,8 @@ EMBEDDED_BASE_URL = "http://emulator.embedded"
 EMULATOR_PREFIX = "/emulator"
 #: What each uvicorn worker process calls for its app.
 WORKER_APP: Final = "klaviyo_destination.cli:worker_app"
-#: gen-0 threshold raised from CPython's 700; p99 at 100 events a request fell from 74 to 22 ms.
+#: gen-0 threshold raised from CPython's 700: a 100-event request allocates many short-lived
+#: containers, and collections were the p99 tail (bench/optimisations.md, the gc.freeze row).
 GC_THRESHOLDS: Final = (50_000, 20, 20)
 
 

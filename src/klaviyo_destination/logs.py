@@ -133,9 +133,9 @@ def log_fields(
     """``logger.log(level, msg, *args, extra=fields)``, written straight to the service's JSON
     handler when it is the only handler to see the line: the same line, without the
     ``LogRecord`` (its caller look-up, thread and process names), the handler chain and the
-    formatter's sorting of a record's attributes, which cost two thirds of a line's 10 µs (one
-    line a request). Anything else installed (a filter, a second handler, pytest's capture, the
-    terminal format) gets the record, through ``logger.log``."""
+    formatter's sorting of a record's attributes, which were most of a line's cost (one line a
+    request; bench/optimisations.md). Anything else installed (a filter, a second handler,
+    pytest's capture, the terminal format) gets the record, through ``logger.log``."""
     if not logger.isEnabledFor(level):
         return  # LOG_LEVEL (or logging.disable) drops the line, as logger.log would
     handler = _sole_json_handler(logger, level, fields)

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     #: the hot routes served by raw ASGI lanes in front of FastAPI (serving/lanes.py); "off":
     #: every request goes FastAPI's whole way (its middleware, tracing), at a cost per request
     serve_lanes: Literal["on", "off"] = "on"
-    # --- inbound: the HTTP edge (README "Running it safely"; api/edge.py, serving/connection.py)
+    # --- inbound: the HTTP edge (docs/operations.md, "Running it safely"; api/edge.py and
+    # serving/connection.py)
     #: bytes of a request's line and headers; more is refused with 431
     max_header_bytes: int = Field(default=32 * 1024, gt=0)
     #: seconds from connecting (or a request's first byte) to the end of its headers

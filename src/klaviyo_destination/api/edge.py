@@ -118,7 +118,8 @@ class TimedBody:
 
 class BodyWatch:
     """The bodies being read, checked every ``_TICK`` seconds by one timer while there are any:
-    a timer per request (``asyncio.timeout``) cost 3-5 µs on every request with a body."""
+    a timer per request (``asyncio.timeout``) was a measurable cost of every request with a body
+    (bench/optimisations.md)."""
 
     def __init__(self) -> None:
         self.reading: dict[TimedBody, asyncio.Task[Any]] = {}

@@ -70,7 +70,7 @@ def _post(path: str, handler: Handler, *, name: str, **described: Any) -> None:
 
 def _protocol_front(call: Call) -> Front:
     """The protocol routes' shared parts, read without FastAPI dependencies: solving them was
-    30% of a one-event request's time, and these are the hot path."""
+    the largest cost of a one-event request (bench/optimisations.md), and these are the hot path."""
     if not call.state["settings"].enable_rudder_protocol:
         raise NotFound("the rudder-server protocol endpoints are switched off", field="path")
     call.state[PROTOCOL] = True  # its error answers carry apiVersion too
