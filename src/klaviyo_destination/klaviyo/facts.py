@@ -1,14 +1,18 @@
-"""Klaviyo's facts at the revision this service speaks: paths, rate limits, headers.
+"""Klaviyo's facts at the revisions this service speaks: paths, rate limits, headers.
 
 One module for what Klaviyo decides, read by delivery, the settings' defaults, the planned
-requests and the emulator, so another revision changes them here. It imports nothing of the
+requests and the emulator, so a revision is data here, not a second pipeline: RudderStack's
+``apiVersion`` names one (:data:`REVISIONS`). It imports nothing of the
 service and nothing heavy (``SecretStr`` only for the type checker), so the emulator and the
 settings read it without loading the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 if TYPE_CHECKING:
@@ -20,6 +24,9 @@ DEFAULT_BASE_URL: Final = "https://a.klaviyo.com"
 PROFILES_PATH: Final = "/api/profiles"
 EVENTS_PATH: Final = "/api/events"
 SUBSCRIPTIONS_PATH: Final = "/api/profile-subscription-bulk-create-jobs"
+#: From revision 2024-10-15 (apiVersion v2 and v3): the profile upsert, and unsubscribing.
+PROFILE_IMPORT_PATH: Final = "/api/profile-import"
+UNSUBSCRIPTIONS_PATH: Final = "/api/profile-subscription-bulk-delete-jobs"
 
 #: What an upsert does after a 409, as the dry run and the golden tables show it.
 ON_CONFLICT: Final = "PATCH /api/profiles/{duplicate_profile_id} with data.id set"
@@ -33,6 +40,8 @@ class Endpoint(StrEnum):
     PROFILES = PROFILES_PATH
     EVENTS = EVENTS_PATH
     SUBSCRIPTIONS = SUBSCRIPTIONS_PATH
+    PROFILE_IMPORT = PROFILE_IMPORT_PATH
+    UNSUBSCRIPTIONS = UNSUBSCRIPTIONS_PATH
 
 
 class RateLimit(NamedTuple):
@@ -48,6 +57,64 @@ class RateLimit(NamedTuple):
 TIER_M: Final = RateLimit(10, 150)
 TIER_L: Final = RateLimit(75, 700)
 TIER_XL: Final = RateLimit(350, 3500)
+#: Tier L from revision 2026-04-15 (profile-import and both subscription jobs: 750 a minute).
+TIER_L_2026: Final = RateLimit(75, 750)
+
+
+class ApiVersion(StrEnum):
+    """RudderStack's name for a revision (``destination.Config.apiVersion``)."""
+
+    V1 = "v1"
+    V2 = "v2"
+    V3 = "v3"
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One Klaviyo revision as this service speaks it: the ``revision`` header and the rate
+    limit of each endpoint class its requests go to."""
+
+    api_version: ApiVersion
+    name: str
+    limits: Mapping[Endpoint, RateLimit]
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(self.limits)
+
+
+#: The revisions the mapping and delivery speak, by RudderStack's ``apiVersion``. v1 is the
+#: legacy path (create-profile, 409, PATCH); v2 and v3 the profile-import path, which differ in
+#: their revision and, at v3, in strict consent.
+REVISIONS: Final[Mapping[ApiVersion, Revision]] = MappingProxyType(
+    {
+        ApiVersion.V1: Revision(
+            ApiVersion.V1,
+            REVISION,
+            {Endpoint.PROFILES: TIER_L, Endpoint.SUBSCRIPTIONS: TIER_L, Endpoint.EVENTS: TIER_XL},
+        ),
+        ApiVersion.V2: Revision(
+            ApiVersion.V2,
+            "2024-10-15",
+            {
+                Endpoint.PROFILE_IMPORT: TIER_L,
+                Endpoint.SUBSCRIPTIONS: TIER_L,
+                Endpoint.UNSUBSCRIPTIONS: TIER_L,
+                Endpoint.EVENTS: TIER_XL,
+            },
+        ),
+        ApiVersion.V3: Revision(
+            ApiVersion.V3,
+            "2026-04-15",
+            {
+                Endpoint.PROFILE_IMPORT: TIER_L_2026,
+                Endpoint.SUBSCRIPTIONS: TIER_L_2026,
+                Endpoint.UNSUBSCRIPTIONS: TIER_L_2026,
+                Endpoint.EVENTS: TIER_XL,
+            },
+        ),
+    }
+)
 
 #: The ``Authorization`` scheme of a private key.
 AUTH_SCHEME: Final = "Klaviyo-API-Key"
@@ -55,7 +122,7 @@ AUTH_SCHEME: Final = "Klaviyo-API-Key"
 MASKED: Final = "***"
 
 
-def klaviyo_headers(api_key: SecretStr | None) -> dict[str, str]:
+def klaviyo_headers(api_key: SecretStr | None, revision: str = REVISION) -> dict[str, str]:
     """The four headers of every call, spelled as the reference emits them (docs/mapping.md §4).
 
     ``None`` gives the masked form the dry run shows.
@@ -65,5 +132,5 @@ def klaviyo_headers(api_key: SecretStr | None) -> dict[str, str]:
         "Authorization": f"{AUTH_SCHEME} {key}",
         "Content-Type": "application/json",
         "Accept": "application/json",
-        "revision": REVISION,
+        "revision": revision,
     }
