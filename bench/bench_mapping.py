@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from klaviyo_destination.api.dry_run import dry_run
 from klaviyo_destination.ingest import parse_config
+from klaviyo_destination.phones import PhoneRule
 from klaviyo_destination.pipeline import plan_event
 from support.events import CORPUS_CONFIG, corpus
 
@@ -46,7 +47,7 @@ def measure(count: int = 1000, rounds: int = 20) -> tuple[float, float, float]:
 
         start = time.perf_counter()
         for body in raw:
-            orjson.dumps(dry_run([orjson.loads(body)], config, BASE_URL))
+            orjson.dumps(dry_run([orjson.loads(body)], config, BASE_URL, phones=PhoneRule()))
         wire_times.append(time.perf_counter() - start)
         print(f"  round {round_number + 1}/{rounds}", end="\r", file=sys.stderr)
     size = sum(map(len, raw)) / len(raw)

@@ -34,10 +34,12 @@ ALLOWED: Final = {
     "settings": {"planned", "errors", "js", FACTS},
     "ingest": {"ingest", "errors", "js", "settings", "planned", FACTS},
     "mapping": {"mapping", "ingest", "planned", "errors", "js", "settings", FACTS},
-    "pipeline": {"ingest", "mapping", "planned", "errors", "js", "settings", FACTS},
+    # The webhook path's phone rule (Part A 11): reads the mapping's lookups, edits its plans.
+    "phones": {"mapping", "ingest", "planned", "errors", "js", FACTS},
+    "pipeline": {"ingest", "mapping", "phones", "planned", "errors", "js", "settings", FACTS},
     "klaviyo": {
         "klaviyo", "mapping", "ingest", "planned", "errors", "js", "redact", "settings",
-        "content_length",
+        "content_length", "phones",
     },
     "protocol": {
         "protocol", "klaviyo", "pipeline", "mapping", "ingest", "planned", "errors", "js",

@@ -25,6 +25,7 @@ from .app import create_app
 from .errors import DestinationError
 from .ingest.body import events_of, parse_json
 from .ingest.config import from_settings
+from .phones import PhoneRule
 from .serving.connection import raise_file_limit, serve_options
 from .settings import Settings
 
@@ -255,7 +256,8 @@ def _transform(args: argparse.Namespace, settings: Settings) -> int:
     except DestinationError as error:
         print(f"klaviyo-destination: {error.message}", file=sys.stderr)  # noqa: T201
         return 2
-    results = dry_run(events.items, from_settings(settings), settings.klaviyo_base_url)
+    config, phones = from_settings(settings), PhoneRule(settings.default_phone_region)
+    results = dry_run(events.items, config, settings.klaviyo_base_url, phones=phones)
     sys.stdout.write(orjson.dumps({"results": results}, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 1 if all(r["status"] == "rejected" for r in results) else 0
 

@@ -78,7 +78,9 @@ class PlannedEvent:
 
     ``message_id`` and ``type`` are echoed in answers as the caller sent them (an invalid event
     still has them); ``user_key`` keeps one user's events in order during delivery.
-    ``suppressed`` is the rudder-server protocol's 299 mark (docs/mapping.md §6.9).
+    ``suppressed`` is the rudder-server protocol's 299 mark (docs/mapping.md §6.9);
+    ``warnings`` (``{"code", "field", "message"}``) say what the webhook path changed in what is
+    sent (``phones.py``), shown in the event's result.
 
     Mutable, unlike ``PlannedRequest``: one is built for every event, and frozen would set each
     field through ``object.__setattr__`` (bench/optimisations.md). Nothing assigns a field;
@@ -91,6 +93,7 @@ class PlannedEvent:
     requests: list[PlannedRequest] = field(default_factory=list)
     error: DestinationError | None = None
     suppressed: str | None = None
+    warnings: tuple[JsonObject, ...] = ()
 
     @property
     def header(self) -> JsonObject:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import phonenumbers
 from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .klaviyo.facts import DEFAULT_BASE_URL, TIER_L, TIER_XL
@@ -26,6 +28,8 @@ class Settings(BaseSettings):
     klaviyo_flatten_properties: bool = False
     #: Unset, and no private key either: the embedded emulator (``embedded`` asks for it too).
     klaviyo_base_url: str = DEFAULT_BASE_URL
+    #: ISO 3166-1 alpha-2 region of national phone numbers (``phones.py``); unset: no guessing
+    default_phone_region: str | None = None
 
     # --- operation ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -108,6 +112,19 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("default_phone_region", mode="before")
+    @classmethod
+    def _region_code(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        region = value.strip().upper()
+        if not region:
+            return None
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            reason = "must be an ISO 3166-1 alpha-2 code libphonenumber knows, such as US or GB"
+            raise PydanticCustomError("phone_region", reason)
+        return region
 
     @field_validator("serve_lanes", mode="before")
     @classmethod

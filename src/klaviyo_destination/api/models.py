@@ -43,6 +43,18 @@ class EventError(ErrorDetail):
     klaviyo_errors: list[KlaviyoErrorItem] = []
 
 
+class EventWarning(BaseModel):
+    """Something the webhook path changed in what it sent for this event; the event was still
+    sent. ``phone_not_e164``: a phone Klaviyo would refuse, left out (docs/mapping.md, "Phones
+    in the webhook path")."""
+
+    code: str = Field(examples=["phone_not_e164"])
+    field: str = Field(
+        description="the input field the value came from", examples=["context.traits.phone"]
+    )
+    message: str
+
+
 class RequestResult(BaseModel):
     method: Literal["POST", "PATCH"]
     path: str
@@ -56,6 +68,7 @@ class DeliveryResult(BaseModel):
     requests: list[RequestResult]
     error: EventError | None = None
     retry_after: float | None = None
+    warnings: list[EventWarning] = Field(default=[], description="present only when there are")
 
 
 class DeliveryAnswer(BaseModel):
@@ -85,6 +98,7 @@ class PlannedResult(BaseModel):
     status: Literal["planned", "rejected"]
     requests: list[PlannedRequestShown]
     error: EventError | None = None
+    warnings: list[EventWarning] = Field(default=[], description="as delivery would give them")
 
 
 class DryRunAnswer(BaseModel):

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..errors import NotFound, NotServed, UpstreamError
 from ..ingest.body import Events, events_of, parse_json
 from ..klaviyo import KlaviyoClient, Outcome
+from ..phones import PhoneRule
 from ..planned import PlannedEvent
 from ..protocol import route
 from ..protocol.bodies import COMPACTED, processor_body, router_body
@@ -163,7 +164,10 @@ for _type in SDK_EVENT_TYPES:
 
 async def _deliver(call: Call, items: list[Any]) -> list[tuple[PlannedEvent, Outcome]]:
     state = call.state
-    delivered = await webhook.deliver_events(items, state["config"], state["session"])
+    phones = PhoneRule(state["settings"].default_phone_region)
+    delivered = await webhook.deliver_events(
+        items, state["config"], state["session"], phones=phones
+    )
     tally = webhook.record(delivered, state["events"])
     call.annotate(events=len(delivered), **tally)
     return delivered
@@ -185,7 +189,8 @@ async def post_transform(request: Request) -> Response:
     call = Call.of(request)
     settings = _authorized(call)
     events = await _events(call, settings)
-    results = dry_run(events.items, call.state["config"], _klaviyo_url(call))
+    phones = PhoneRule(settings.default_phone_region)
+    results = dry_run(events.items, call.state["config"], _klaviyo_url(call), phones=phones)
     call.annotate(events=len(results))
     status = webhook.status_code(
         [r["status"] for r in results], single=events.single, throttled=False

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from ..ingest.config import DestinationConfig
 from ..js import JsonObject
 from ..klaviyo import KlaviyoSession, Outcome
+from ..phones import PhoneRule
 from ..pipeline import plan_events
 from ..planned import PlannedEvent
 
@@ -28,20 +29,35 @@ Delivered = Sequence[tuple[PlannedEvent, Outcome]]
 
 
 async def deliver_events(
-    messages: Sequence[Any], config: DestinationConfig, session: KlaviyoSession
+    messages: Sequence[Any],
+    config: DestinationConfig,
+    session: KlaviyoSession,
+    *,
+    phones: PhoneRule,
 ) -> list[tuple[PlannedEvent, Outcome]]:
-    planned = plan_events(messages, config)
+    planned = plan_events(messages, config, phones=phones)
     outcomes = await session.deliver_batch(planned)
     return list(zip(planned, outcomes, strict=True))
 
 
 def record(delivered: Delivered, counter: Counter) -> dict[str, int]:
     """Count outcomes per event type (the metric) and in total (the request's log line);
-    one log line per event at debug only."""
+    a line per warning (which never holds the phone number itself); one line per event at
+    debug only."""
     tally = {"delivered": 0, "rejected": 0, "failed": 0}
     for planned, outcome in delivered:
         counter.labels(type=str(planned.type).lower(), outcome=outcome.status).inc()
         tally[outcome.status] += 1
+        for warning in planned.warnings:
+            logger.warning(
+                warning["message"],
+                extra={
+                    "message_id": planned.message_id,
+                    "type": planned.type,
+                    "warning": warning["code"],
+                    "field": warning["field"],
+                },
+            )
         if logger.isEnabledFor(logging.DEBUG):
             code = (outcome.error or {}).get("code")
             logger.debug(
@@ -92,6 +108,8 @@ def result_of(planned: PlannedEvent, outcome: Outcome) -> JsonObject:
         result["error"] = outcome.error
     if outcome.retry_after is not None:
         result["retry_after"] = outcome.retry_after
+    if planned.warnings:
+        result["warnings"] = list(planned.warnings)
     return result
 
 

@@ -6,7 +6,9 @@ must not travel with other users' entries. The checks are the emulator's rules
 dashes, dots and parentheses are removed) and nothing stricter, so nothing Klaviyo would accept
 is held back; ``tests/klaviyo/test_refusals.py`` holds the two to the same answers. Anything
 else Klaviyo refuses is found from its answer (``bulk.py``). They are copied, not imported,
-because delivery must not depend on the emulator.
+because delivery must not depend on the emulator. The phone check is ``phones.py``'s, which
+settles the webhook path's phones while planning (Part A 11): what reaches this check there
+already passes it, and it stays for any other caller of delivery.
 """
 
 from __future__ import annotations
@@ -15,25 +17,20 @@ import re
 from typing import Final
 
 from ..errors import InvalidEvent
+from ..phones import PHONE_DETAIL, is_phone
 from ..planned import PlannedRequest, subscriptions_of
 
+__all__ = ["EMAIL_DETAIL", "ENTRY_POINTER", "PHONE_DETAIL", "is_email", "is_phone", "refusal"]
+
 EMAIL_DETAIL: Final = "Invalid email address"
-PHONE_DETAIL: Final = "Invalid phone number format (Example of a valid format: +12345678901)"
 #: Where an entry lives in a subscription job; Klaviyo's ``source.pointer`` has this shape.
 ENTRY_POINTER: Final = "/data/attributes/subscriptions/{index}/{name}"
 
 _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
-_PHONE_NOISE: Final = re.compile(r"[\s\-.()]")
-_E164: Final = re.compile(r"^\+\d{8,15}$")
 
 
 def is_email(value: str) -> bool:
     return bool(_EMAIL.match(value))
-
-
-def is_phone(value: str) -> bool:
-    """E.164 once spaces, dashes, dots and parentheses are removed (``+12 345 678 900`` is)."""
-    return bool(_E164.match(_PHONE_NOISE.sub("", value)))
 
 
 def refusal(request: PlannedRequest) -> InvalidEvent | None:
