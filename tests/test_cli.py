@@ -133,10 +133,14 @@ async def test_a_worker_process_configures_its_own_redacting_logs_and_process_po
     assert spec["info"]["title"] == "klaviyo-destination"
 
 
-def test_a_bad_serve_lanes_fails_start_up_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("name", "value"), [("SERVE_LANES", "sometimes"), ("DEFAULT_PHONE_REGION", "usa")]
+)
+def test_a_bad_setting_fails_start_up_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
 ) -> None:
-    monkeypatch.setenv("SERVE_LANES", "sometimes")
+    monkeypatch.setenv(name, value)
     assert main(["serve"]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("klaviyo-destination: invalid settings: SERVE_LANES: ")
+    assert line.startswith(f"klaviyo-destination: invalid settings: {name}: ")
+    assert value not in line
