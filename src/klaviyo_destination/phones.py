@@ -1,4 +1,4 @@
-"""Phone numbers in the webhook path: Part A 11 (docs/mapping.md, "Phones in the webhook path").
+"""Phone numbers in the webhook path: Part A 11 (docs/mapping.md §13, "Phones in the webhook path").
 
 The v1 mapping sends the phone lookup (§5.1) as the reference does: in identify's profile
 (``phone_number``) and in the subscription entry of identify and group. Klaviyo refuses a

@@ -45,7 +45,7 @@ class EventError(ErrorDetail):
 
 class EventWarning(BaseModel):
     """Something the webhook path changed in what it sent for this event; the event was still
-    sent. ``phone_not_e164``: a phone Klaviyo would refuse, left out (docs/mapping.md, "Phones
+    sent. ``phone_not_e164``: a phone Klaviyo would refuse, left out (docs/mapping.md §13, "Phones
     in the webhook path")."""
 
     code: str = Field(examples=["phone_not_e164"])
