@@ -35,7 +35,8 @@ def create_emulator(
     if rate_limits is False:
         store.limiter.enabled = False
     elif rate_limits is not True:
-        store.limiter.limits.update(rate_limits)
+        for endpoint, limit in rate_limits.items():
+            store.limiter.set_limit(endpoint, limit)
         store.limiter.enabled = True
     app = FastAPIOffline(
         title=f"Klaviyo API emulator (revision {REVISION})",

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.revisions import Served
 from klaviyo_destination.emulator.store import EmulatorStore
 
 #: What Klaviyo answers with (observed on a real 429 in March 2023), though the OAS says JSON.
@@ -32,6 +33,15 @@ def _store(request: Request) -> EmulatorStore:
 
 
 StoreDep = Annotated[EmulatorStore, Depends(_store)]
+
+
+def _revision(request: Request) -> Served:
+    """The revision the gate resolved from the ``revision`` header."""
+    served: Served = request.state.revision
+    return served
+
+
+RevisionDep = Annotated[Served, Depends(_revision)]
 
 
 def base_url(request: Request) -> str:
