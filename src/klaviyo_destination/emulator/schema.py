@@ -42,13 +42,17 @@ class Schemas:
 
     def check(self, operation: str, document: JsonObject) -> None:
         """Raise Klaviyo's 400, one error object per offending member, unless it validates."""
-        root = {"$ref": "#/definitions/" + self.operations[operation]["request"]}
         found: dict[str, ErrorObject] = {}
-        walk = _Walk(self.definitions)
-        for pointer, detail in walk.errors(root, document, "", _kind(document) or "unknown"):
+        for pointer, detail in self.violations(self.operations[operation]["request"], document):
             found.setdefault(pointer, invalid_object(detail, pointer=pointer or "/"))
         if found:
             raise ApiError(*found.values())
+
+    def violations(self, definition: str, document: JsonObject) -> list[tuple[str, str]]:
+        """(pointer, detail) of each way ``document`` breaks the named schema."""
+        root = {"$ref": "#/definitions/" + definition}
+        walk = _Walk(self.definitions)
+        return list(walk.errors(root, document, "", _kind(document) or "unknown"))
 
     def allows(self, definition: str, member: str) -> bool:
         """Whether a schema lists ``member``, e.g. the answer's ``links`` at this revision."""
