@@ -13,7 +13,11 @@ from collections.abc import Collection
 from typing import Final
 
 from klaviyo_destination.emulator.models import Consent, JsonObject, Profile
-from klaviyo_destination.emulator.resources import relationship_links, render_time
+from klaviyo_destination.emulator.resources import (
+    LOCATION_FIELDS,
+    relationship_links,
+    render_time,
+)
 from klaviyo_destination.emulator.schema import Schemas
 from klaviyo_destination.emulator.store import EmulatorStore
 
@@ -28,18 +32,7 @@ _FIELDS: Final = (
     "title",
     "image",
 )
-_LOCATION: Final = (
-    "address1",
-    "address2",
-    "city",
-    "country",
-    "latitude",
-    "longitude",
-    "region",
-    "zip",
-    "timezone",
-    "ip",
-)
+_LOCATION: Final = (*LOCATION_FIELDS, "ip")
 _RELATIONSHIPS: Final = ("lists", "segments", "push-tokens")
 #: What Klaviyo shows for a channel a profile never consented on.
 _NEVER: Final = "NEVER_SUBSCRIBED"

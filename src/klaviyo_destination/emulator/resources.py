@@ -26,7 +26,8 @@ _PROFILE_FIELDS: Final = (
     "title",
     "image",
 )
-_LOCATION_FIELDS: Final = (
+#: Location members as revision 2023-02-22 answers them (later ones add ``ip``).
+LOCATION_FIELDS: Final = (
     "address1",
     "address2",
     "city",
@@ -66,7 +67,7 @@ def _consent(consent: Consent | None, *, email: bool) -> JsonObject | None:
 def profile(record: Profile, base_url: str, list_ids: Iterable[str] = ()) -> JsonObject:
     """The profile resource as create/update/get return it (all keys present, nulls kept);
     ``list_ids`` are the lists it is a member of (the emulator keeps no segments)."""
-    location = {name: record.location.get(name) for name in _LOCATION_FIELDS}
+    location = {name: record.location.get(name) for name in LOCATION_FIELDS}
     attributes = {name: record.fields.get(name) for name in _PROFILE_FIELDS}
     email_consent = _consent(record.consent.get("email"), email=True)
     sms_consent = _consent(record.consent.get("sms"), email=False)

@@ -11,7 +11,7 @@ missing or foreign member copy Klaviyo's wording; those for a wrong type or valu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -125,7 +125,7 @@ def _value_errors(
     if "enum" in schema and value not in schema["enum"]:
         choices = ", ".join(map(str, schema["enum"]))
         yield pointer, f"'{value}' is not a valid choice for '{name}' ({choices})."
-    elif schema.get("format") in _FORMATS and not _FORMATS[schema["format"]](value):
+    elif schema.get("format") in _FORMATS and not _valid(schema["format"], value):
         yield pointer, f"'{value}' is not a valid {schema['format']} for '{name}'."
 
 
@@ -142,20 +142,16 @@ def _kind(value: Any) -> str:
     return kind if isinstance(kind, str) else ""
 
 
-def _date_time(value: str) -> bool:
+def _valid(form: str, value: str) -> bool:
     try:
-        datetime.fromisoformat(value)
+        _FORMATS[form](value)
     except ValueError:
         return False
     return True
 
 
-def _date(value: str) -> bool:
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-_FORMATS: Final = {"date-time": _date_time, "date": _date}
+#: The formats a request schema names, by the parser that accepts them.
+_FORMATS: Final[Mapping[str, Callable[[str], object]]] = {
+    "date-time": datetime.fromisoformat,
+    "date": date.fromisoformat,
+}

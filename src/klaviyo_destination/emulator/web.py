@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from klaviyo_destination.emulator.errors import ApiError
-from klaviyo_destination.emulator.revisions import Served
+from klaviyo_destination.emulator.revisions import Served, resolve
 from klaviyo_destination.emulator.store import EmulatorStore
 
 #: What Klaviyo answers with (observed on a real 429 in March 2023), though the OAS says JSON.
@@ -36,9 +36,11 @@ StoreDep = Annotated[EmulatorStore, Depends(_store)]
 
 
 def _revision(request: Request) -> Served:
-    """The revision the gate resolved from the ``revision`` header."""
-    served: Served = request.state.revision
-    return served
+    """The revision the gate resolved from the ``revision`` header. Mounted under a prefix
+    (the service's embedded ``/emulator``) the gate, which looks for ``/api`` paths, lets
+    requests by, so the header is resolved here the same way."""
+    served: Served | None = getattr(request.state, "revision", None)
+    return served or resolve(request.headers.get("revision"))
 
 
 RevisionDep = Annotated[Served, Depends(_revision)]
