@@ -4,21 +4,25 @@ Served as asked: 2023-02-22 (the legacy path), 2024-10-15 and 2026-04-15 (Rudder
 apiVersion v2 and v3) and 2026-10-15 (the newest, what Klaviyo's Python SDK sends). The first
 two are retired at Klaviyo; the emulator keeps them because the service speaks them.
 
-Any other header gets Klaviyo's answer, where one is known:
+Any other header gets Klaviyo's answer where one was found (no Klaviyo page gives the error
+bodies; the quotes are from public code that called the live API):
 
-* missing: 400. The OAS marks the header required; Klaviyo's wording was not found, so ours.
-* malformed: 400 ("a malformed one 400s", a public Klaviyo client checking the live API on
-  2026-08-09); the wording is ours.
-* after the newest revision: 404 "Unable to specify a future revision date" (the same
-  client, and a second one's notes, quoting the live API in 2026-08).
-* retired (released before 2025-01-15): 410. Klaviyo's versioning policy says a retired
-  revision "returns 410 errors or silently falls forward"; 410 shows a stale client, a silent
+* missing: 400. The OAS marks the header required; Klaviyo's answer was not found: ours.
+* malformed: 400 (a Klaviyo client's notes, checked against the live API on 2026-08-09:
+  "a malformed one 400s"); the wording is ours.
+* after the newest revision: 404 "Unable to specify a future revision date" (the same notes,
+  and a second project's, both quoting the live API in 2026-08).
+* retired (released before 2025-01-15): 410. Klaviyo's lifecycle: a retired revision
+  "Returns 410 errors or silently falls forward" (developers.klaviyo.com
+  /.well-known/skills/klaviyo-migrate-oauth/references/revision-changes.md, and
+  /en/docs/api_versioning_and_deprecation_policy); 410 shows a stale client where a silent
   fall-forward would hide it. The wording is ours.
-* any other live date, deprecated or stable (2025-01-15 to 2026-07-15): Klaviyo serves that
-  revision (or the latest release before the date, per its older policy pages). The emulator
-  serves it as 2026-04-15, the modelled revision whose bodies match it most closely: on these
-  endpoints 2025-01-15 onwards require ``subscriptions`` and later ones only add channels
-  (shared spec §4), so the emulator accepts a little more than Klaviyo would.
+* a live date the emulator does not model (2025-01-15 to 2026-07-15, or between releases):
+  Klaviyo serves that revision, a date between releases being read as the latest release
+  before it (/en/v2022-09-07.pre/docs/api-versioning-and-deprecation-policy). The emulator
+  serves 2026-04-15, the modelled revision closest in these bodies: from 2025-01-15 on they
+  require ``subscriptions``, later ones only add channels (shared spec §4), so it accepts a
+  little more than Klaviyo would.
 * a beta suffix (``2026-10-15.pre``) is read as its date: assumed, not checked.
 """
 
