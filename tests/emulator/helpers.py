@@ -124,3 +124,45 @@ async def only_error(response: httpx.Response, status: int) -> Json:
     errors: list[Json] = response.json()["errors"]
     assert len(errors) == 1, errors
     return without_id(errors[0])
+
+
+def revision_headers(revision: str) -> dict[str, str]:
+    return HEADERS | {"revision": revision}
+
+
+def import_body(profile_id: str | None = None, meta: Json | None = None, **attributes: Any) -> Json:
+    """A profile-import (upsert) body of the revisions after 2023-02-22."""
+    data: Json = {"type": "profile", "attributes": attributes}
+    if profile_id is not None:
+        data["id"] = profile_id
+    if meta is not None:
+        data["meta"] = meta
+    return {"data": data}
+
+
+def newer_event_body(profile: Json, metric: str = "Order Completed", **attributes: Any) -> Json:
+    """An event in the newer shape: ``metric.data.attributes.name``, ``profile.data``."""
+    body: Json = {
+        "properties": {},
+        "metric": {"data": {"type": "metric", "attributes": {"name": metric}}},
+        "profile": {"data": {"type": "profile", "attributes": profile}},
+    }
+    return {"data": {"type": "event", "attributes": body | attributes}}
+
+
+def job_body(kind: str, list_id: str | None, *profiles: Json) -> Json:
+    """A bulk subscribe (``create``) or unsubscribe (``delete``) job of the newer revisions."""
+    data: Json = {
+        "type": f"profile-subscription-bulk-{kind}-job",
+        "attributes": {
+            "profiles": {"data": [{"type": "profile", "attributes": p} for p in profiles]}
+        },
+    }
+    if list_id is not None:
+        data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
+    return {"data": data}
+
+
+def marketing(consent: str, *channels: str) -> Json:
+    """``subscriptions`` granting or revoking marketing consent on ``channels``."""
+    return {channel: {"marketing": {"consent": consent}} for channel in channels}

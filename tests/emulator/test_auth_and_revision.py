@@ -1,4 +1,5 @@
-"""Emulator auth and revision: 401 for a missing or bad key, configured keys, revision 400s."""
+"""Emulator auth and revision: 401 for a missing or bad key, configured keys, the answers to a
+revision header it cannot serve (``tests/emulator/test_revisions.py`` has the ones it serves)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from fastapi import FastAPI
 from klaviyo_destination.emulator import EmulatorStore, create_emulator
 from tests.emulator.helpers import (
     HEADERS,
-    INVALID,
     KEY,
     FakeClock,
     connect,
@@ -58,17 +58,20 @@ async def test_only_configured_keys_are_accepted(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize(
-    ("revision", "detail"),
+    ("revision", "status", "detail"),
     [
-        (None, "Missing required header 'revision'."),
-        ("2024-10-15", "Revision '2024-10-15' is not supported: this API serves revision "
-                       "2023-02-22."),
-        ("latest", "Invalid revision 'latest': expected a date like 2023-02-22."),
+        (None, 400, "Missing required header 'revision'."),
+        ("latest", 400, "Invalid revision 'latest': expected a date like 2023-02-22."),
+        ("2027-01-15", 404, "Unable to specify a future revision date."),
+        ("2024-07-15", 410, "Revision 2024-07-15 is retired; use a revision from 2025-01-15 on."),
+        ("2023-02-21", 410, "Revision 2023-02-21 is retired; use a revision from 2025-01-15 on."),
+        ("2024-10-15", 404, "The emulator serves this endpoint at revision 2023-02-22 only, "
+                            "not 2024-10-15."),
     ],
-    ids=["missing", "other-revision", "malformed"],
+    ids=["missing", "malformed", "future", "retired", "before-2023-02-22", "not-modelled"],
 )  # fmt: skip
-async def test_revision_header_is_required_and_must_be_2023_02_22(
-    app: FastAPI, client: httpx.AsyncClient, revision: str | None, detail: str
+async def test_a_revision_it_cannot_serve_gets_klaviyos_answer(
+    app: FastAPI, client: httpx.AsyncClient, revision: str | None, status: int, detail: str
 ) -> None:
     headers = {k: v for k, v in HEADERS.items() if k != "revision"}
     if revision is not None:
@@ -78,6 +81,7 @@ async def test_revision_header_is_required_and_must_be_2023_02_22(
             "/api/profiles", json=profile_body(email="a@b.co"), headers=headers
         )
 
-    error = await only_error(response, 400)
-    assert error == INVALID | {"detail": detail, "source": {"parameter": "revision"}}
+    error = await only_error(response, status)
+    assert error["detail"] == detail
+    assert error["source"] == {"parameter": "revision"}
     assert (await client.get("/api/profiles")).json()["data"] == []

@@ -1,4 +1,5 @@
-"""In-process emulator of Klaviyo's API at revision 2023-02-22 (see ``app.create_emulator``)."""
+"""In-process emulator of Klaviyo's API at the revisions the ``revision`` header asks for:
+2023-02-22, 2024-10-15, 2026-04-15 and 2026-10-15 (``revisions.py``; ``app.create_emulator``)."""
 
 from klaviyo_destination.emulator.app import create_emulator
 from klaviyo_destination.emulator.errors import ApiError, DroppedConnection

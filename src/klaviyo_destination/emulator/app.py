@@ -14,9 +14,10 @@ from klaviyo_destination.emulator import control, routes
 from klaviyo_destination.emulator.errors import ApiError, for_status, invalid_object
 from klaviyo_destination.emulator.gate import KlaviyoGate
 from klaviyo_destination.emulator.ratelimit import DEFAULT_RATE_LIMITS, EndpointClass, RateLimit
+from klaviyo_destination.emulator.revisions import SERVED
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
-from klaviyo_destination.klaviyo.facts import REVISION
+from klaviyo_destination.klaviyo.facts import NEWEST_REVISION
 
 
 def create_emulator(
@@ -24,7 +25,8 @@ def create_emulator(
     *,
     rate_limits: bool | Mapping[EndpointClass, RateLimit] = True,
 ) -> FastAPI:
-    """Klaviyo revision 2023-02-22 in-process: ``/api/...`` plus ``/__emulator/...`` controls.
+    """Klaviyo in-process: ``/api/...`` at each revision ``revisions.py`` serves, plus the
+    ``/__emulator/...`` controls.
 
     ``rate_limits``: ``True`` keeps the store's limits (Klaviyo's tiers for a new store),
     ``False`` turns limiting off, a mapping replaces the limits of the classes it names.
@@ -35,11 +37,12 @@ def create_emulator(
     if rate_limits is False:
         store.limiter.enabled = False
     elif rate_limits is not True:
-        store.limiter.limits.update(rate_limits)
+        for endpoint, limit in rate_limits.items():
+            store.limiter.set_limit(endpoint, limit)
         store.limiter.enabled = True
     app = FastAPIOffline(
-        title=f"Klaviyo API emulator (revision {REVISION})",
-        version=REVISION,
+        title=f"Klaviyo API emulator (revisions {', '.join(SERVED)})",
+        version=NEWEST_REVISION,
     )
     app.state.store = store
     app.include_router(routes.router)

@@ -98,7 +98,7 @@ async def configure_rate_limits(spec: RateLimitSpec, store: StoreDep) -> dict[st
     if spec.send_retry_after is not None:
         limiter.send_retry_after = spec.send_retry_after
     for name, limit in (spec.limits or {}).items():
-        limiter.limits[name] = RateLimit(limit.burst, limit.steady)
+        limiter.set_limit(name, RateLimit(limit.burst, limit.steady))
     limiter.reset()
     return resources.rate_limits(store)
 

@@ -1,5 +1,7 @@
 """What stands in front of the Klaviyo routes: recording, faults, auth, revision, rate limits.
 
+The revision served (``revisions.resolve``) is left in the scope's state for the routes.
+
 A plain ASGI middleware rather than FastAPI dependencies because it must see every ``/api``
 request (also unknown paths), replay the body it read, add headers to any response, and abort a
 connection without answering, which only works from below Starlette's exception handling.
@@ -7,7 +9,6 @@ connection without answering, which only works from below Starlette's exception 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -16,16 +17,14 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from klaviyo_destination.emulator import errors
+from klaviyo_destination.emulator import errors, revisions
 from klaviyo_destination.emulator.errors import ApiError, DroppedConnection
 from klaviyo_destination.emulator.faults import DropFault, StatusFault
 from klaviyo_destination.emulator.models import RecordedRequest
 from klaviyo_destination.emulator.ratelimit import Decision, classify
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.web import error_response
-from klaviyo_destination.klaviyo.facts import AUTH_SCHEME, REVISION
-
-_REVISION_FORMAT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+from klaviyo_destination.klaviyo.facts import AUTH_SCHEME
 
 
 class KlaviyoGate:
@@ -86,10 +85,11 @@ class KlaviyoGate:
         scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme != AUTH_SCHEME or not self.store.accepts_key(key.strip()):
             raise errors.not_authenticated()
-        _check_revision(headers.get("revision"))
+        served = revisions.resolve(headers.get("revision"))
+        scope.setdefault("state", {})["revision"] = served
         endpoint = classify(scope["method"], scope["path"])
         limiter = self.store.limiter
-        decision = limiter.hit(key.strip(), endpoint) if endpoint else None
+        decision = limiter.hit(key.strip(), endpoint, served.limits) if endpoint else None
         if decision is not None and not decision.allowed:
             raise errors.throttled(decision.wait_seconds, send_retry_after=limiter.send_retry_after)
         return decision
@@ -97,18 +97,6 @@ class KlaviyoGate:
 
 #: A body is promised and never sent, so the client cannot mistake the drop for an answer.
 _UNFINISHED: Final = [(b"content-length", b"1")]
-
-
-def _check_revision(revision: str | None) -> None:
-    """Klaviyo's real wording is not known; these follow its ``invalid`` + parameter shape."""
-    if revision is None:
-        raise errors.invalid("Missing required header 'revision'.", parameter="revision")
-    if not _REVISION_FORMAT.match(revision):
-        detail = f"Invalid revision '{revision}': expected a date like {REVISION}."
-        raise errors.invalid(detail, parameter="revision")
-    if revision != REVISION:
-        detail = f"Revision '{revision}' is not supported: this API serves revision {REVISION}."
-        raise errors.invalid(detail, parameter="revision")
 
 
 def _fault_response(fault: StatusFault) -> Response:

@@ -1,4 +1,5 @@
-"""The records the emulator keeps: profiles, events, list memberships, recorded requests."""
+"""The records the emulator keeps: profiles, events, list memberships and consent, recorded
+requests."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ class EventRecord:
     time: datetime
     unique_id: str
     received: datetime
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """What an event body says, read at its revision, before the store records it."""
+
+    metric_name: str
+    properties: dict[str, Any]
+    value: float | None
+    time: datetime
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

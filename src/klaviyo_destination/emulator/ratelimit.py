@@ -23,9 +23,11 @@ class EndpointClass(StrEnum):
     """Groups of operations sharing one quota (the OAS ``x-klaviyo-ratelimit`` tiers)."""
 
     PROFILES = "profiles"
+    PROFILE_IMPORT = "profile_import"
     PROFILE_QUERIES = "profile_queries"
     EVENTS = "events"
     SUBSCRIPTIONS = "subscriptions"
+    UNSUBSCRIPTIONS = "unsubscriptions"
     LISTS = "lists"
 
 
@@ -35,16 +37,20 @@ class RateLimit:
     steady: int
 
 
-#: Tier L for profile writes and subscriptions, XL for events, M for queries (``facts.py``).
+#: Tier L for profile writes and subscriptions, XL for events, M for queries (``facts.py``):
+#: revision 2023-02-22's, and every class a revision's own tiers do not name.
 DEFAULT_RATE_LIMITS: Final[Mapping[EndpointClass, RateLimit]] = {
     EndpointClass.PROFILES: RateLimit(*TIER_L),
+    EndpointClass.PROFILE_IMPORT: RateLimit(*TIER_L),
     EndpointClass.PROFILE_QUERIES: RateLimit(*TIER_M),
     EndpointClass.EVENTS: RateLimit(*TIER_XL),
     EndpointClass.SUBSCRIPTIONS: RateLimit(*TIER_L),
+    EndpointClass.UNSUBSCRIPTIONS: RateLimit(*TIER_L),
     EndpointClass.LISTS: RateLimit(*TIER_M),
 }
 
 _SUBSCRIPTION_JOBS: Final = re.compile(r"^/api/profile-(un)?subscription-bulk-create-jobs/?$")
+_UNSUBSCRIPTION_JOBS: Final = re.compile(r"^/api/profile-subscription-bulk-delete-jobs/?$")
 
 
 def classify(method: str, path: str) -> EndpointClass | None:
@@ -53,6 +59,10 @@ def classify(method: str, path: str) -> EndpointClass | None:
         return EndpointClass.EVENTS
     if _SUBSCRIPTION_JOBS.match(path):
         return EndpointClass.SUBSCRIPTIONS
+    if _UNSUBSCRIPTION_JOBS.match(path):
+        return EndpointClass.UNSUBSCRIPTIONS
+    if path.rstrip("/") == "/api/profile-import":
+        return EndpointClass.PROFILE_IMPORT
     if path.startswith("/api/lists/"):
         return EndpointClass.LISTS
     if path.rstrip("/") == "/api/profiles" and method == "GET":
@@ -80,7 +90,12 @@ class _CountingWindow:
 
 
 class ServerRateLimits:
-    """Counts requests; ``enabled`` and ``send_retry_after`` can be flipped at runtime."""
+    """Counts requests; ``enabled`` and ``send_retry_after`` can be flipped at runtime.
+
+    A request draws on its revision's tier for its class (``hit``'s ``tiers``) unless that
+    class's limit was set (``set_limit``: ``create_emulator`` or the control endpoint), which
+    then holds at every revision; windows are per account and class, whatever the revision.
+    """
 
     def __init__(
         self,
@@ -89,18 +104,36 @@ class ServerRateLimits:
     ) -> None:
         self._clock = clock
         self.enabled = limits is not None
-        self.limits: dict[EndpointClass, RateLimit] = dict(limits or DEFAULT_RATE_LIMITS)
+        self.limits: dict[EndpointClass, RateLimit] = {**DEFAULT_RATE_LIMITS, **(limits or {})}
         self.send_retry_after = True
+        #: Classes whose limit was chosen, not Klaviyo's default: they hold at every revision.
+        self.overridden = {c for c, v in (limits or {}).items() if DEFAULT_RATE_LIMITS[c] != v}
         self._windows: dict[tuple[str, EndpointClass], tuple[_CountingWindow, _CountingWindow]] = {}
 
     def reset(self) -> None:
         self._windows.clear()
 
-    def hit(self, account: str, endpoint: EndpointClass) -> Decision | None:
+    def set_limit(self, endpoint: EndpointClass, limit: RateLimit) -> None:
+        self.limits[endpoint] = limit
+        self.overridden.add(endpoint)
+
+    def limit_of(
+        self, endpoint: EndpointClass, tiers: Mapping[EndpointClass, RateLimit]
+    ) -> RateLimit:
+        if endpoint in self.overridden or endpoint not in tiers:
+            return self.limits[endpoint]
+        return tiers[endpoint]
+
+    def hit(
+        self,
+        account: str,
+        endpoint: EndpointClass,
+        tiers: Mapping[EndpointClass, RateLimit] | None = None,
+    ) -> Decision | None:
         """Count one request; ``None`` when limiting is off."""
         if not self.enabled:
             return None
-        limit = self.limits[endpoint]
+        limit = self.limit_of(endpoint, tiers or {})
         now = self._clock()
         burst, steady = self._windows.setdefault(
             (account, endpoint), (_CountingWindow(), _CountingWindow())

@@ -26,7 +26,8 @@ _PROFILE_FIELDS: Final = (
     "title",
     "image",
 )
-_LOCATION_FIELDS: Final = (
+#: Location members as revision 2023-02-22 answers them (later ones add ``ip``).
+LOCATION_FIELDS: Final = (
     "address1",
     "address2",
     "city",
@@ -39,7 +40,7 @@ _LOCATION_FIELDS: Final = (
 )
 
 
-def _time(value: datetime | None) -> str | None:
+def render_time(value: datetime | None) -> str | None:
     # Klaviyo renders "2023-02-21T20:07:38+00:00": whole seconds.
     return None if value is None else value.replace(microsecond=0).isoformat()
 
@@ -49,7 +50,7 @@ def _consent(consent: Consent | None, *, email: bool) -> JsonObject | None:
         return None
     out: JsonObject = {
         "consent": consent.consent,
-        "timestamp": _time(consent.timestamp),
+        "timestamp": render_time(consent.timestamp),
         "method": consent.method,
         "method_detail": consent.method_detail,
     }
@@ -66,14 +67,14 @@ def _consent(consent: Consent | None, *, email: bool) -> JsonObject | None:
 def profile(record: Profile, base_url: str, list_ids: Iterable[str] = ()) -> JsonObject:
     """The profile resource as create/update/get return it (all keys present, nulls kept);
     ``list_ids`` are the lists it is a member of (the emulator keeps no segments)."""
-    location = {name: record.location.get(name) for name in _LOCATION_FIELDS}
+    location = {name: record.location.get(name) for name in LOCATION_FIELDS}
     attributes = {name: record.fields.get(name) for name in _PROFILE_FIELDS}
     email_consent = _consent(record.consent.get("email"), email=True)
     sms_consent = _consent(record.consent.get("sms"), email=False)
     attributes |= {
-        "created": _time(record.created),
-        "updated": _time(record.updated),
-        "last_event_date": _time(record.last_event_date),
+        "created": render_time(record.created),
+        "updated": render_time(record.updated),
+        "last_event_date": render_time(record.last_event_date),
         "location": location,
         "properties": dict(record.properties),
         "subscriptions": {
@@ -95,8 +96,11 @@ def profile(record: Profile, base_url: str, list_ids: Iterable[str] = ()) -> Jso
 
 
 def _related(self_url: str, name: str, data: list[JsonObject]) -> JsonObject:
-    links = {"self": f"{self_url}relationships/{name}/", "related": f"{self_url}{name}/"}
-    return {"data": data, "links": links}
+    return {"data": data, "links": relationship_links(self_url, name)}
+
+
+def relationship_links(self_url: str, name: str) -> JsonObject:
+    return {"self": f"{self_url}relationships/{name}/", "related": f"{self_url}{name}/"}
 
 
 def event(record: EventRecord, base_url: str) -> JsonObject:
@@ -108,7 +112,7 @@ def event(record: EventRecord, base_url: str) -> JsonObject:
         "id": record.id,
         "attributes": {
             "timestamp": int(record.time.timestamp()),
-            "datetime": _time(record.time),
+            "datetime": render_time(record.time),
             "uuid": record.id,
             "event_properties": dict(record.properties),
             "metric_name": record.metric_name,
@@ -130,12 +134,16 @@ def membership(record: Membership, member: Profile) -> JsonObject:
         "phone_number": member.fields.get("phone_number"),
         "channels": list(record.channels),
         "custom_source": record.custom_source,
-        "added": _time(record.added),
+        "added": render_time(record.added),
     }
 
 
 def state(store: EmulatorStore, base_url: str) -> JsonObject:
-    """Everything the emulator holds, for people: what ``make run`` points them to."""
+    """Everything the emulator holds, for people: what ``make run`` points them to.
+
+    ``consent`` is per list, profile and channel (email or sms marketing): what subscribe and
+    unsubscribe jobs gave or took on that list; account-wide consent is on the profile.
+    """
     return {
         "profiles": [
             profile(p, base_url, store.list_ids_of(p.id)) for p in store.profiles.values()
@@ -145,10 +153,21 @@ def state(store: EmulatorStore, base_url: str) -> JsonObject:
             list_id: [membership(m, store.profiles[m.profile_id]) for m in members.values()]
             for list_id, members in store.lists.items()
         },
+        "consent": {
+            list_id: {
+                profile_id: {channel: _list_consent(c) for channel, c in channels.items()}
+                for profile_id, channels in profiles.items()
+            }
+            for list_id, profiles in store.list_consent.items()
+        },
         "dropped_events": store.dropped_events,
         "faults": store.faults.describe(),
         "rate_limits": rate_limits(store),
     }
+
+
+def _list_consent(consent: Consent) -> JsonObject:
+    return {"consent": consent.consent, "timestamp": render_time(consent.timestamp)}
 
 
 def rate_limits(store: EmulatorStore) -> JsonObject:

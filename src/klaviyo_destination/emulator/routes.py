@@ -1,4 +1,8 @@
-"""Klaviyo's endpoints at revision 2023-02-22: parse the body, call the store, render.
+"""Klaviyo's endpoints: parse the body, call the store, render.
+
+Each path is registered once; a request at a revision after 2023-02-22 is handed to
+``routes_import`` (profile-import and bulk-delete exist only there, create and update profile
+are served at 2023-02-22 only).
 
 Every path is served with and without the trailing slash (the OAS writes ``/api/profiles/``,
 peers call ``/api/profiles``); a redirect would break POSTs from clients that do not follow.
@@ -14,9 +18,10 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from klaviyo_destination.emulator import resources
+from klaviyo_destination.emulator import resources, routes_import
 from klaviyo_destination.emulator.errors import invalid
 from klaviyo_destination.emulator.models import JsonObject, Profile
+from klaviyo_destination.emulator.revisions import not_at_revision, not_modelled
 from klaviyo_destination.emulator.store import EmulatorStore
 from klaviyo_destination.emulator.validation import (
     EventCreateQuery,
@@ -25,7 +30,7 @@ from klaviyo_destination.emulator.validation import (
     SubscriptionCreateJobCreateQuery,
     parse_body,
 )
-from klaviyo_destination.emulator.web import JsonApiResponse, StoreDep, base_url
+from klaviyo_destination.emulator.web import JsonApiResponse, RevisionDep, StoreDep, base_url
 
 router = APIRouter(prefix="/api")
 
@@ -45,7 +50,9 @@ def _route(method: str, path: str) -> Callable[[Handler], Handler]:
 
 
 @_route("POST", "/profiles")
-async def create_profile(request: Request, store: StoreDep) -> Response:
+async def create_profile(request: Request, store: StoreDep, served: RevisionDep) -> Response:
+    if not served.legacy:
+        raise not_modelled(served)
     query = parse_body(
         ProfileCreateQuery, await request.body(), request.headers.get("content-type")
     )
@@ -54,7 +61,11 @@ async def create_profile(request: Request, store: StoreDep) -> Response:
 
 
 @_route("PATCH", "/profiles/{profile_id}")
-async def update_profile(profile_id: str, request: Request, store: StoreDep) -> Response:
+async def update_profile(
+    profile_id: str, request: Request, store: StoreDep, served: RevisionDep
+) -> Response:
+    if not served.legacy:
+        raise not_modelled(served)
     raw = await request.body()
     query = parse_body(ProfilePartialUpdateQuery, raw, request.headers.get("content-type"))
     if query.data.id != profile_id:
@@ -65,19 +76,27 @@ async def update_profile(profile_id: str, request: Request, store: StoreDep) -> 
 
 
 @_route("GET", "/profiles/{profile_id}")
-async def get_profile(profile_id: str, request: Request, store: StoreDep) -> Response:
+async def get_profile(
+    profile_id: str, request: Request, store: StoreDep, served: RevisionDep
+) -> Response:
+    if not served.legacy:
+        return routes_import.profile(request, store, served, profile_id)
     profile = store.get_profile(profile_id)
     return JsonApiResponse({"data": _profile(request, store, profile)})
 
 
 @_route("GET", "/profiles")
-async def get_profiles(request: Request, store: StoreDep) -> Response:
+async def get_profiles(request: Request, store: StoreDep, served: RevisionDep) -> Response:
     raw_filter = request.query_params.get("filter")
     if raw_filter is None:
         profiles = list(store.profiles.values())
     else:
         field, values = parse_filter(raw_filter, _PROFILE_FILTERS)
         profiles = store.find_profiles(field, values)
+    if not served.legacy:
+        return _collection(
+            request, routes_import.profile_resources(request, store, served, profiles)
+        )
     return _collection(
         request,
         [_profile(request, store, p) for p in profiles],
@@ -85,7 +104,9 @@ async def get_profiles(request: Request, store: StoreDep) -> Response:
 
 
 @_route("POST", "/events")
-async def create_event(request: Request, store: StoreDep) -> Response:
+async def create_event(request: Request, store: StoreDep, served: RevisionDep) -> Response:
+    if not served.legacy:
+        return await routes_import.create_event(request, store, served)
     query = parse_body(EventCreateQuery, await request.body(), request.headers.get("content-type"))
     store.create_event(query.data.attributes)
     return Response(status_code=202)
@@ -102,11 +123,27 @@ async def get_events(request: Request, store: StoreDep) -> Response:
 
 
 @_route("POST", "/profile-subscription-bulk-create-jobs")
-async def subscribe_profiles(request: Request, store: StoreDep) -> Response:
+async def subscribe_profiles(request: Request, store: StoreDep, served: RevisionDep) -> Response:
+    if not served.legacy:
+        return await routes_import.subscribe(request, store, served)
     content_type = request.headers.get("content-type")
     query = parse_body(SubscriptionCreateJobCreateQuery, await request.body(), content_type)
     store.subscribe(query.data.attributes)
     return Response(status_code=202)
+
+
+@_route("POST", "/profile-subscription-bulk-delete-jobs")
+async def unsubscribe_profiles(request: Request, store: StoreDep, served: RevisionDep) -> Response:
+    if served.legacy:
+        raise not_at_revision()
+    return await routes_import.unsubscribe(request, store, served)
+
+
+@_route("POST", "/profile-import")
+async def import_profile(request: Request, store: StoreDep, served: RevisionDep) -> Response:
+    if served.legacy:
+        raise not_at_revision()
+    return await routes_import.upsert_profile(request, store, served)
 
 
 @_route("GET", "/lists/{list_id}/profiles")

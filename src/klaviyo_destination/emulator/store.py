@@ -23,6 +23,7 @@ from klaviyo_destination.emulator.models import (
     Consent,
     EventRecord,
     Membership,
+    NewEvent,
     Profile,
     RecordedRequest,
 )
@@ -53,7 +54,9 @@ class EventOutcome(StrEnum):
 
 
 class EmulatorStore:
-    """Profiles, events, list memberships, recorded requests, faults and rate-limit windows.
+    """Profiles, events, list memberships and consent, recorded requests, faults and rate-limit
+    windows. The profile-import revisions' rules over the same state are in ``profile_import``
+    and ``consent``.
 
     ``clock`` (epoch seconds) drives ids, timestamps and rate-limit windows; ``seed`` makes ids
     reproducible; ``sleep`` is what injected latency awaits; ``api_keys`` restricts the accepted
@@ -78,6 +81,8 @@ class EmulatorStore:
         self.profiles: dict[str, Profile] = {}
         self.events: list[EventRecord] = []
         self.lists: dict[str, dict[str, Membership]] = {}
+        #: list -> profile -> channel -> the consent a job gave or took on that list.
+        self.list_consent: dict[str, dict[str, dict[str, Consent]]] = {}
         self.requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED)
         self.dropped_events = 0
         self._owners: dict[tuple[str, str], str] = {}
@@ -92,6 +97,7 @@ class EmulatorStore:
         self.profiles.clear()
         self.events.clear()
         self.lists.clear()
+        self.list_consent.clear()
         self.requests.clear()
         self.dropped_events = 0
         self._owners.clear()
@@ -130,61 +136,77 @@ class EmulatorStore:
         if not identifiers:
             detail = "A profile requires at least one of email, phone_number or external_id."
             raise invalid(detail, pointer="/data/attributes")
-        owners = self._owners_of(identifiers)
+        owners = self.owners_of(identifiers)
         if owners:
             raise duplicate_profile(owners[0])
-        profile = self._new_profile()
-        self._apply(profile, attributes)
+        profile = self.new_profile()
+        self.apply(profile, _set_fields(attributes))
         return profile
 
     def update_profile(self, profile_id: str, attributes: ProfileAttributes) -> Profile:
         """200, 404, or 409 naming the profile that already owns an identifier being set."""
         profile = self.get_profile(profile_id)
-        others = [o for o in self._owners_of(_given_identifiers(attributes)) if o != profile_id]
+        others = [o for o in self.owners_of(_given_identifiers(attributes)) if o != profile_id]
         if others:
             raise duplicate_profile(others[0])
-        self._apply(profile, attributes)
+        self.apply(profile, _set_fields(attributes))
         profile.updated = self.now()
         return profile
 
     # Events
 
     def create_event(self, attributes: EventAttributes) -> EventOutcome:
-        """Store one event unless Klaviyo would drop it or already has it.
+        """Store one event unless Klaviyo would drop it or already has it (revision 2023-02-22).
+
+        A profile object without a usable identifier is dropped, as Klaviyo did in 2023.
+        """
+        who = read_event_profile(attributes.profile)
+        when = self.event_time(attributes.time, _EARLIEST_EVENT)
+        if not who.identifiers:
+            self.dropped_events += 1
+            return EventOutcome.DROPPED
+        profile = self.match(who.identifiers) or self.new_profile()
+        self.absorb(profile, who)
+        value = None if attributes.value is None else float(attributes.value)
+        event = NewEvent(attributes.metric.name, dict(attributes.properties), value, when)
+        return self.store_event(profile, event, attributes.unique_id)
+
+    def event_time(self, time: datetime | None, earliest: datetime) -> datetime:
+        """The event's time, by default the time received, within the range Klaviyo accepts."""
+        received = self.now()
+        when = time or received.replace(microsecond=0)
+        if not earliest < when <= received + timedelta(days=365):
+            detail = (
+                f"The time must be after the year {earliest.year} and at most 1 year in the future."
+            )
+            raise invalid(detail, pointer="/data/attributes/time")
+        return when
+
+    def store_event(self, profile: Profile, event: NewEvent, unique_id: str | None) -> EventOutcome:
+        """Record an event of ``profile`` unless it has it already.
 
         The dedup key is (profile, metric name, ``unique_id``), where a missing ``unique_id``
         defaults to the event time truncated to the second, as the OAS describes.
         """
-        who = read_event_profile(attributes.profile)
-        received = self.now()
-        when = attributes.time or received.replace(microsecond=0)
-        if not _EARLIEST_EVENT < when <= received + timedelta(days=365):
-            detail = "The time must be after the year 2000 and at most 1 year in the future."
-            raise invalid(detail, pointer="/data/attributes/time")
-        if not who.identifiers:
-            self.dropped_events += 1
-            return EventOutcome.DROPPED
-        profile = self._match(who.identifiers) or self._new_profile()
-        self._absorb(profile, who)
-        unique_id = attributes.unique_id or when.isoformat()
-        key = (profile.id, attributes.metric.name, unique_id)
+        unique_id = unique_id or event.time.isoformat()
+        key = (profile.id, event.metric_name, unique_id)
         if key in self._event_keys:
             return EventOutcome.DUPLICATE
         self._event_keys.add(key)
-        value = None if attributes.value is None else float(attributes.value)
-        event = EventRecord(
+        record = EventRecord(
             self.ids.new(),
-            attributes.metric.name,
+            event.metric_name,
             profile.id,
-            dict(attributes.properties),
-            value,
-            when,
+            event.properties,
+            event.value,
+            event.time,
             unique_id,
-            received,
+            self.now(),
+            event.currency,
         )
-        self.events.append(event)
+        self.events.append(record)
         last = profile.last_event_date
-        profile.last_event_date = when if last is None else max(last, when)
+        profile.last_event_date = event.time if last is None else max(last, event.time)
         return EventOutcome.STORED
 
     # Subscriptions
@@ -209,16 +231,28 @@ class EmulatorStore:
             if entry.profile_id is not None:
                 profile = self.profiles[entry.profile_id]
             else:
-                profile = self._match(identifiers) or self._new_profile()
-            self._fill_identifiers(profile, identifiers)
+                profile = self.match(identifiers) or self.new_profile()
+            self.fill_identifiers(profile, identifiers)
             channels = tuple(c for c in _requested_channels(entry) if _has_channel(profile, c))
             for channel in channels:
-                profile.consent[channel] = Consent(
-                    "SUBSCRIBED", now, "API", "subscribe_profiles", job.custom_source
-                )
+                consent = Consent("SUBSCRIBED", now, "API", "subscribe_profiles", job.custom_source)
+                self.give_consent(profile, channel, consent, job.list_id)
             members[profile.id] = Membership(
                 job.list_id, profile.id, channels, job.custom_source, now
             )
+
+    def give_consent(
+        self, profile: Profile, channel: str, consent: Consent, list_id: str | None
+    ) -> None:
+        """The profile's consent on a channel, and on that list when the job names one."""
+        profile.consent[channel] = consent
+        if list_id is not None:
+            self.consent_on_list(list_id, profile.id, channel, consent)
+
+    def consent_on_list(
+        self, list_id: str, profile_id: str, channel: str, consent: Consent
+    ) -> None:
+        self.list_consent.setdefault(list_id, {}).setdefault(profile_id, {})[channel] = consent
 
     def list_ids_of(self, profile_id: str) -> list[str]:
         """The lists a profile is a member of, in the order they were first created."""
@@ -237,42 +271,41 @@ class EmulatorStore:
         self.requests.append(entry)
         return entry
 
-    # Internals
+    # Shared by the rules of every revision
 
-    def _new_profile(self) -> Profile:
+    def new_profile(self) -> Profile:
         now = self.now()
         profile = Profile(self.ids.new(), now, now)
         self.profiles[profile.id] = profile
         return profile
 
-    def _owners_of(self, identifiers: Mapping[str, str]) -> list[str]:
+    def owners_of(self, identifiers: Mapping[str, str]) -> list[str]:
         owners = (self._owners.get(_key(name, value)) for name, value in identifiers.items())
         return [owner for owner in dict.fromkeys(owners) if owner]
 
-    def _match(self, identifiers: Mapping[str, str]) -> Profile | None:
-        owners = self._owners_of(identifiers)
+    def match(self, identifiers: Mapping[str, str]) -> Profile | None:
+        owners = self.owners_of(identifiers)
         return self.profiles[owners[0]] if owners else None
 
-    def _apply(self, profile: Profile, attributes: ProfileAttributes) -> None:
+    def apply(self, profile: Profile, fields: Mapping[str, Any]) -> None:
         """Set what the body names; ``null`` clears; location and properties merge key-wise."""
-        for name in attributes.model_fields_set:
-            value = getattr(attributes, name)
+        for name, value in fields.items():
             if name == "location":
-                _merge(profile.location, value.model_dump(exclude_unset=True) if value else None)
+                _merge(profile.location, value)
             elif name == "properties":
                 _merge(profile.properties, value)
             else:
                 self._set_field(profile, name, value)
 
-    def _absorb(self, profile: Profile, who: EventProfile) -> None:
+    def absorb(self, profile: Profile, who: EventProfile) -> None:
         """An event's profile object updates the profile it resolved to."""
-        self._fill_identifiers(profile, who.identifiers)
+        self.fill_identifiers(profile, who.identifiers)
         for name, value in who.attributes.items():
             self._set_field(profile, name, value)
         _merge(profile.location, who.location)
         _merge(profile.properties, who.properties)
 
-    def _fill_identifiers(self, profile: Profile, identifiers: Mapping[str, str]) -> None:
+    def fill_identifiers(self, profile: Profile, identifiers: Mapping[str, str]) -> None:
         """Add identifiers the profile lacks, unless another profile owns them (never steal)."""
         for name, value in identifiers.items():
             if name not in profile.fields and _key(name, value) not in self._owners:
@@ -294,6 +327,14 @@ class EmulatorStore:
 def _key(name: str, value: str) -> tuple[str, str]:
     # Klaviyo matches email addresses case-insensitively.
     return (name, value.lower() if name == "email" else value)
+
+
+def _set_fields(attributes: ProfileAttributes) -> dict[str, Any]:
+    """The members a 2023-02-22 body sets, ``location`` as a plain object."""
+    fields = {name: getattr(attributes, name) for name in attributes.model_fields_set}
+    if attributes.location is not None and "location" in fields:
+        fields["location"] = attributes.location.model_dump(exclude_unset=True)
+    return fields
 
 
 def _given_identifiers(source: ProfileAttributes | SubscriptionEntry) -> dict[str, str]:

@@ -237,8 +237,8 @@ class SubscriptionCreateJobCreateQuery(_Resource):
     data: _SubscriptionJobData
 
 
-def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
-    """Decode and validate one request body; every problem becomes a Klaviyo 400 (or 415)."""
+def decode_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    """One request body as a JSON object, or Klaviyo's 415 or 400 (every revision)."""
     media_type = (content_type or "application/json").split(";")[0].strip().lower()
     if media_type not in _JSON_TYPES:
         raise unsupported_media_type(media_type)
@@ -248,6 +248,12 @@ def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
         raise invalid_payload() from None
     if not isinstance(document, dict):
         raise invalid_payload()
+    return document
+
+
+def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
+    """Decode and validate one request body; every problem becomes a Klaviyo 400 (or 415)."""
+    document = decode_body(raw, content_type)
     try:
         return model.model_validate(document)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from klaviyo_destination.emulator.errors import ApiError
+from klaviyo_destination.emulator.revisions import LEGACY, Served, resolve
 from klaviyo_destination.emulator.store import EmulatorStore
 
 #: What Klaviyo answers with (observed on a real 429 in March 2023), though the OAS says JSON.
@@ -32,6 +33,19 @@ def _store(request: Request) -> EmulatorStore:
 
 
 StoreDep = Annotated[EmulatorStore, Depends(_store)]
+
+
+def _revision(request: Request) -> Served:
+    """The revision the gate resolved from the ``revision`` header. Mounted under a prefix
+    (the service's embedded ``/emulator``) the gate, which looks for ``/api`` paths, lets
+    requests by: the header is resolved here the same way, and without one 2023-02-22 is
+    served, as it always was there."""
+    served: Served | None = getattr(request.state, "revision", None)
+    header = request.headers.get("revision")
+    return served or (LEGACY if header is None else resolve(header))
+
+
+RevisionDep = Annotated[Served, Depends(_revision)]
 
 
 def base_url(request: Request) -> str:

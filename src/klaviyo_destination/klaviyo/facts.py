@@ -116,6 +116,13 @@ REVISIONS: Final[Mapping[ApiVersion, Revision]] = MappingProxyType(
     }
 )
 
+#: Klaviyo's newest GA revision on 2026-12-06, the one its Python SDK (klaviyo-api 25.0.0) sends.
+#: No ``apiVersion`` names it; on the endpoints above its limits are v3's (the 2026-07-15 OAS,
+#: which it follows on them, and the SDK's docstrings give the same tiers).
+NEWEST_REVISION: Final = "2026-10-15"
+#: Revisions released before this date were retired by 2026-12-06 (two years after release).
+RETIRED_BEFORE: Final = "2025-01-15"
+
 #: The ``Authorization`` scheme of a private key.
 AUTH_SCHEME: Final = "Klaviyo-API-Key"
 #: What the dry run shows instead of a key.
