@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import DestinationError
-from .ingest.config import DestinationConfig
+from .ingest.config import DestinationConfig, revision_of
 from .ingest.parse import parse
 from .mapping import plan
 from .planned import PlannedEvent
@@ -21,7 +21,7 @@ def plan_event(raw: Any, config: DestinationConfig, *, require_key: bool = True)
     if isinstance(event, DestinationError):
         return PlannedEvent(message_id, event_type, user_key, error=event)
     try:
-        requests = plan(event, config)
+        requests = plan(event, config, revision_of(config))  # parse checked it: no error here
     except DestinationError as error:
         return PlannedEvent(message_id, event_type, user_key, error=error)
     return PlannedEvent(message_id, event_type, user_key, requests)
