@@ -45,7 +45,7 @@ def rows() -> list[Any]:
 
 
 def config_of(row: JsonObject, item: JsonObject | None = None) -> JsonObject:
-    config = (item or {}).get("destination_config", row["config"])
+    config: JsonObject = (item or {}).get("destination_config") or row["config"]
     return {"privateApiKey": KEY, **config}
 
 
