@@ -106,32 +106,12 @@ def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -
     """
     if request["endpoint_path"] != "/api/events":
         return request
-    if config.get("apiVersion") in IMPORT_VERSIONS:
-        return _as_import_reference(request, message, config)
+    # At v2/v3 the reference sends the messageId as it is, and the first kept of timestamp,
+    # originalTimestamp as ``time`` (docs/mapping.md §20.1, §24).
+    at_v2v3 = config.get("apiVersion") in IMPORT_VERSIONS
     attributes = dict(request["body"]["data"]["attributes"])
     if "unique_id" in attributes and attributes["unique_id"] == _unique_id_of(message):
-        del attributes["unique_id"]
-    if (
-        message.get("properties") is None
-        and not config.get("flattenProperties")
-        and attributes.get("properties") == {}
-    ):
-        del attributes["properties"]
-    timestamp = message.get("timestamp")
-    if "time" in attributes and attributes["time"] == _iso_of_unix(timestamp):
-        attributes["time"] = timestamp
-    data = {**request["body"]["data"], "attributes": attributes}
-    return {**request, "body": {**request["body"], "data": data}}
-
-
-def _as_import_reference(
-    request: JsonObject, message: JsonObject, config: JsonObject
-) -> JsonObject:
-    """:func:`as_reference` at v2/v3, where the reference sends ``unique_id`` = the messageId as
-    it is, and ``time`` = the first kept of ``timestamp``, ``originalTimestamp`` (§20, §24)."""
-    attributes = dict(request["body"]["data"]["attributes"])
-    if "unique_id" in attributes and attributes["unique_id"] == _unique_id_of(message):
-        if "messageId" in message:
+        if at_v2v3 and "messageId" in message:
             attributes["unique_id"] = message["messageId"]
         else:
             del attributes["unique_id"]
@@ -141,14 +121,8 @@ def _as_import_reference(
         and attributes.get("properties") == {}
     ):
         del attributes["properties"]
-    sent = next(
-        (
-            message[key]
-            for key in ("timestamp", "originalTimestamp")
-            if message.get(key) not in (None, "")
-        ),
-        None,
-    )
+    sources = ("timestamp", "originalTimestamp") if at_v2v3 else ("timestamp",)
+    sent = next((message[k] for k in sources if message.get(k) not in (None, "")), None)
     if "time" in attributes and attributes["time"] == _iso_of_unix(sent):
         attributes["time"] = sent
     data = {**request["body"]["data"], "attributes": attributes}

@@ -126,19 +126,26 @@ TIMEZONE: Final = _paths("traits.timezone", "context.traits.timezone", "properti
 CONSENT: Final = _paths("context.traits.consent", "traits.consent", "properties.consent")
 
 # --- §6.3 identify: profile attributes, in emitted order ------------------------------------
+#: Rows both profile tables (§6.3 and §17.1) hold, in the same order.
+NAMES_AND_PHONE: Final = (
+    Rule("first_name", FIRST_NAME),
+    Rule("last_name", LAST_NAME),
+    Rule("phone_number", PHONE),
+)
+WORK_AND_PLACE: Final = (
+    Rule("title", TITLE),
+    Rule("organization", ORGANIZATION),
+    Rule("location.city", CITY),
+    Rule("location.region", REGION),
+    Rule("location.country", COUNTRY),
+    Rule("location.zip", ZIP),
+)
 PROFILE_ATTRIBUTES: Final = RuleTable(
     (
         Rule("external_id", USER_ID),
         Rule("email", EMAIL_ONLY),
-        Rule("first_name", FIRST_NAME),
-        Rule("last_name", LAST_NAME),
-        Rule("phone_number", PHONE),
-        Rule("title", TITLE),
-        Rule("organization", ORGANIZATION),
-        Rule("location.city", CITY),
-        Rule("location.region", REGION),
-        Rule("location.country", COUNTRY),
-        Rule("location.zip", ZIP),
+        *NAMES_AND_PHONE,
+        *WORK_AND_PLACE,
         Rule("image", IMAGE),
         Rule("location.timezone", TIMEZONE),
         Rule("location.address1", STREET),
@@ -241,15 +248,8 @@ IMPORT_PROFILE: Final = RuleTable(
         Rule("external_id", USER_ID_ONLY),
         Rule("anonymous_id", _paths("anonymousId")),
         Rule("email", EMAIL_ONLY),
-        Rule("first_name", FIRST_NAME),
-        Rule("last_name", LAST_NAME),
-        Rule("phone_number", PHONE),
-        Rule("title", TITLE),
-        Rule("organization", ORGANIZATION),
-        Rule("location.city", CITY),
-        Rule("location.region", REGION),
-        Rule("location.country", COUNTRY),
-        Rule("location.zip", ZIP),
+        *NAMES_AND_PHONE,
+        *WORK_AND_PLACE,
         Rule("location.ip", _paths("context.ip", "request_ip")),
         Rule("_kx", _paths("traits._kx", "context.traits._kx")),
         Rule("image", IMAGE),
