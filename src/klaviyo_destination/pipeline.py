@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import DestinationError
-from .ingest.config import DestinationConfig
+from .ingest.config import DestinationConfig, revision_of
 from .ingest.parse import parse
+from .klaviyo.facts import ApiVersion
 from .mapping import plan
 from .phones import PhoneRule
 from .planned import PlannedEvent
@@ -30,8 +31,9 @@ def plan_event(
     if isinstance(event, DestinationError):
         return PlannedEvent(message_id, event_type, user_key, error=event)
     try:
-        requests = plan(event, config)
-        if phones is not None and config.api_version in (None, "v1"):
+        revision = revision_of(config)  # parse checked it: no error here
+        requests = plan(event, config, revision)
+        if phones is not None and revision.api_version is ApiVersion.V1:
             requests, warnings = phones.apply(event, requests)
             return PlannedEvent(message_id, event_type, user_key, requests, warnings=warnings)
     except DestinationError as error:

@@ -1,8 +1,9 @@
 """What the mapping produces: planned Klaviyo requests, and one planned event.
 
-A ``PlannedRequest`` carries no headers: authentication and ``revision`` are added by the
-Klaviyo client (``klaviyo/facts.py`` spells them), so nothing produced by the mapping can leak
-a key.
+A ``PlannedRequest`` carries no headers: authentication is added by whoever sends it
+(``klaviyo/facts.py`` spells the headers), so nothing produced by the mapping can leak a key.
+It names its ``revision`` instead, so the protocol envelopes, the dry run and the Klaviyo
+client all put the right ``revision`` header on it and count it against that revision's limits.
 """
 
 from __future__ import annotations
@@ -12,14 +13,25 @@ from typing import Any, Literal
 
 from .errors import DestinationError
 from .js import JsonObject, JsonValue
-from .klaviyo.facts import EVENTS_PATH, PROFILES_PATH, SUBSCRIPTIONS_PATH, Endpoint
+from .klaviyo.facts import (
+    EVENTS_PATH,
+    PROFILE_IMPORT_PATH,
+    PROFILES_PATH,
+    SUBSCRIPTIONS_PATH,
+    UNSUBSCRIPTIONS_PATH,
+    V1,
+    Endpoint,
+    Revision,
+    endpoint_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedRequest:
-    """One Klaviyo call the mapping wants made: method, path below the base URL, JSON body.
+    """One Klaviyo call the mapping wants made: method, path below the base URL, JSON body, and
+    the revision it is written for.
 
-    ``upsert`` marks identify's create-profile call: the delivery layer sends it as
+    ``upsert`` marks identify's create-profile call (v1): the delivery layer sends it as
     ``POST /api/profiles`` and, when Klaviyo answers 409 with ``duplicate_profile_id``,
     follows with :func:`patch_profile` for that id. It is data, not I/O, so ``plan()`` stays pure.
     """
@@ -28,15 +40,12 @@ class PlannedRequest:
     path: str
     body: JsonObject
     upsert: bool = False
+    revision: Revision = V1
 
     @property
     def endpoint(self) -> Endpoint:
         """The rate-limit class of this request (also the reference's ``endpointPath`` label)."""
-        if self.path.startswith(PROFILES_PATH):
-            return Endpoint.PROFILES
-        if self.path.startswith(EVENTS_PATH):
-            return Endpoint.EVENTS
-        return Endpoint.SUBSCRIPTIONS
+        return endpoint_of(self.path)
 
 
 def create_profile(body: JsonObject) -> PlannedRequest:
@@ -51,10 +60,35 @@ def patch_profile(create: PlannedRequest, profile_id: str) -> PlannedRequest:
     return PlannedRequest("PATCH", f"{PROFILES_PATH}/{profile_id}", {"data": data})
 
 
-def create_event(attributes: JsonObject) -> PlannedRequest:
-    return PlannedRequest(
-        "POST", EVENTS_PATH, {"data": {"type": "event", "attributes": attributes}}
-    )
+def create_event(attributes: JsonObject, revision: Revision = V1) -> PlannedRequest:
+    body = {"data": {"type": "event", "attributes": attributes}}
+    return PlannedRequest("POST", EVENTS_PATH, body, revision=revision)
+
+
+def import_profile(data: JsonObject, revision: Revision) -> PlannedRequest:
+    """v2/v3 identify: the profile upsert (docs/mapping.md §18)."""
+    return PlannedRequest("POST", PROFILE_IMPORT_PATH, {"data": data}, revision=revision)
+
+
+def list_job(
+    subscribe: bool, list_id: Any, profiles: list[JsonObject], revision: Revision
+) -> PlannedRequest:
+    """v2/v3: subscribe ``profiles`` to a list, or unsubscribe them (docs/mapping.md §19.6)."""
+    kind = "create" if subscribe else "delete"
+    data = {
+        "type": f"profile-subscription-bulk-{kind}-job",
+        "attributes": {"profiles": {"data": profiles}},
+        "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+    }
+    path = SUBSCRIPTIONS_PATH if subscribe else UNSUBSCRIPTIONS_PATH
+    return PlannedRequest("POST", path, {"data": data}, revision=revision)
+
+
+def list_job_parts(request: PlannedRequest) -> tuple[bool, Any, list[JsonObject]]:
+    """A v2/v3 list job's operation (subscribe?), list id and profiles."""
+    data = request.body["data"]
+    profiles: list[JsonObject] = data["attributes"]["profiles"]["data"]
+    return request.path == SUBSCRIPTIONS_PATH, data["relationships"]["list"]["data"]["id"], profiles
 
 
 def subscribe(attributes: JsonObject) -> PlannedRequest:

@@ -18,7 +18,9 @@ from support.events import signed_up
 from support.rudder_server import compact_processor, compact_router
 from tests.helpers.apps import Build, served
 from tests.helpers.conformance import (
+    V2V3_DIR,
     case_files,
+    config_of,
     expected_of,
     load,
     lookups_of,
@@ -367,7 +369,14 @@ def _scripted(router: respx.MockRouter, responses: list[dict[str, Any]]) -> list
 def _with_ids(jobs: list[Any]) -> list[Any]:
     """Jobs whose metadata names source and destination, as compaction needs."""
     return [
-        {**job, "metadata": {**job["metadata"], "sourceId": "s1", "destinationId": "d1"}}
+        {
+            **job,
+            "metadata": {
+                **job["metadata"],
+                "sourceId": "s1",
+                "destinationId": job["destination"]["ID"],
+            },
+        }
         for job in jobs
     ]
 
@@ -375,7 +384,7 @@ def _with_ids(jobs: list[Any]) -> list[Any]:
 @pytest.mark.anyio
 @pytest.mark.contract
 @pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
-@pytest.mark.parametrize("path", case_files())
+@pytest.mark.parametrize("path", [*case_files(), *case_files(V2V3_DIR)])
 async def test_protocol_endpoints_match_reference(
     build: Build, path: Path, compacted: bool, klaviyo: respx.MockRouter
 ) -> None:
@@ -407,9 +416,8 @@ async def test_protocol_endpoints_match_reference(
             assert response.status_code == 200
             assert response.headers["apiVersion"] == "2"
             messages = {item["job_id"]: item["message"] for item in case["input"]}
-            outputs = normalise_router(
-                response.json()["output"], messages, case["destination_config"]
-            )
+            configs = {item["job_id"]: config_of(case, item) for item in case["input"]}
+            outputs = normalise_router(response.json()["output"], messages, configs)
             assert unordered(outputs) == unordered(expected["outputs"])
     sent = [
         (httpx_json(call), call.headers["authorization"].removeprefix("Klaviyo-API-Key "))

@@ -1,7 +1,8 @@
 """Loading the reference's conformance cases (tests/reference_cases) and comparing against them.
 
-The cases are a byte-identical copy of ../shared/conformance/cases (see the README there), so a
-clone without ../shared still runs them; tests/test_shared_sync.py keeps the copy in step.
+The cases are a byte-identical copy of ../shared/conformance/cases (v1) and cases-v2v3
+(``reference_cases/v2v3``; see the README there), so a clone without ../shared still runs them;
+tests/test_shared_sync.py keeps the copies in step.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from pydantic import SecretStr
 from klaviyo_destination.js import JsonObject
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "reference_cases"
-SKIP_REASON = f"no reference cases found at {CASES_DIR}"
+V2V3_DIR = CASES_DIR / "v2v3"
+#: The apiVersions of the profile-import path, whose events Part A changes differently.
+IMPORT_VERSIONS = ("v2", "v3")
 
 
-def case_files() -> list[Any]:
+def case_files(folder: Path = CASES_DIR) -> list[Any]:
     """Parameters for pytest: one per case file, or a single skipped parameter."""
-    files = sorted(CASES_DIR.glob("*.json")) if CASES_DIR.is_dir() else []
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=SKIP_REASON), id="no-cases")]
+        reason = f"no reference cases found at {folder}"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-cases")]
     return [pytest.param(path, id=path.stem) for path in files]
 
 
@@ -65,14 +69,28 @@ def processor_jobs(case: JsonObject) -> list[JsonObject]:
 
 
 def router_jobs(case: JsonObject) -> list[JsonObject]:
+    """Each input item at the case's destination, or at its own ``destination_id`` and
+    ``destination_config`` when it names them (the cases-v2v3 layout)."""
     return [
         {
             "message": item["message"],
             "metadata": {"jobId": item["job_id"], "userId": item["user_id"]},
-            "destination": {"ID": "d1", "Name": "klaviyo", "Config": case["destination_config"]},
+            "destination": {
+                "ID": item.get("destination_id", "d1"),
+                "Name": "klaviyo",
+                "Config": config_of(case, item),
+            },
         }
         for item in case["input"]
     ]
+
+
+def config_of(case: JsonObject, item: JsonObject) -> JsonObject:
+    """The config of one router input item: its own, or the case's."""
+    config: JsonObject = (
+        item["destination_config"] if "destination_config" in item else case["destination_config"]
+    )
+    return config
 
 
 def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -> JsonObject:
@@ -88,18 +106,25 @@ def as_reference(request: JsonObject, message: JsonObject, config: JsonObject) -
     """
     if request["endpoint_path"] != "/api/events":
         return request
+    # At v2/v3 the reference sends the messageId as it is, and the first kept of timestamp,
+    # originalTimestamp as ``time`` (docs/mapping.md §20.1, §24).
+    at_v2v3 = config.get("apiVersion") in IMPORT_VERSIONS
     attributes = dict(request["body"]["data"]["attributes"])
     if "unique_id" in attributes and attributes["unique_id"] == _unique_id_of(message):
-        del attributes["unique_id"]
+        if at_v2v3 and "messageId" in message:
+            attributes["unique_id"] = message["messageId"]
+        else:
+            del attributes["unique_id"]
     if (
         message.get("properties") is None
         and not config.get("flattenProperties")
         and attributes.get("properties") == {}
     ):
         del attributes["properties"]
-    timestamp = message.get("timestamp")
-    if "time" in attributes and attributes["time"] == _iso_of_unix(timestamp):
-        attributes["time"] = timestamp
+    sources = ("timestamp", "originalTimestamp") if at_v2v3 else ("timestamp",)
+    sent = next((message[k] for k in sources if message.get(k) not in (None, "")), None)
+    if "time" in attributes and attributes["time"] == _iso_of_unix(sent):
+        attributes["time"] = sent
     data = {**request["body"]["data"], "attributes": attributes}
     return {**request, "body": {**request["body"], "data": data}}
 
@@ -163,8 +188,9 @@ def normalise_processor(
 
 
 def normalise_router(
-    outputs: list[JsonObject], messages: dict[int, JsonObject], config: JsonObject
+    outputs: list[JsonObject], messages: dict[int, JsonObject], configs: dict[int, JsonObject]
 ) -> list[JsonObject]:
+    """Router outputs → the case's ``outputs`` shape; ``configs`` is each job's config."""
     normalised = []
     for out in outputs:
         job_ids = [m["jobId"] for m in out["metadata"]]
@@ -173,7 +199,7 @@ def normalise_router(
             continue
         raw = out["batchedRequest"]
         requests = raw if isinstance(raw, list) else [raw]
-        message = messages[job_ids[0]]
+        message, config = messages[job_ids[0]], configs[job_ids[0]]
         item: JsonObject = {
             "job_ids": job_ids,
             "batched": out["batched"],

@@ -11,9 +11,11 @@ import pytest
 from klaviyo_destination.js import JsonObject
 from klaviyo_destination.protocol import process, route
 from tests.helpers.conformance import (
+    V2V3_DIR,
     ScriptedLookup,
     as_reference,
     case_files,
+    config_of,
     expected_of,
     load,
     lookups_of,
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.contract
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("path", case_files())
+@pytest.mark.parametrize("path", [*case_files(), *case_files(V2V3_DIR)])
 async def test_reference_case(path: Path) -> None:
     case = load(path)
     expected = expected_of(case)
@@ -42,9 +44,10 @@ async def test_reference_case(path: Path) -> None:
     else:
         outputs = await route(router_jobs(case), lookup, filter_code=filter_code)
         messages = {item["job_id"]: item["message"] for item in case["input"]}
-        assert unordered(
-            normalise_router(outputs, messages, case["destination_config"])
-        ) == unordered(expected["outputs"])
+        configs = {item["job_id"]: config_of(case, item) for item in case["input"]}
+        assert unordered(normalise_router(outputs, messages, configs)) == unordered(
+            expected["outputs"]
+        )
     assert lookups_of(lookup.calls) == expected.get("lookups", [])
 
 

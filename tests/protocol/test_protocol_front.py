@@ -41,7 +41,8 @@ def job(job_id: int, destination_id: str = "d1", version: str | None = None) -> 
 @pytest.mark.anyio
 async def test_each_job_is_planned_with_its_own_config_even_when_equal_to_its_neighbours() -> None:
     """Jobs share a parsed config while their configs are equal; ``1 == True`` in Python, but
-    a config with ``apiVersion: true`` is not the one with ``apiVersion: 1``."""
+    a config with ``apiVersion: true`` is not the one with ``apiVersion: 1`` (each is named as
+    the reference's JavaScript writes it)."""
     jobs = [job(1), job(2), job(3), job(4), job(5)]
     jobs[1]["destination"]["Config"]["apiVersion"] = 1
     jobs[2]["destination"]["Config"]["apiVersion"] = True
@@ -51,8 +52,8 @@ async def test_each_job_is_planned_with_its_own_config_even_when_equal_to_its_ne
     assert [item["statusCode"] for item in items] == [200, 400, 400, 400, 200]
     assert [item.get("error") for item in items[1:4]] == [
         "Unsupported Klaviyo apiVersion: 1",
-        "Unsupported Klaviyo apiVersion: True",
-        "Unsupported Klaviyo apiVersion: True",
+        "Unsupported Klaviyo apiVersion: true",
+        "Unsupported Klaviyo apiVersion: true",
     ]
 
 
@@ -99,19 +100,13 @@ def test_a_compacted_body_gives_each_job_its_destination() -> None:
     assert [j.job_id for j in parsed.jobs] == [1, 2, 3]
 
 
-def test_a_subset_keeps_the_form_and_only_its_destinations() -> None:
-    body = compact_processor([job(1, "d1"), job(2, "d2"), job(3, "d1")])
-    parsed = processor_body(body, compacted=True, size=100, limits=LIMITS)
-    subset = orjson.loads(parsed.subset([1]))
-    assert [i["metadata"]["jobId"] for i in subset["input"]] == [2]
-    assert list(subset["destinations"]) == ["d2"]
-    assert list(subset["connections"]) == ["s1:d2"]
-    plain = processor_body([job(1), job(2)], compacted=False, size=100, limits=LIMITS)
-    assert orjson.loads(plain.subset([1])) == [job(2)]
-    routed = router_body(
-        {"input": [job(1), job(2)], "destType": "KLAVIYO"}, compacted=False, size=1, limits=LIMITS
-    )
-    assert orjson.loads(routed.subset([0])) == {"input": [job(1)], "destType": "KLAVIYO"}
+def test_a_router_body_reads_each_jobs_destination_plain_or_compacted() -> None:
+    body = compact_processor([job(1, "d1"), job(2, "d2")])
+    routed = router_body({**body, "destType": "KLAVIYO"}, compacted=True, size=1, limits=LIMITS)
+    assert [j.destination["ID"] for j in routed.jobs] == ["d1", "d2"]
+    plain = router_body({"input": [job(3, "d3")]}, compacted=False, size=1, limits=LIMITS)
+    assert [j.destination["ID"] for j in plain.jobs] == ["d3"]
+    assert router_body({"input": {}}, compacted=False, size=1, limits=LIMITS).jobs == []
 
 
 @pytest.mark.parametrize(
@@ -134,7 +129,7 @@ def test_a_job_too_deep_or_too_large_is_marked_alone() -> None:
     assert [j.error.status if j.error else None for j in parsed.jobs] == [400, 413, None]
 
 
-# --- the split, in process --------------------------------------------------------------------
+# --- every Klaviyo job is served here, in process ---------------------------------------------
 
 
 @pytest.fixture
@@ -159,51 +154,30 @@ async def _client(
         yield c
 
 
+def _revisions(items: list[Any]) -> list[str]:
+    return [item["output"]["headers"]["revision"] for item in items]
+
+
 @pytest.mark.anyio
-async def test_upstream_items_keep_input_order_and_strays_go_last(
-    build: Build,
-    upstream: respx.MockRouter,
+@pytest.mark.parametrize("with_upstream", [True, False], ids=["upstream-set", "no-upstream"])
+async def test_every_api_version_is_served_here_and_never_upstream(
+    build: Build, upstream: respx.MockRouter, with_upstream: bool
 ) -> None:
-    upstream.post("/v0/destinations/klaviyo").respond(
-        200,
-        json=[
-            {"metadata": {"jobId": 99}, "statusCode": 200, "output": {"stray": True}},
-            {"metadata": {"jobId": 3}, "statusCode": 200, "output": {"upstream": True}},
-            {"metadata": {"jobId": 2}, "statusCode": 200, "output": {"upstream": True}},
-        ],
-        headers={"apiVersion": "2"},
-    )
-    jobs = [job(1), job(2, "d3", "v3"), job(3, "d3", "v3"), job(4)]
-    async for client in _client(build, upstream):
+    """v2 and v3 jobs are mapped here like v1 ones, in input order, each at its revision;
+    the upstream, set or not, is never asked (it answers 500 if it is)."""
+    upstream.route().respond(500, text="must not be called")
+    jobs = [job(1), job(2, "d3", "v3"), job(3, "d2", "v2"), job(4, "d1", "v1")]
+    async for client in _client(build, upstream if with_upstream else None):
         answer = await client.post("/v0/destinations/klaviyo", json=jobs)
+        routed = await client.post("/routerTransform", json={"input": jobs, "destType": "KLAVIYO"})
     assert answer.status_code == 200
-    assert [i["metadata"]["jobId"] for i in answer.json()] == [1, 2, 3, 4, 99]
-
-
-@pytest.mark.anyio
-async def test_without_upstream_v3_jobs_name_the_setting(
-    build: Build, upstream: respx.MockRouter
-) -> None:
-    async for client in _client(build, None):
-        answer = await client.post("/v0/destinations/klaviyo", json=[job(1), job(2, "d3", "v3")])
-    first, second = answer.json()
-    assert first["statusCode"] == 200
-    assert second["statusCode"] == 400
-    assert "RUDDER_TRANSFORMER_URL" in second["error"]
+    items = answer.json()
+    assert [i["metadata"]["jobId"] for i in items] == [1, 2, 3, 4]
+    assert _revisions(items) == ["2023-02-22", "2026-04-15", "2024-10-15", "2023-02-22"]
+    outputs = routed.json()["output"]
+    assert sorted(o["metadata"][0]["jobId"] for o in outputs) == [1, 2, 3, 4]
+    assert {o["statusCode"] for o in outputs} == {200}
     assert not upstream.calls
-
-
-@pytest.mark.anyio
-async def test_a_retryable_upstream_answer_fails_the_whole_request(
-    build: Build,
-    upstream: respx.MockRouter,
-) -> None:
-    upstream.post("/v0/destinations/klaviyo").respond(429, text="slow down")
-    async for client in _client(build, upstream):
-        answer = await client.post("/v0/destinations/klaviyo", json=[job(1), job(2, "d3", "v3")])
-    assert answer.status_code == 503  # rudder-server retries the batch; nothing is dropped
-    assert answer.headers["apiVersion"] == "2"
-    assert answer.json()["error"]["code"] == "upstream_unavailable"
 
 
 @pytest.mark.anyio

@@ -1,4 +1,5 @@
-"""JSON Schemas derived from Klaviyo's OpenAPI document for revision 2023-02-22 (see derive.py).
+"""JSON Schemas derived from Klaviyo's OpenAPI documents (see derive.py): revision 2023-02-22
+here, 2024-10-15 and 2026-04-15 in folders of those names.
 
 Each ``<Name>.json`` is a self-contained Draft 4 schema; ``operations.json`` names, for each
 operation the service calls, the schema of its request body and of each answer status.
@@ -15,13 +16,15 @@ from jsonschema import Draft4Validator
 SCHEMAS_DIR: Final = Path(__file__).resolve().parent
 
 
-def load(file_name: str) -> Any:
-    return json.loads((SCHEMAS_DIR / file_name).read_text(encoding="utf-8"))
+def load(file_name: str, revision: str | None = None) -> Any:
+    """A file of revision 2023-02-22's schemas, or of ``revision``'s folder."""
+    folder = SCHEMAS_DIR if revision is None else SCHEMAS_DIR / revision
+    return json.loads((folder / file_name).read_text(encoding="utf-8"))
 
 
-def validator(name: str) -> Draft4Validator:
+def validator(name: str, revision: str | None = None) -> Draft4Validator:
     """The validator of schema ``name``, refusing a file that is not a Draft 4 schema."""
-    schema = load(f"{name}.json")
+    schema = load(f"{name}.json", revision)
     Draft4Validator.check_schema(schema)
     return Draft4Validator(schema)
 

@@ -1,16 +1,19 @@
-"""Derive the JSON Schemas of tests/schemas/ from Klaviyo's OpenAPI document.
+"""Derive the JSON Schemas of tests/schemas/ from Klaviyo's OpenAPI documents.
 
-Source: ``../shared/spec/klaviyo-openapi-2023-02-22.json`` (Klaviyo's own document for revision
-2023-02-22, MIT licence, Copyright (c) 2022 Klaviyo). For the four operations the service calls
-it writes the request-body schema and every response-body schema, one self-contained Draft 4
-file per schema (referenced component schemas become local ``definitions``), plus
-``operations.json``, naming the schema of each operation's request and of each answer status.
+Sources: ``../shared/spec/klaviyo-openapi-2023-02-22.json`` (Klaviyo's own document for revision
+2023-02-22, MIT licence, Copyright (c) 2022 Klaviyo), written to ``tests/schemas/``; and the
+subsets of revisions 2024-10-15 and 2026-04-15 (``klaviyo-openapi-<revision>-subset.json``, the
+same licence), written to ``tests/schemas/<revision>/``. For the operations the service calls at
+each revision it writes the request-body schema and every response-body schema, one
+self-contained Draft 4 file per schema (referenced component schemas become local
+``definitions``), plus ``operations.json``, naming the schema of each operation's request and
+of each answer status.
 
 Only structure is kept; Klaviyo's prose (descriptions, titles, examples) stays out of the
 repository. A keyword this script does not know stops it, so that no constraint is silently
 lost when the document changes.
 
-Run from the repository root: ``python tests/schemas/derive.py``.
+Run from the repository root: ``python tests/schemas/derive.py`` (every revision).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import Any, Final
 
 HERE: Final = Path(__file__).resolve().parent
-DEFAULT_SPEC: Final = HERE.parents[2] / "shared" / "spec" / "klaviyo-openapi-2023-02-22.json"
+SPECS: Final = HERE.parents[2] / "shared" / "spec"
+DEFAULT_SPEC: Final = SPECS / "klaviyo-openapi-2023-02-22.json"
 DRAFT4: Final = "http://json-schema.org/draft-04/schema#"
 INDEX: Final = "operations.json"
 
@@ -33,12 +37,30 @@ OPERATIONS: Final = (
     ("post", "/api/events/"),
     ("post", "/api/profile-subscription-bulk-create-jobs/"),
 )
+#: The profile-import path's operations (apiVersion v2 and v3), as the subsets spell them.
+IMPORT_OPERATIONS: Final = (
+    ("post", "/api/profile-import"),
+    ("post", "/api/events"),
+    ("post", "/api/profile-subscription-bulk-create-jobs"),
+    ("post", "/api/profile-subscription-bulk-delete-jobs"),
+)
+#: revision -> (its document, the folder its schemas go to, the operations derived)
+REVISIONS: Final = {
+    "2023-02-22": (DEFAULT_SPEC, HERE, OPERATIONS),
+    "2024-10-15": (SPECS / "klaviyo-openapi-2024-10-15-subset.json", HERE / "2024-10-15",
+                   IMPORT_OPERATIONS),
+    "2026-04-15": (SPECS / "klaviyo-openapi-2026-04-15-subset.json", HERE / "2026-04-15",
+                   IMPORT_OPERATIONS),
+}  # fmt: skip
+#: The media types a JSON body is declared under (the newer documents use JSON:API's).
+JSON_TYPES: Final = ("application/json", "application/vnd.api+json")
 #: Keywords whose value is one schema, a list of schemas, or a name -> schema map.
 ONE_SCHEMA: Final = frozenset({"items", "not"})
 SCHEMA_LIST: Final = frozenset({"oneOf", "anyOf", "allOf"})
 #: Keywords whose value is copied as it is.
 VERBATIM: Final = frozenset({"type", "required", "enum", "format", "nullable"})
-PROSE: Final = frozenset({"description", "summary", "title", "example", "examples"})
+#: Annotations, not constraints (``default`` included: JSON Schema never applies it).
+PROSE: Final = frozenset({"description", "summary", "title", "example", "examples", "default"})
 COMPONENT_REF: Final = "#/components/schemas/"
 
 Json = dict[str, Any]
@@ -111,7 +133,8 @@ def body_schema(holder: Json, document: Json) -> tuple[str, Json] | None:
     if "$ref" in holder:
         name = holder["$ref"].removeprefix("#/components/responses/")
         holder = document["components"]["responses"][name]
-    content = holder.get("content", {}).get("application/json")
+    contents = holder.get("content", {})
+    content = next((contents[kind] for kind in JSON_TYPES if kind in contents), None)
     if content is None:
         return None
     schema: Json = content["schema"]
@@ -123,8 +146,8 @@ def body_schema(holder: Json, document: Json) -> tuple[str, Json] | None:
     return name, schema
 
 
-def derive(document: Json) -> dict[str, Json]:
-    """File name -> content of every JSON file of tests/schemas/."""
+def derive(document: Json, operations: tuple[tuple[str, str], ...] = OPERATIONS) -> dict[str, Json]:
+    """File name -> content of every JSON file of one revision's folder."""
     components = document["components"]["schemas"]
     files: dict[str, Json] = {}
     index: Json = {}
@@ -137,7 +160,7 @@ def derive(document: Json) -> dict[str, Json]:
         files[f"{name}.json"] = self_contained(root, components)
         return name
 
-    for method, path in OPERATIONS:
+    for method, path in operations:
         operation = document["paths"][path][method]
         index[f"{method.upper()} {path}"] = {
             "request": keep(operation["requestBody"]),
@@ -153,18 +176,24 @@ def render(content: Json) -> str:
     return json.dumps(content, indent=2, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Derive tests/schemas/ from the OpenAPI document.")
-    parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
-    parser.add_argument("--out", type=Path, default=HERE)
-    args = parser.parse_args()
-    document = json.loads(args.spec.read_text(encoding="utf-8"))
-    files = derive(document)
-    for stale in args.out.glob("*.json"):
+def write(files: dict[str, Json], out: Path) -> None:
+    out.mkdir(exist_ok=True)
+    for stale in out.glob("*.json"):
         if stale.name not in files:
             stale.unlink()
     for name, content in files.items():
-        (args.out / name).write_text(render(content), encoding="utf-8")
+        (out / name).write_text(render(content), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Derive tests/schemas/ from OpenAPI documents.")
+    parser.add_argument("--revision", choices=sorted(REVISIONS), help="one revision (default: all)")
+    parser.add_argument("--specs", type=Path, default=SPECS, help="the folder of the documents")
+    args = parser.parse_args()
+    for revision, (spec, out, operations) in REVISIONS.items():
+        if args.revision in (None, revision):
+            document = json.loads((args.specs / spec.name).read_text(encoding="utf-8"))
+            write(derive(document, operations), out)
 
 
 if __name__ == "__main__":

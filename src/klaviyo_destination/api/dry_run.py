@@ -52,7 +52,7 @@ def _shown(request: PlannedRequest, base_url: str) -> JsonObject:
     shown: JsonObject = {
         "method": request.method,
         "url": base_url.rstrip("/") + request.path,
-        "headers": klaviyo_headers(None),
+        "headers": klaviyo_headers(None, request.revision.name),
         "body": request.body,
     }
     if request.upsert:

@@ -222,16 +222,11 @@ async def processor(call: Call) -> Served:
     )
     del raw  # the parsed body is all that is needed from here on
     call.annotate(jobs=len(body.jobs))
-    try:
-        items = await front.processor(
-            body,
-            call.raw_headers,
-            path=call.path,
-            filter_code=_filter_code(call.headers.get("x-feature-filter-code")),
-            base_url=_klaviyo_url(call),
-        )
-    except UpstreamError as exc:
-        return _upstream_failed(call, exc)
+    items = await front.processor(
+        body,
+        filter_code=_filter_code(call.headers.get("x-feature-filter-code")),
+        base_url=_klaviyo_url(call),
+    )
     return Answer(200, orjson.dumps(items), API_VERSION_HEADERS)
 
 
@@ -269,9 +264,7 @@ async def router(call: Call) -> Served:
     if not body.jobs:
         outputs = await route(None, front.lookup, filter_code=filter_code)
     else:
-        outputs = await front.router(
-            body, call.raw_headers, filter_code=filter_code, base_url=_klaviyo_url(call)
-        )
+        outputs = await front.router(body, filter_code=filter_code, base_url=_klaviyo_url(call))
     return Answer(200, orjson.dumps({"output": outputs}), API_VERSION_HEADERS)
 
 
@@ -292,8 +285,8 @@ async def pass_through(call: Call, *, body: bytes | bytearray | None = None) -> 
     if front.upstream is None:
         message = (
             f"{call.method} {call.path} is not served by this service (it serves "
-            "Klaviyo apiVersion v1); set RUDDER_TRANSFORMER_URL to pass other transformer "
-            "requests to a rudder-transformer"
+            "Klaviyo, apiVersion v1, v2 and v3); set RUDDER_TRANSFORMER_URL to pass other "
+            "transformer requests to a rudder-transformer"
         )
         logger.error(message, extra={"path": call.path})
         raise NotServed(message, field="RUDDER_TRANSFORMER_URL")

@@ -1,7 +1,7 @@
 """The edge of the pipeline: raw JSON in, typed events and destination configs out."""
 
 from .body import Events, events_of, parse_json
-from .config import DestinationConfig, check_api_version, from_settings, parse_config
+from .config import DestinationConfig, from_settings, parse_config, revision_of
 from .events import EVENT, Event, Group, Identify, RudderEvent, Screen, Track
 from .parse import Identity, parse
 
@@ -16,10 +16,10 @@ __all__ = [
     "RudderEvent",
     "Screen",
     "Track",
-    "check_api_version",
     "events_of",
     "from_settings",
     "parse",
     "parse_config",
     "parse_json",
+    "revision_of",
 ]

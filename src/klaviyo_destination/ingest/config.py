@@ -6,12 +6,13 @@ Its fields are docs/mapping.md §3.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from ..errors import ConfigurationError
-from ..js import JSON_CONTAINERS
+from ..errors import ConfigurationError, InvalidEvent
+from ..js import JSON_CONTAINERS, js_string
+from ..klaviyo.facts import REVISIONS, V1, ApiVersion, Revision
 from ..settings import Settings
 from .events import NOT_SCALAR
 
@@ -80,16 +81,17 @@ def from_settings(settings: Settings) -> DestinationConfig:
     )
 
 
-def check_api_version(config: DestinationConfig) -> None:
-    """docs/mapping.md §2 step 1: only the v1 (2023-02-22) flow exists here."""
+#: The ``apiVersion`` values that name a revision (absent or null names v1 too).
+_VERSIONS: Final = frozenset(ApiVersion)
+
+
+def revision_of(config: DestinationConfig) -> Revision:
+    """docs/mapping.md §2 step 1 and §16.1: the revision ``apiVersion`` names, as the reference
+    reads it: absent or null is v1; ``"v1"``, ``"v2"``, ``"v3"`` name theirs; anything else
+    (``""``, ``"V2"``, numbers) is refused with the reference's text and tags."""
     version = config.api_version
-    if version is None or version == "v1":
-        return
-    if version in ("v2", "v3"):
-        raise ConfigurationError(
-            f"Klaviyo apiVersion {version} is not supported by this service, which implements "
-            "revision 2023-02-22 (apiVersion v1); set RUDDER_TRANSFORMER_URL to pass these "
-            "events to a rudder-transformer",
-            field="apiVersion",
-        )
-    raise ConfigurationError(f"Unsupported Klaviyo apiVersion: {version}", field="apiVersion")
+    if version is None:
+        return V1
+    if isinstance(version, str) and version in _VERSIONS:
+        return REVISIONS[ApiVersion(version)]
+    raise InvalidEvent(f"Unsupported Klaviyo apiVersion: {js_string(version)}", field="apiVersion")

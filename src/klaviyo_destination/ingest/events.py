@@ -42,6 +42,9 @@ CONTEXT_TRAITS_NOT_OBJECT: Final = "context.traits must be a JSON object"
 EXTERNAL_ID_NOT_ARRAY: Final = "context.externalId must be a JSON array"
 #: the pydantic error types whose message is the reason itself
 OWN_ERRORS: Final = frozenset({"context_traits", "context_external_id"})
+#: Top-level fields only the v2/v3 tables read (docs/mapping.md §17.1, §20.1): offered as
+#: lookup roots as received, untyped, when the event has them.
+EXTRA_ROOTS: Final = ("timestamp", "originalTimestamp", "request_ip", "latitude", "longitude")
 
 #: An identifier RudderStack may send as a string or a number (``true`` passes, as it always
 #: has); an object or an array is refused.
@@ -107,7 +110,7 @@ class RudderEvent(BaseModel):
         if event is not data:
             # Beside the fields, where pydantic keeps a cached_property's value (so not in the
             # schema, a dump or ==); written once, here, and read-only from then on.
-            vars(event).update(received=data, roots=_roots(event))
+            vars(event).update(received=data, roots=_roots(event, data))
         return event
 
     @property
@@ -135,11 +138,11 @@ class RudderEvent(BaseModel):
         """This event with ``changes`` (by attribute name), as the mapping derives one (§6.2):
         not validated again, ``received`` kept, the roots recomputed."""
         event = self.model_copy(update=changes)
-        vars(event)["roots"] = _roots(event)
+        vars(event)["roots"] = _roots(event, self.received)
         return event
 
 
-def _roots(event: RudderEvent) -> dict[str, Any]:
+def _roots(event: RudderEvent, received: Any) -> dict[str, Any]:
     """The top-level values lookup paths start from. ``context.traits`` is offered as a root of
     its own when no key of ``context`` contains a dot, because only then is it certain that a
     path into it cannot match a dotted key. (No key has a dot exactly when their concatenation
@@ -156,6 +159,10 @@ def _roots(event: RudderEvent) -> dict[str, Any]:
     }
     if context is not None and "." not in "".join(context):
         roots["context.traits"] = event.context_traits
+    if isinstance(received, dict):
+        for name in EXTRA_ROOTS:
+            if name in received:
+                roots[name] = received[name]
     return roots
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigurationError, DestinationError, InvalidEvent, UnsupportedEvent
 from ..js import JsonValue, truthy
-from .config import DestinationConfig, check_api_version
+from .config import DestinationConfig, revision_of
 from .events import EVENT, NOT_OBJECT, NOT_SCALAR, OWN_ERRORS, SCALARS, Event
 
 #: the union's core validator: ``TypeAdapter.validate_python`` adds only argument checks
@@ -53,7 +53,7 @@ def parse(
 
 
 def _parse(raw: dict[str, Any], config: DestinationConfig, *, require_key: bool) -> Event:
-    check_api_version(config)
+    revision_of(config)
     event_type = raw.get("type")
     if not truthy(event_type):
         raise InvalidEvent("Event type is required", field="type")

@@ -71,16 +71,24 @@ class ApiVersion(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """One Klaviyo revision as this service speaks it: the ``revision`` header and the rate
-    limit of each endpoint class its requests go to."""
+    """One Klaviyo revision as this service speaks it: the ``revision`` header, the rate limit
+    of each endpoint class its requests go to, and whether a subscription job's profiles must
+    carry ``subscriptions`` (required from 2025-01-15, so RudderStack's v3 always builds them)."""
 
     api_version: ApiVersion
     name: str
     limits: Mapping[Endpoint, RateLimit]
+    subscriptions_required: bool = False
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(self.limits)
+
+    @property
+    def profile_import(self) -> bool:
+        """Profiles are upserted with ``POST /api/profile-import`` (v2, v3), not created and
+        patched (v1)."""
+        return Endpoint.PROFILE_IMPORT in self.limits
 
 
 #: The revisions the mapping and delivery speak, by RudderStack's ``apiVersion``. v1 is the
@@ -112,9 +120,25 @@ REVISIONS: Final[Mapping[ApiVersion, Revision]] = MappingProxyType(
                 Endpoint.UNSUBSCRIPTIONS: TIER_L_2026,
                 Endpoint.EVENTS: TIER_XL,
             },
+            subscriptions_required=True,
         ),
     }
 )
+#: The revision of a request that names none: the legacy path's.
+V1: Final = REVISIONS[ApiVersion.V1]
+_BY_PATH: Final = {endpoint.value: endpoint for endpoint in Endpoint}
+
+
+def endpoint_of(path: str) -> Endpoint:
+    """The endpoint class of a request path: its own, or ``PROFILES`` for
+    ``/api/profiles/{id}`` (the reference labels a PATCH with the collection's path)."""
+    found = _BY_PATH.get(path)
+    if found is not None:
+        return found
+    if path.startswith(PROFILES_PATH + "/"):
+        return Endpoint.PROFILES
+    raise ValueError(f"no Klaviyo endpoint class for {path!r}")
+
 
 #: Klaviyo's newest GA revision on 2026-12-06, the one its Python SDK (klaviyo-api 25.0.0) sends.
 #: No ``apiVersion`` names it; on the endpoints above its limits are v3's (the 2026-07-15 OAS,

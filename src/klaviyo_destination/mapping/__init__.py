@@ -1,29 +1,59 @@
-"""Pure mapping: a typed event and a destination config in, planned Klaviyo requests out.
+"""Pure mapping: a typed event, a destination config and a revision in, planned requests out.
 
-No I/O and no settings: what each event type becomes is described in docs/mapping.md.
+No I/O and no settings: what each event type becomes is described in docs/mapping.md. A
+revision is data here: it picks its flow (the legacy path or the profile-import path, §16), and
+the flow's builders write requests for that revision. One ``match`` dispatches on the event.
 """
 
 from __future__ import annotations
 
-from typing import assert_never
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, assert_never
 
 from ..ingest.config import DestinationConfig
 from ..ingest.events import Event, Group, Identify, Screen, Track
+from ..klaviyo.facts import Revision
 from ..planned import PlannedRequest
 from . import group, identify, track
-from .batching import merge_subscriptions
+from .batching import Batch, Planned, batch_imports, batch_legacy, merge_subscriptions
 
-__all__ = ["merge_subscriptions", "plan"]
+__all__ = ["Batch", "Flow", "Planned", "flow_of", "merge_subscriptions", "plan"]
 
 
-def plan(event: Event, config: DestinationConfig) -> list[PlannedRequest]:
-    """The Klaviyo requests for one validated event, in delivery order."""
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """How one family of revisions maps each event kind, and how a router chunk is batched."""
+
+    identify: Callable[[Identify, DestinationConfig, Revision], list[PlannedRequest]]
+    track: Callable[[Track | Screen, DestinationConfig, Revision], list[PlannedRequest]]
+    group: Callable[[Group, DestinationConfig, Revision], list[PlannedRequest]]
+    batch: Callable[[Planned], list[Batch]]
+    #: the router passes already-transformed messages through (§23.1); v1 maps them (§12.3)
+    pass_through: bool
+
+
+#: v1 (2023-02-22): create-profile with 409 → PATCH, v1 subscriptions (§6-§9, §12)
+LEGACY: Final = Flow(identify.plan, track.plan, group.plan, batch_legacy, pass_through=False)
+#: v2 and v3: profile-import, subscribe and unsubscribe jobs, the newer event (§16-§23)
+PROFILE_IMPORT: Final = Flow(
+    identify.plan_import, track.plan_import, group.plan_import, batch_imports, pass_through=True
+)
+
+
+def flow_of(revision: Revision) -> Flow:
+    return PROFILE_IMPORT if revision.profile_import else LEGACY
+
+
+def plan(event: Event, config: DestinationConfig, revision: Revision) -> list[PlannedRequest]:
+    """The Klaviyo requests for one validated event at ``revision``, in delivery order."""
+    flow = flow_of(revision)
     match event:
         case Identify():
-            return identify.plan(event, config)
+            return flow.identify(event, config, revision)
         case Track() | Screen():
-            return track.plan(event, config)
+            return flow.track(event, config, revision)
         case Group():
-            return group.plan(event, config)
+            return flow.group(event, config, revision)
         case _:
             assert_never(event)

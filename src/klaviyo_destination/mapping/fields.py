@@ -126,19 +126,26 @@ TIMEZONE: Final = _paths("traits.timezone", "context.traits.timezone", "properti
 CONSENT: Final = _paths("context.traits.consent", "traits.consent", "properties.consent")
 
 # --- §6.3 identify: profile attributes, in emitted order ------------------------------------
+#: Rows both profile tables (§6.3 and §17.1) hold, in the same order.
+NAMES_AND_PHONE: Final = (
+    Rule("first_name", FIRST_NAME),
+    Rule("last_name", LAST_NAME),
+    Rule("phone_number", PHONE),
+)
+WORK_AND_PLACE: Final = (
+    Rule("title", TITLE),
+    Rule("organization", ORGANIZATION),
+    Rule("location.city", CITY),
+    Rule("location.region", REGION),
+    Rule("location.country", COUNTRY),
+    Rule("location.zip", ZIP),
+)
 PROFILE_ATTRIBUTES: Final = RuleTable(
     (
         Rule("external_id", USER_ID),
         Rule("email", EMAIL_ONLY),
-        Rule("first_name", FIRST_NAME),
-        Rule("last_name", LAST_NAME),
-        Rule("phone_number", PHONE),
-        Rule("title", TITLE),
-        Rule("organization", ORGANIZATION),
-        Rule("location.city", CITY),
-        Rule("location.region", REGION),
-        Rule("location.country", COUNTRY),
-        Rule("location.zip", ZIP),
+        *NAMES_AND_PHONE,
+        *WORK_AND_PLACE,
         Rule("image", IMAGE),
         Rule("location.timezone", TIMEZONE),
         Rule("location.address1", STREET),
@@ -232,3 +239,70 @@ MARKETING: Final = ("MARKETING",)
 MISSING_METRIC_MESSAGE: Final = "Missing required value from " + json.dumps(
     [path.text for path in METRIC_NAME], separators=(",", ":")
 )
+
+# === apiVersion v2/v3, the profile-import path (§16-§23) ==================================
+#: §17.1: the reference's KlaviyoProfileV2, in emitted order (profile-import and event profile)
+USER_ID_ONLY: Final = PathList(USER_ID[:-1])  # §5.1's userId without the anonymousId fallback
+IMPORT_PROFILE: Final = RuleTable(
+    (
+        Rule("external_id", USER_ID_ONLY),
+        Rule("anonymous_id", _paths("anonymousId")),
+        Rule("email", EMAIL_ONLY),
+        *NAMES_AND_PHONE,
+        *WORK_AND_PLACE,
+        Rule("location.ip", _paths("context.ip", "request_ip")),
+        Rule("_kx", _paths("traits._kx", "context.traits._kx")),
+        Rule("image", IMAGE),
+        Rule("location.timezone", TIMEZONE),
+        Rule("location.latitude", _paths("latitude", "context.address.latitude",
+                                         "context.location.latitude")),
+        Rule("location.longitude", _paths("longitude", "context.address.longitude",
+                                          "context.location.longitude")),
+        Rule("location.address1", STREET),
+    )
+)  # fmt: skip
+
+#: §17.3: the reference's WhiteListedTraitsV2, the trait keys that never become properties
+IMPORT_EXCLUDED_TRAIT_KEYS: Final = frozenset({
+    "email", "firstName", "firstname", "first_name", "lastName", "lastname", "last_name",
+    "phone", "title", "organization", "city", "region", "country", "zip", "image", "timezone",
+    "anonymousId", "userId", "properties", "location", "_kx", "street", "address",
+})  # fmt: skip
+
+#: §17.4: ``integrations.<name>`` read for patch_properties, first truthy in this order
+INTEGRATION_NAMES: Final = ("KLAVIYO", "Klaviyo", "klaviyo")
+#: §17.4: integrations field → patch_properties key; ``unset`` takes the list as it is, the
+#: others the traits' values of the keys listed
+PATCH_FIELDS: Final = (
+    ("fieldsToUnset", "unset"),
+    ("fieldsToAppend", "append"),
+    ("fieldsToUnappend", "unappend"),
+)
+#: §17.5: the ``context.externalId`` type whose id is the Klaviyo profile id
+PROFILE_ID_TYPE: Final = "klaviyo-profileId"
+
+# --- §20: track and screen, the reference's KlaviyoTrackV2 --------------------------------------
+#: ``value``: the first kept (0 and false included) of these, parsed as a float
+IMPORT_EVENT_VALUE: Final = EVENT_VALUE
+IMPORT_VALUE_CURRENCY: Final = _paths("properties.currency")
+IMPORT_EVENT_TIME: Final = _paths("timestamp", "originalTimestamp")
+IMPORT_STRIPPED_EVENT_PROPERTIES: Final = frozenset(
+    {"event", "email", "phone", "revenue", "total", "value", "value_currency", "currency"}
+)
+
+# --- §19: list jobs ----------------------------------------------------------------------------
+#: consent value → (subscriptions key, the profile attribute that must be truthy for it)
+CONSENT_CHANNELS: Final = (("email", "email"), ("sms", "phone_number"))
+CONSENT_STATUS: Final = {True: "SUBSCRIBED", False: "UNSUBSCRIBED"}
+
+# --- §22: the profile-import path's own messages -----------------------------------------------
+NOT_E164: Final = "Phone number is not in E.164 format."
+SUBSCRIBE_FLAG_MISSING: Final = "Subscribe flag should be included in group call"
+NO_SUBSCRIPTIONS: Final = (
+    "No subscriptions could be resolved for v3 API version. Ensure consent channels (email/sms) "
+    "match the identifiers present in the event"
+)
+NO_IDENTIFIER: Final = {
+    True: "Profile Id, Email or/and Phone are required to subscribe to a list",
+    False: "Email or/and Phone are required to unsubscribe from a list",
+}

@@ -1,4 +1,5 @@
-"""Identify → create-or-update profile, and a subscription job (docs/mapping.md §6)."""
+"""Identify → create-or-update profile, and a subscription job (docs/mapping.md §6); at
+apiVersion v2/v3 → profile-import, and a subscribe or unsubscribe job (§18)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from ..errors import InvalidEvent
 from ..ingest.config import DestinationConfig
 from ..ingest.events import Identify
 from ..js import MISSING, JsonObject, truthy
+from ..klaviyo.facts import Revision
 from ..planned import PlannedRequest
 from .fields import PROFILE_ATTRIBUTES, USER_ID
-from .lookups import custom_traits, drop_nulls, lookup, map_event
+from .list_jobs import list_job
+from .lookups import custom_traits, drop_nulls, lookup, map_event, traits_object
 from .paths import flatten, set_path
+from .profile import profile_data
 from .subscription import build_subscription, subscription_settings
 
 NO_EMAIL_OR_PHONE = "None of email and phone are present in the payload"
 
 
-def plan(event: Identify, config: DestinationConfig) -> list[PlannedRequest]:
+def plan(event: Identify, config: DestinationConfig, _: Revision) -> list[PlannedRequest]:
     event, traits = _mapped_to_destination(event)
     attributes = map_event(PROFILE_ATTRIBUTES, event)
     custom = custom_traits(event)
@@ -44,9 +48,22 @@ def plan(event: Identify, config: DestinationConfig) -> list[PlannedRequest]:
     return requests
 
 
-def _traits_object(event: Identify) -> Any:
-    """§6.1: ``traits`` when present (``{}`` counts), else ``context.traits``."""
-    return event.traits if event.traits is not None else event.context_traits
+def plan_import(
+    event: Identify, config: DestinationConfig, revision: Revision
+) -> list[PlannedRequest]:
+    """§18: the profile upsert; a defined ``subscribe`` and a list add the list job (§19.1)."""
+    event, traits = _mapped_to_destination(event)
+    data = profile_data(event, config, identify=True)  # no look-up: profile-import upserts
+    requests = [planned.import_profile(data, revision)]
+    settings = subscription_settings(traits)
+    subscribe = settings.get("subscribe")
+    list_id = settings.get("listId") if truthy(settings.get("listId")) else config.list_id
+    if subscribe is not None and truthy(list_id):
+        job = list_job(
+            event, traits, config, revision, subscribe=truthy(subscribe), list_id=list_id
+        )
+        requests.append(job)
+    return requests
 
 
 def _mapped_to_destination(event: Identify) -> tuple[Identify, Any]:
@@ -54,7 +71,7 @@ def _mapped_to_destination(event: Identify) -> tuple[Identify, Any]:
 
     The reference mutates the message; here a modified copy is made, so the input stays intact.
     """
-    traits = _traits_object(event)
+    traits = traits_object(event)
     context = event.context or {}
     if not truthy(context.get("mappedToDestination")):
         return event, traits

@@ -113,7 +113,7 @@ def map_object(table: RuleTable, obj: Any) -> JsonObject:
         # one segment in an object is one look-up: what walk() would find, without the call
         value = obj.get(single, MISSING) if is_object and single is not None else walk(obj, path)
         if table[rule_index].as_float and value is not MISSING and value is not None:
-            _write(out, key, _as_float(value))  # always written: 0 is kept, ±Infinity is null
+            _write(out, key, as_float(value))  # always written: 0 is kept, ±Infinity is null
         elif kept(value):
             _write(out, key, value)
     return out
@@ -127,16 +127,23 @@ def _write(out: JsonObject, key: str, value: Any) -> None:
         out.setdefault(head, {})[tail] = value
 
 
-def _as_float(value: Any) -> int | float | None:
-    """``parseFloat`` for ``$value`` (§8.3); ±Infinity is ``null``, as JSON.stringify has it."""
+def as_float(value: Any, field: str = "properties.value") -> int | float | None:
+    """``parseFloat`` for ``$value`` (§8.3) and the v2/v3 ``value`` (§20.1): ±Infinity is
+    ``null``, as JSON.stringify has it; no number at all is the reference's error."""
     number = parse_float(value)
     if number is None:
-        raise InvalidEvent("Invalid float value", field="properties.value")
+        raise InvalidEvent("Invalid float value", field=field)
     return None if math.isinf(number) else js_number(number)
 
 
-def custom_traits(event: RudderEvent) -> JsonObject:
-    """§5.3: top-level keys of ``traits`` then ``context.traits``, minus the excluded keys.
+def traits_object(event: RudderEvent) -> Any:
+    """§6.1: ``traits`` when present (``{}`` counts), else ``context.traits``."""
+    return event.traits if event.traits is not None else event.context_traits
+
+
+def custom_traits(event: RudderEvent, excluded: frozenset[str] = EXCLUDED_TRAIT_KEYS) -> JsonObject:
+    """§5.3 (§17.3 with v2/v3's ``excluded``): top-level keys of ``traits`` then
+    ``context.traits``, minus the excluded keys.
 
     A later source overwrites an earlier key but keeps its position (dict update semantics);
     dotted keys are then written as nested objects.
@@ -145,7 +152,7 @@ def custom_traits(event: RudderEvent) -> JsonObject:
     for source in (event.traits, event.context_traits):
         if source:
             for key, value in source.items():
-                if key not in EXCLUDED_TRAIT_KEYS and key not in UNSAFE_KEYS:
+                if key not in excluded and key not in UNSAFE_KEYS:
                     merged[key] = value
     if not any("." in key for key in merged):
         return merged

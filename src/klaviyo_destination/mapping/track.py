@@ -1,4 +1,4 @@
-"""Track and screen → one create-event request (docs/mapping.md §8)."""
+"""Track and screen → one create-event request (docs/mapping.md §8; at apiVersion v2/v3, §20)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from .. import planned
 from ..errors import InvalidEvent
 from ..ingest.config import DestinationConfig
 from ..ingest.events import Screen, Track
-from ..js import MISSING, JsonObject, js_string, js_trim, truthy
+from ..js import MISSING, JsonObject, js_string, js_trim, kept, truthy
+from ..klaviyo.facts import Revision
 from ..planned import PlannedRequest
 from .fields import (
     ECOMMERCE_EVENTS,
     EVENT_PROFILE,
     EVENT_VALUE,
+    IMPORT_EVENT_TIME,
+    IMPORT_EVENT_VALUE,
+    IMPORT_STRIPPED_EVENT_PROPERTIES,
+    IMPORT_VALUE_CURRENCY,
     ITEM,
     ITEM_SOURCES,
     METRIC_NAME,
@@ -24,6 +29,7 @@ from .fields import (
 )
 from .identify import NO_EMAIL_OR_PHONE
 from .lookups import (
+    as_float,
     custom_traits,
     lookup,
     map_event,
@@ -31,7 +37,8 @@ from .lookups import (
     value_at,
 )
 from .paths import flatten
-from .values import event_time, numeric_value, unique_id
+from .profile import profile_data
+from .values import event_time, numeric_value, time_value, unique_id
 
 #: event_time_iso: a number that is no date rejects the event (§8.7).
 INVALID_TIMESTAMP: Final = (
@@ -40,10 +47,9 @@ INVALID_TIMESTAMP: Final = (
 )
 
 
-def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedRequest]:
+def plan(event: Track | Screen, config: DestinationConfig, _: Revision) -> list[PlannedRequest]:
     name = event.event
-    if truthy(name) and not isinstance(name, str):
-        raise InvalidEvent("Event type should be a string", field="event")
+    _check_name(name)
     ecommerce = ECOMMERCE_EVENTS.get(name.strip().lower()) if isinstance(name, str) else None
     if ecommerce is not None and event.properties is not None:
         metric, table = ecommerce
@@ -55,14 +61,55 @@ def plan(event: Track | Screen, config: DestinationConfig) -> list[PlannedReques
         if "value" in attributes:  # keep the reference's key order: metric, properties, value
             attributes["value"] = attributes.pop("value")
     attributes["profile"] = _profile(event, config)
-    time = event_time(event.timestamp)
-    if time is None:
-        raise InvalidEvent(INVALID_TIMESTAMP.format(js_string(event.timestamp)), field="timestamp")
-    if time is not MISSING:
-        attributes["time"] = time
+    _set_time(attributes, event_time(event.timestamp), event.timestamp)
     # D1: Klaviyo deduplicates on profile + metric + unique_id, so a resend counts once.
     attributes["unique_id"] = unique_id(event.message_id, event.received)
     return [planned.create_event(attributes)]
+
+
+def plan_import(
+    event: Track | Screen, config: DestinationConfig, revision: Revision
+) -> list[PlannedRequest]:
+    """§20: the event in the newer shape; the reference's KlaviyoTrackV2."""
+    # `event || name` for track and screen alike, the name exactly as sent (§20.2)
+    name = event.event if truthy(event.event) else event.received.get("name", MISSING)
+    _check_name(name)
+    attributes: JsonObject = {}
+    for path in IMPORT_EVENT_VALUE:  # the first kept: 0 counts, false fails to parse
+        found = value_at(event, path)
+        if kept(found):
+            attributes["value"] = as_float(found, path.text)
+            break
+    if (currency := lookup(event, IMPORT_VALUE_CURRENCY)) is not MISSING:
+        attributes["value_currency"] = currency
+    if (time := lookup(event, IMPORT_EVENT_TIME)) is not MISSING:
+        _set_time(attributes, time_value(time), time)
+    properties = {
+        key: item
+        for key, item in (event.properties or {}).items()
+        if key not in IMPORT_STRIPPED_EVENT_PROPERTIES
+    }
+    # event_properties_always: {} when there are none (the reference omits the key, §20.1)
+    attributes["properties"] = flatten(properties) if config.flatten_properties else properties
+    # Q4 fixed here too: read from the untouched event, so properties.email reaches the profile
+    attributes["profile"] = {"data": profile_data(event, config, identify=False)}
+    metric: JsonObject = {} if name is MISSING else {"name": name}
+    attributes["metric"] = {"data": {"type": "metric", "attributes": metric}}
+    attributes["unique_id"] = unique_id(event.message_id, event.received)  # D1, Part A item 8
+    return [planned.create_event(attributes, revision)]
+
+
+def _check_name(name: Any) -> None:
+    if truthy(name) and not isinstance(name, str):
+        raise InvalidEvent("Event type should be a string", field="event")
+
+
+def _set_time(attributes: JsonObject, time: Any, sent: Any) -> None:
+    """``time`` as ``event_time_iso`` gives it (§8.7): none, a value, or ``None`` (no date)."""
+    if time is None:
+        raise InvalidEvent(INVALID_TIMESTAMP.format(js_string(sent)), field="timestamp")
+    if time is not MISSING:
+        attributes["time"] = time
 
 
 def _ecommerce(properties: JsonObject, metric: str, table: RuleTable) -> JsonObject:

@@ -44,9 +44,15 @@ def event_time(timestamp: Any) -> Any:
     """
     if not truthy(timestamp):
         return MISSING
-    if not is_number(timestamp):
-        return timestamp
-    ms = timestamp if abs(timestamp) >= MILLISECONDS_FROM else timestamp * 1000
+    return time_value(timestamp)
+
+
+def time_value(value: Any) -> Any:
+    """``event_time_iso`` for a value that is sent: a number as ISO text (``None`` when it is
+    no date), anything else as it is. v2/v3 send a kept ``0`` too (§20.1)."""
+    if not is_number(value):
+        return value
+    ms = value if abs(value) >= MILLISECONDS_FROM else value * 1000
     return js_date_iso(ms)
 
 

@@ -9,8 +9,7 @@ that is too deep or too large becomes that job's own error, never the whole requ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
@@ -30,32 +29,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolBody:
-    """The jobs of one request, with what is needed to send a part of it on unchanged."""
+    """The jobs of one request, each with its own destination."""
 
-    items: list[Any]
     jobs: list[Job]
     compacted: bool
-    destinations: dict[str, Any] = field(default_factory=dict)
-    connections: dict[str, Any] = field(default_factory=dict)
-    dest_type: Any = None
-
-    def subset(self, indexes: Sequence[int]) -> bytes:
-        """A body of the same form holding only these jobs (for the upstream transformer)."""
-        items = [self.items[i] for i in indexes]
-        if not self.compacted:
-            body: Any = items if self.dest_type is None else {"input": items}
-        else:
-            ids = {_destination_id(item) for item in items}
-            body = {
-                "input": items,
-                "destinations": {k: v for k, v in self.destinations.items() if k in ids},
-                "connections": {
-                    k: v for k, v in self.connections.items() if k.partition(":")[2] in ids
-                },
-            }
-        if self.dest_type is not None:
-            body["destType"] = self.dest_type
-        return orjson.dumps(body)
 
 
 def processor_body(
@@ -65,11 +42,10 @@ def processor_body(
     if not compacted:
         if not isinstance(body, list):
             raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
-        parsed = ProtocolBody(body, [Job.parse(raw) for raw in body], False)
+        parsed = ProtocolBody([Job.parse(raw) for raw in body], False)
         return _checked(parsed, size, limits, raw)
-    items, destinations, connections = _compacted_parts(body)
-    jobs = [Job.parse(raw, destinations) for raw in items]
-    parsed = ProtocolBody(items, jobs, True, destinations, connections)
+    items, destinations = _compacted_parts(body)
+    parsed = ProtocolBody([Job.parse(raw, destinations) for raw in items], True)
     return _checked(parsed, size, limits, raw)
 
 
@@ -77,23 +53,17 @@ def router_body(
     body: Any, *, compacted: bool, size: int, limits: Limits, raw: bytes | bytearray | None = None
 ) -> ProtocolBody:
     """A router body; an ``input`` that is not a list gives no jobs (the reference's answer)."""
-    if not isinstance(body, dict):
-        return ProtocolBody([], [], compacted)
-    dest_type = body.get("destType")
-    items = body.get("input")
+    items = body.get("input") if isinstance(body, dict) else None
     if not isinstance(items, list):
-        return ProtocolBody([], [], compacted, dest_type=dest_type)
+        return ProtocolBody([], compacted)
     if not compacted:
-        jobs = [Job.parse(raw) for raw in items]
-        parsed = ProtocolBody(items, jobs, False, dest_type=dest_type)
-        return _checked(parsed, size, limits, raw)
-    _, destinations, connections = _compacted_parts(body)
-    jobs = [Job.parse(raw, destinations) for raw in items]
-    parsed = ProtocolBody(items, jobs, True, destinations, connections, dest_type)
+        return _checked(ProtocolBody([Job.parse(raw) for raw in items], False), size, limits, raw)
+    _, destinations = _compacted_parts(body)
+    parsed = ProtocolBody([Job.parse(raw, destinations) for raw in items], True)
     return _checked(parsed, size, limits, raw)
 
 
-def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("input"), list):
         msg = f"a {COMPACTED} body is an object with an input array"
         raise BadRequest(msg, field="input")
@@ -101,8 +71,7 @@ def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any], dict[str, An
     if not isinstance(destinations, dict):
         msg = f"a {COMPACTED} body maps destination ids to destinations"
         raise BadRequest(msg, field="destinations")
-    connections = body.get("connections")
-    return body["input"], destinations, connections if isinstance(connections, dict) else {}
+    return body["input"], destinations
 
 
 def _checked(
@@ -134,8 +103,3 @@ def _event_error(message: Any, limits: Limits, *, measure: bool, walk: bool) -> 
             f"event is larger than {limits.max_event_bytes} bytes", field="message"
         )
     return None
-
-
-def _destination_id(item: Any) -> Any:
-    metadata = item.get("metadata") if isinstance(item, dict) else None
-    return metadata.get("destinationId") if isinstance(metadata, dict) else None

@@ -25,7 +25,7 @@ def envelope(
         "method": request.method,
         "endpoint": base_url + request.path,
         "endpointPath": request.endpoint.value,
-        "headers": klaviyo_headers(key),
+        "headers": klaviyo_headers(key, request.revision.name),
         "params": {},
         "body": {"JSON": request.body, "JSON_ARRAY": {}, "XML": {}, "FORM": {}},
         "files": {},

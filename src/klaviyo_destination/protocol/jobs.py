@@ -51,10 +51,6 @@ class Job:
         return self.metadata.get("jobId") if isinstance(self.metadata, dict) else None
 
     @property
-    def api_version(self) -> Any:
-        return self.config.get("apiVersion")
-
-    @property
     def config(self) -> Mapping[str, Any]:
         config = self.destination.get("Config")
         return config if isinstance(config, dict) else {}

@@ -1,8 +1,9 @@
-"""``POST /routerTransform``: rudder-server's batched protocol (docs/mapping.md §12), Q1 fixed.
+"""``POST /routerTransform``: rudder-server's batched protocol (docs/mapping.md §12, §23).
 
-Events are grouped by destination, split into type-chunks that keep each user's order, and
-within a chunk subscription jobs to the same list are merged (≤ 100 profiles). Each identify
-PATCH travels in the batched output that holds its own subscription (Q1 fix).
+Events are grouped by destination, each group at the revision its ``apiVersion`` names (one
+request may mix v1, v2 and v3 destinations), split into type-chunks that keep each user's
+order, and within a chunk batched by the revision's flow: subscription jobs to the same list
+merged (≤ 100 profiles), each with the requests of its own events (Q1 fixed at v1).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from typing import Any
 import orjson
 
 from ..errors import DestinationError
-from ..ingest.config import check_api_version, parse_config
-from ..js import JsonObject
-from ..klaviyo.facts import DEFAULT_BASE_URL, SUBSCRIPTIONS_PATH
-from ..mapping import merge_subscriptions
-from ..planned import PlannedEvent, PlannedRequest
+from ..ingest.config import parse_config, revision_of
+from ..js import JsonObject, truthy
+from ..klaviyo.facts import DEFAULT_BASE_URL
+from ..mapping import Flow, flow_of
+from ..planned import PlannedEvent
 from .envelopes import envelope, router_error
 from .jobs import Job, plan_jobs
 from .lookup import ProfileLookup
@@ -71,7 +72,7 @@ async def _route_group(
 ) -> list[JsonObject]:
     destination = jobs[0].destination
     try:
-        check_api_version(parse_config(jobs[0].config))
+        flow = flow_of(revision_of(parse_config(jobs[0].config)))
     except DestinationError as error:
         return [router_error(error, [job.metadata for job in jobs], destination)]
     # The first event's destination serves the whole group, as in the reference.
@@ -79,8 +80,10 @@ async def _route_group(
     successes: list[JsonObject] = []
     errors: list[JsonObject] = []
     for chunk in _type_chunks(jobs):
+        if flow.pass_through:
+            chunk = _pass_through(chunk, destination, successes)
         done, failed = await _transform_chunk(chunk, lookup, filter_code)
-        successes.extend(_chunk_outputs(done, destination, base_url))
+        successes.extend(_chunk_outputs(done, flow, destination, base_url))
         errors.extend(failed)
     return successes + errors
 
@@ -104,6 +107,21 @@ def _type_chunks(jobs: list[Job]) -> list[list[Job]]:
     return [chunk for _, chunk in chunks]
 
 
+def _pass_through(chunk: list[Job], destination: Any, outputs: list[JsonObject]) -> list[Job]:
+    """§23.1: a message with a truthy ``statusCode`` was transformed already; its ``output``
+    (or the message itself) goes out unchanged, unbatched. Returns the jobs left to map."""
+    left: list[Job] = []
+    for job in chunk:
+        message = job.message
+        if job.error is None and isinstance(message, dict) and truthy(message.get("statusCode")):
+            output = message.get("output")
+            metadata = job.metadata if isinstance(job.metadata, list) else [job.metadata]
+            outputs.append(_output(output if truthy(output) else message, metadata, destination))
+        else:
+            left.append(job)
+    return left
+
+
 async def _transform_chunk(
     chunk: list[Job], lookup: ProfileLookup, filter_code: bool
 ) -> tuple[list[_Done], list[JsonObject]]:
@@ -119,48 +137,34 @@ async def _transform_chunk(
     return done, failed
 
 
-def _is_subscription(request: PlannedRequest) -> bool:
-    return request.path == SUBSCRIPTIONS_PATH
-
-
-def _chunk_outputs(done: list[_Done], destination: Any, base_url: str) -> list[JsonObject]:
-    subscribed = [d for d in done if _is_subscription(d[1].requests[-1])]
-    singles = [d for d in done if not _is_subscription(d[1].requests[-1])]
-    by_index = dict(enumerate(subscribed))
-    merged = merge_subscriptions([(i, event.requests[-1]) for i, (_, event) in by_index.items()])
+def _chunk_outputs(
+    done: list[_Done], flow: Flow, destination: Any, base_url: str
+) -> list[JsonObject]:
+    """The flow's batches of one chunk as router outputs, each with its own events' metadata."""
     outputs: list[JsonObject] = []
-    for request, indexes in merged:
-        members = [by_index[i] for i in indexes]
+    for batch in flow.batch([(i, event.requests) for i, (_, event) in enumerate(done)]):
+        members = [done[i] for i in batch.events]
         key = members[0][0].api_key
-        # Q1 fixed: each member's PATCH rides with its own subscription job, after it.
-        patches = [r for _, event in members for r in event.requests[:-1]]
-        outputs.append(
-            {
-                "batchedRequest": [
-                    envelope(r, key, processor=False, base_url=base_url)
-                    for r in [request, *patches]
-                ],
-                "metadata": [job.metadata for job, _ in members],
-                "batched": True,
-                "statusCode": 200,
-                "destination": destination,
-            }
-        )
-    outputs.extend(_single_output(d, destination, base_url) for d in singles)
+        envelopes = [envelope(r, key, processor=False, base_url=base_url) for r in batch.requests]
+        metadata = [job.metadata for job, _ in members]
+        if batch.batched:
+            outputs.append(_output(envelopes, metadata, destination, batched=True))
+            continue
+        output = _output(envelopes[0], metadata, destination)
+        suppressed = members[0][1].suppressed
+        if suppressed is not None:
+            output.update(statusCode=299, error=suppressed)
+        outputs.append(output)
     return outputs
 
 
-def _single_output(done: _Done, destination: Any, base_url: str) -> JsonObject:
-    job, event = done
-    output: JsonObject = {
-        "batchedRequest": envelope(
-            event.requests[0], job.api_key, processor=False, base_url=base_url
-        ),
-        "metadata": [job.metadata],
-        "batched": False,
+def _output(
+    request: Any, metadata: list[Any], destination: Any, *, batched: bool = False
+) -> JsonObject:
+    return {
+        "batchedRequest": request,
+        "metadata": metadata,
+        "batched": batched,
         "statusCode": 200,
         "destination": destination,
     }
-    if event.suppressed is not None:
-        output.update(statusCode=299, error=event.suppressed)
-    return output
