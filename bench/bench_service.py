@@ -69,7 +69,15 @@ UNLIMITED: Final = {
 }
 
 
-def _job(message: dict[str, Any], index: int) -> dict[str, Any]:
+def _destination(api_version: str) -> dict[str, Any]:
+    """The destination rudder-server sends, its config at ``api_version`` (v1: none named, as
+    RudderStack's older connections have it)."""
+    if api_version == "v1":
+        return DESTINATION
+    return {**DESTINATION, "Config": {**CORPUS_CONFIG, "apiVersion": api_version}}
+
+
+def _job(message: dict[str, Any], index: int, destination: dict[str, Any]) -> dict[str, Any]:
     return {
         "message": message,
         "metadata": {
@@ -86,7 +94,7 @@ def _job(message: dict[str, Any], index: int) -> dict[str, Any]:
             "receivedAt": message["receivedAt"],
             "rudderId": f"rid-{index:07d}",
         },
-        "destination": DESTINATION,
+        "destination": destination,
     }
 
 
@@ -95,12 +103,15 @@ def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start_at : start_at + size]
 
 
-def bodies(endpoint: str, events: list[dict[str, Any]], batch: int) -> list[bytes]:
+def bodies(
+    endpoint: str, events: list[dict[str, Any]], batch: int, api_version: str = "v1"
+) -> list[bytes]:
     if endpoint == WEBHOOK:
         if batch == 1:
             return [orjson.dumps(e) for e in events]
         return [orjson.dumps(chunk) for chunk in _batches(events, batch)]
-    jobs = [_job(e, i) for i, e in enumerate(events)]
+    destination = _destination(api_version)
+    jobs = [_job(e, i, destination) for i, e in enumerate(events)]
     if endpoint == ROUTER:
         return [orjson.dumps({"input": c, "destType": "KLAVIYO"}) for c in _batches(jobs, batch)]
     return [orjson.dumps(chunk) for chunk in _batches(jobs, batch)]
@@ -111,13 +122,16 @@ class Scenario:
     endpoint: str
     batch: int
     connections: int
+    #: the destination's ``apiVersion`` (the protocol routes' jobs carry it)
+    api_version: str = "v1"
 
     @property
     def name(self) -> str:
         plural = "s" if self.batch > 1 else ""
         conns = "s" if self.connections > 1 else ""
         where = {PROCESSOR: "processor", ROUTER: "router", WEBHOOK: "/v1/events"}[self.endpoint]
-        return f"{where}, {self.batch} event{plural}/req, {self.connections} conn{conns}"
+        at = "" if self.api_version == "v1" else f" at {self.api_version}"
+        return f"{where}{at}, {self.batch} event{plural}/req, {self.connections} conn{conns}"
 
     @property
     def compared(self) -> bool:
@@ -134,6 +148,10 @@ SCENARIOS: Final = (
     Scenario(ROUTER, 100, 8),
     Scenario(WEBHOOK, 1, 1),
     Scenario(WEBHOOK, 100, 1),
+    # Today's Klaviyo (revision 2026-04-15), the same corpus: RudderStack's newer path.
+    Scenario(PROCESSOR, 1, 1, "v3"),
+    Scenario(PROCESSOR, 100, 1, "v3"),
+    Scenario(ROUTER, 100, 1, "v3"),
 )
 
 
@@ -157,7 +175,8 @@ class Row:
 
     @property
     def measures_bare(self) -> bool:
-        return self.scenario.endpoint == PROCESSOR and self.scenario.batch == 1
+        s = self.scenario
+        return s.endpoint == PROCESSOR and s.batch == 1 and s.api_version == "v1"
 
 
 @dataclass(frozen=True)
@@ -325,11 +344,11 @@ def run_all(
             us = Target("ours", ours.port, ours.pid)
             bare = Target("without its handler", without.port, without.pid)
             requests = {
-                row.scenario: [
-                    loadgen.request_bytes(row.scenario.endpoint, b)
-                    for b in bodies(row.scenario.endpoint, events, row.scenario.batch)
+                s: [
+                    loadgen.request_bytes(s.endpoint, b)
+                    for b in bodies(s.endpoint, events, s.batch, s.api_version)
                 ]
-                for row in rows
+                for s in (row.scenario for row in rows)
             }
             # The one-event rows send the same bodies: one pass fills the instrument's cache.
             if primer := next((row.scenario for row in rows if row.measures_bare), None):
