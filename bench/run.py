@@ -73,7 +73,9 @@ own dated before/after measurements. Machine: {machine()}.
 **Corpus** (`support/events.py`, seed 20230222): 1,000 events of about 1.9 kB of JSON, track
 (ecommerce and custom), screen and group, each with a full RudderStack JS-SDK `context`; no
 identify (it calls Klaviyo while transforming, which would measure Klaviyo). rudder-server jobs
-carry realistic `metadata` and the whole `destination`, as rudder-server sends them.
+carry realistic `metadata` and the whole `destination`, as rudder-server sends them. Rows "at
+v3" send the same jobs with the destination's `Config.apiVersion` `v3` (Klaviyo revision
+2026-04-15, RudderStack's newer path), to both servers.
 
 **Method** (`bench/bench_service.py`). This service runs as production runs it,
 `klaviyo-destination serve` with its default settings and logging (one JSON line per request, to
