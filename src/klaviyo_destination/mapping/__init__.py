@@ -16,9 +16,9 @@ from ..ingest.events import Event, Group, Identify, Screen, Track
 from ..klaviyo.facts import Revision
 from ..planned import PlannedRequest
 from . import group, identify, track
-from .batching import Batch, Planned, batch_imports, batch_legacy, merge_subscriptions
+from .batching import Batch, Planned, batch_imports, batch_legacy, merge_jobs, merge_subscriptions
 
-__all__ = ["Batch", "Flow", "Planned", "flow_of", "merge_subscriptions", "plan"]
+__all__ = ["Batch", "Flow", "Planned", "flow_of", "merge_jobs", "merge_subscriptions", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
