@@ -159,7 +159,8 @@ class Batch:
         return True
 
     async def _send_parked(self) -> None:
-        parked, self.parked = self.parked, []
+        # Users park concurrently: in input order, a job's entries are the router's (§23.2).
+        parked, self.parked = sorted(self.parked, key=lambda member: member[0]), []
         for index, request in parked:
             if self.outcomes[index] is None and (refused := refusal(request)) is not None:
                 self._fail(index, refused)
