@@ -160,3 +160,18 @@ async def test_the_dry_run_shows_what_delivery_sends(rig: Rig) -> None:
         ]
         assert all(r["headers"]["Authorization"] == "Klaviyo-API-Key ***" for r in planned)
         assert delivery.from_dry_run(planned) == delivery.from_emulator(await rig.arrived())
+
+
+async def test_the_sdk_routes_deliver_at_the_same_revision(rig: Rig, api_version: str) -> None:
+    """``/v1/batch`` and ``/v1/<type>`` share ``/v1/events``' config and delivery."""
+    batch = await rig.service.post("/v1/batch", json={"batch": [identify("ada"), track("ada")]})
+    single = await rig.service.post("/v1/group", json=group("ada"))
+    assert (batch.status_code, single.status_code) == (200, 200), batch.text
+    arrived = await rig.arrived()
+    assert [entry["path"] for entry in arrived] == [
+        "/api/profile-import",
+        "/api/profile-subscription-bulk-create-jobs",
+        "/api/events",
+        "/api/profile-subscription-bulk-create-jobs",
+    ]
+    assert {entry["headers"]["revision"] for entry in arrived} == {REVISION[api_version]}
