@@ -23,7 +23,7 @@ RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.11-slim@sha256:3c1dfceb3f1267d4d378e7883cddf35c58757bab98d70bba30b6e02e808fa21d
 LABEL org.opencontainers.image.title="klaviyo-destination" \
-      org.opencontainers.image.description="Delivers RudderStack events to Klaviyo (revision 2023-02-22)"
+      org.opencontainers.image.description="Delivers RudderStack events to Klaviyo (revision 2023-02-22; 2026-04-15 with KLAVIYO_API_VERSION=v3)"
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --no-log-init --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv

@@ -107,6 +107,7 @@ def local_service_env(emulator_url: str) -> dict[str, str]:
         "KLAVIYO_PRIVATE_API_KEY": PRIVATE_KEY,
         "WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "KLAVIYO_LIST_ID": LIST_ID,
+        "KLAVIYO_API_VERSION": "v1",  # compose's default
         "KLAVIYO_CONSENT": "email,sms",
         "RUDDER_TRANSFORMER_URL": "",  # compose's default: no upstream transformer
         "DELIVERY_DEADLINE": str(DELIVERY_DEADLINE),

@@ -25,7 +25,14 @@ TRACK = {
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KLAVIYO_PRIVATE_API_KEY", "WEBHOOK_TOKEN", "HOST", "PORT", "KLAVIYO_LIST_ID"):
+    for name in (
+        "KLAVIYO_PRIVATE_API_KEY",
+        "WEBHOOK_TOKEN",
+        "HOST",
+        "PORT",
+        "KLAVIYO_LIST_ID",
+        "KLAVIYO_API_VERSION",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -57,6 +64,28 @@ def test_transform_reads_stdin_and_masks_a_configured_key(
     out = capsys.readouterr().out
     assert json.loads(out)["results"][0]["status"] == "planned"
     assert "pk_cli_secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("version", "revision"), [(" v3", "2026-04-15"), ("V2", "2024-10-15"), ("v1", "2023-02-22")]
+)
+def test_transform_plans_at_klaviyo_api_version(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    version: str,
+    revision: str,
+) -> None:
+    monkeypatch.setenv("KLAVIYO_API_VERSION", version)
+    identify = {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com"}}
+    events = tmp_path / "identify.json"
+    events.write_text(json.dumps(identify))
+    assert main(["transform", str(events)]) == 0
+    [request] = json.loads(capsys.readouterr().out)["results"][0]["requests"]
+    assert request["headers"]["revision"] == revision
+    expected = "/api/profiles" if revision == "2023-02-22" else "/api/profile-import"
+    assert request["url"] == "https://a.klaviyo.com" + expected
+    assert ("on_conflict" in request) == (revision == "2023-02-22")
 
 
 def test_transform_exits_1_when_every_event_is_rejected(
@@ -134,7 +163,13 @@ async def test_a_worker_process_configures_its_own_redacting_logs_and_process_po
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("SERVE_LANES", "sometimes"), ("DEFAULT_PHONE_REGION", "usa")]
+    ("name", "value"),
+    [
+        ("SERVE_LANES", "sometimes"),
+        ("DEFAULT_PHONE_REGION", "usa"),
+        ("KLAVIYO_API_VERSION", "v4"),
+        ("KLAVIYO_API_VERSION", "2026-04-15"),
+    ],
 )
 def test_a_bad_setting_fails_start_up_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str

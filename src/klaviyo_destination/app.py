@@ -88,7 +88,9 @@ def create_app(
         version=__version__,
         description=(
             "Delivers RudderStack events (identify, track, screen, group) to Klaviyo's API at "
-            "revision 2023-02-22, and speaks rudder-server's transformer protocol."
+            f"revision {settings.revision.name} (KLAVIYO_API_VERSION="
+            f"{settings.klaviyo_api_version.value}), and speaks rudder-server's transformer "
+            "protocol."
         ),
         lifespan=lifespan,
         default_response_class=JsonResponse,

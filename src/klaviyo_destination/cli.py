@@ -25,6 +25,7 @@ from .app import create_app
 from .errors import DestinationError
 from .ingest.body import events_of, parse_json
 from .ingest.config import from_settings
+from .klaviyo.answers import retired_there
 from .phones import PhoneRule
 from .serving.connection import raise_file_limit, serve_options
 from .settings import Settings
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     transform.add_argument("file", nargs="?", default="-", help="JSON file of events, - for stdin")
     transform.set_defaults(run=_transform)
 
-    emulator = commands.add_parser("emulator", help="run the Klaviyo 2023-02-22 emulator")
+    emulator = commands.add_parser("emulator", help="run the Klaviyo emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     emulator.set_defaults(run=_emulator)
@@ -143,8 +144,15 @@ def _warn(warning: str | None) -> None:
         print(f"klaviyo-destination: warning: {warning}", file=sys.stderr)  # noqa: T201
 
 
+def _at(settings: Settings) -> str:
+    """The revision /v1/events delivers at, as the banner names it."""
+    revision = settings.revision
+    return f"revision {revision.name} (KLAVIYO_API_VERSION={revision.api_version.value})"
+
+
 def _say_delivering(settings: Settings, host: str, port: int) -> None:
-    _say(f"Delivering to {settings.klaviyo_base_url} on http://{host}:{port}")
+    _say(f"Delivering to {settings.klaviyo_base_url} at {_at(settings)} on http://{host}:{port}")
+    _warn(retired_there(settings.klaviyo_base_url, settings.revision))
     if settings.klaviyo_private_api_key is None:
         _say(
             "No KLAVIYO_PRIVATE_API_KEY: /v1/events rejects events; the rudder-server routes use "
@@ -219,7 +227,7 @@ def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
     url = f"http://{host}:{port}"
     _say(
         "No KLAVIYO_PRIVATE_API_KEY or KLAVIYO_BASE_URL set: delivering to the embedded Klaviyo "
-        "emulator; nothing reaches Klaviyo."
+        f"emulator at {_at(settings)}; nothing reaches Klaviyo."
     )
     _say(f"Service:  {url}   (API docs: {url}/docs)")
     sample = '{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1","properties":{}}'
@@ -268,10 +276,13 @@ def _read(path: str) -> bytes:
 
 
 def _emulator(args: argparse.Namespace, _: Settings) -> int:
+    from .emulator.revisions import SERVED
     from .emulator.server import run
 
+    revisions = ", ".join(SERVED)
     _say(
-        f"Klaviyo 2023-02-22 emulator on http://{args.host}:{args.port} (state: /__emulator/state)"
+        f"Klaviyo emulator (revisions {revisions}, as each request's revision header asks) on "
+        f"http://{args.host}:{args.port} (state: /__emulator/state)"
     )
     run(args.host, args.port)
     return 0

@@ -1,8 +1,8 @@
 """One raw event through the pure stages: parse at the edge, then map (no I/O).
 
 Every front uses this: ``/v1/events`` and the dry run, the CLI, and the rudder-server protocol.
-The webhook path's fronts pass a :class:`PhoneRule` (Part A 11); the protocol passes none, so it
-gets exactly the reference's requests.
+The webhook path's fronts pass a :class:`PhoneRule` (Part A 11), at every revision; the protocol
+passes none, so it gets exactly the reference's requests.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from .errors import DestinationError
 from .ingest.config import DestinationConfig, revision_of
 from .ingest.parse import parse
-from .klaviyo.facts import ApiVersion
 from .mapping import plan
 from .phones import PhoneRule
 from .planned import PlannedEvent
@@ -32,8 +31,8 @@ def plan_event(
         return PlannedEvent(message_id, event_type, user_key, error=event)
     try:
         revision = revision_of(config)  # parse checked it: no error here
-        requests = plan(event, config, revision)
-        if phones is not None and revision.api_version is ApiVersion.V1:
+        requests = plan(event, config, revision, phones_settled=phones is not None)
+        if phones is not None:
             requests, warnings = phones.apply(event, requests)
             return PlannedEvent(message_id, event_type, user_key, requests, warnings=warnings)
     except DestinationError as error:

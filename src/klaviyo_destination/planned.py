@@ -9,7 +9,7 @@ client all put the right ``revision`` header on it and count it against that rev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .errors import DestinationError
 from .js import JsonObject, JsonValue
@@ -104,6 +104,39 @@ def subscription_list_id(request: PlannedRequest) -> Any:
 def subscriptions_of(request: PlannedRequest) -> list[JsonObject]:
     subs: list[JsonObject] = request.body["data"]["attributes"]["subscriptions"]
     return subs
+
+
+@dataclass(frozen=True, slots=True)
+class JobLayout:
+    """Where a list job keeps its entries, one per profile, as Klaviyo's ``source.pointer``
+    names them: v1's ``subscriptions``, v2/v3's ``profiles.data`` (contact under ``attributes``).
+    """
+
+    #: the member of ``data.attributes`` that holds the entries
+    container: str
+    #: the JSON pointer of the entries' array
+    entries: str
+    #: within an entry, where ``email`` and ``phone_number`` sit
+    contact: str
+
+
+V1_JOB: Final = JobLayout("/data/attributes/subscriptions", "/data/attributes/subscriptions", "")
+IMPORT_JOB: Final = JobLayout(
+    "/data/attributes/profiles", "/data/attributes/profiles/data", "/attributes"
+)
+#: The endpoints of list jobs, which delivery merges per list (v1: subscribe only).
+LIST_JOBS: Final = frozenset({Endpoint.SUBSCRIPTIONS, Endpoint.UNSUBSCRIPTIONS})
+
+
+def job_layout(request: PlannedRequest) -> JobLayout:
+    return IMPORT_JOB if request.revision.profile_import else V1_JOB
+
+
+def job_contacts(request: PlannedRequest) -> list[JsonObject]:
+    """Each entry of a list job as the object holding its ``email`` and ``phone_number``."""
+    if request.revision.profile_import:
+        return [profile["attributes"] for profile in list_job_parts(request)[2]]
+    return subscriptions_of(request)
 
 
 @dataclass(slots=True)

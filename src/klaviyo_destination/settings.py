@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .klaviyo.facts import DEFAULT_BASE_URL, TIER_L, TIER_XL
+from .klaviyo.facts import DEFAULT_BASE_URL, REVISIONS, ApiVersion, Revision
 
 
 class Settings(BaseSettings):
@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
     klaviyo_enforce_email_as_primary: bool = False
     klaviyo_flatten_properties: bool = False
+    #: the revision /v1/events, the SDK routes and the dry run deliver at (``apiVersion``):
+    #: v1 = 2023-02-22 (retired by Klaviyo), v2 = 2024-10-15, v3 = 2026-04-15
+    klaviyo_api_version: ApiVersion = ApiVersion.V1
     #: Unset, and no private key either: the embedded emulator (``embedded`` asks for it too).
     klaviyo_base_url: str = DEFAULT_BASE_URL
     #: ISO 3166-1 alpha-2 region of national phone numbers (``phones.py``); unset: no guessing
@@ -89,15 +92,22 @@ class Settings(BaseSettings):
     backoff_initial: float = Field(default=0.2, gt=0)
     backoff_max: float = Field(default=5.0, gt=0)
     delivery_concurrency: int = Field(default=16, ge=1)
-    profiles_rate_burst: int = Field(default=TIER_L.burst, ge=1)
-    profiles_rate_steady: int = Field(default=TIER_L.steady, ge=1)
-    events_rate_burst: int = Field(default=TIER_XL.burst, ge=1)
-    events_rate_steady: int = Field(default=TIER_XL.steady, ge=1)
+    #: client-side limits; unset: the tier of KLAVIYO_API_VERSION's revision for each endpoint
+    #: class (``klaviyo/ratelimit.py``). PROFILES_* covers profile writes and both list jobs.
+    profiles_rate_burst: int | None = Field(default=None, ge=1)
+    profiles_rate_steady: int | None = Field(default=None, ge=1)
+    events_rate_burst: int | None = Field(default=None, ge=1)
+    events_rate_steady: int | None = Field(default=None, ge=1)
     # --- delivery: odd answers from Klaviyo ---
     #: An answer body longer than this is not read on: a retryable failure.
     max_answer_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     #: The longest Retry-After honoured; a longer one fails the events with it at once.
     max_retry_after: float = Field(default=60.0, gt=0)
+
+    @property
+    def revision(self) -> Revision:
+        """The revision ``KLAVIYO_API_VERSION`` names: what the webhook path delivers at."""
+        return REVISIONS[self.klaviyo_api_version]
 
     @property
     def embedded(self) -> bool:
@@ -108,7 +118,14 @@ class Settings(BaseSettings):
             self.model_fields_set
         )
 
-    @field_validator("rudder_transformer_url", mode="before")
+    @field_validator(
+        "rudder_transformer_url",
+        "profiles_rate_burst",
+        "profiles_rate_steady",
+        "events_rate_burst",
+        "events_rate_steady",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -126,7 +143,7 @@ class Settings(BaseSettings):
             raise PydanticCustomError("phone_region", reason)
         return region
 
-    @field_validator("serve_lanes", mode="before")
+    @field_validator("serve_lanes", "klaviyo_api_version", mode="before")
     @classmethod
     def _lower_switch(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

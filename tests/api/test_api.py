@@ -335,11 +335,18 @@ async def test_health_ready_metrics(client: httpx.AsyncClient, klaviyo: respx.Mo
     klaviyo.post("/api/events").respond(202)
     await client.post("/v1/events", json=TRACK)
     assert (await client.get("/health")).json() == {"status": "ok"}
-    assert (await client.get("/ready")).json() == {
+    ready = (await client.get("/ready")).json()
+    assert ready == {
         "status": "ready",
         "klaviyo": BASE,
+        "revision": "2023-02-22",
+        "api_version": "v1",
         "upstream_transformer": None,
+        "warning": ready["warning"],
     }
+    # Klaviyo's own host at v1: the one line start-up prints too, naming the way to v3
+    assert ready["warning"].startswith("Klaviyo retired API revision 2023-02-22")
+    assert "KLAVIYO_API_VERSION=v3" in ready["warning"]
     text = (await client.get("/metrics")).text
     assert 'klaviyo_destination_events_total{outcome="delivered",type="track"} 1.0' in text
     assert 'klaviyo_requests_total{endpoint="/api/events",status="202"} 1.0' in text

@@ -11,8 +11,13 @@ import httpx
 import pytest
 
 from klaviyo_destination.errors import RateLimited
-from klaviyo_destination.klaviyo.facts import Endpoint
-from klaviyo_destination.klaviyo.ratelimit import EndpointLimiter, RateLimiter, retry_after
+from klaviyo_destination.klaviyo.facts import Endpoint, RateLimit
+from klaviyo_destination.klaviyo.ratelimit import (
+    EndpointLimiter,
+    RateLimiter,
+    limits_of,
+    retry_after,
+)
 from klaviyo_destination.settings import Settings
 from tests.helpers.fakes import FakeClock
 
@@ -175,3 +180,49 @@ async def test_held_within_remembers_klaviyos_wait() -> None:
     assert not limits[Endpoint.PROFILES].held_within(25)
     await clock.sleep(20)
     assert not limits.held_within(25)
+
+
+@pytest.mark.parametrize(
+    ("version", "profile_tier"),
+    [("v1", RateLimit(75, 700)), ("v2", RateLimit(75, 700)), ("v3", RateLimit(75, 750))],
+)
+def test_each_endpoint_class_gets_the_revisions_tier(version: str, profile_tier: RateLimit) -> None:
+    """Unset, the settings give way to the revision's tiers (v3: 750 a minute for
+    profile-import and both list jobs); create-profile, which only v1 has, keeps v1's."""
+    limits = limits_of(Settings(klaviyo_api_version=version))
+    assert set(limits) == set(Endpoint)
+    assert limits[Endpoint.PROFILES] == RateLimit(75, 700)
+    assert limits[Endpoint.EVENTS] == RateLimit(350, 3500)
+    for endpoint in (Endpoint.PROFILE_IMPORT, Endpoint.SUBSCRIPTIONS, Endpoint.UNSUBSCRIPTIONS):
+        assert limits[endpoint] == profile_tier
+
+
+@pytest.mark.parametrize(
+    ("overrides", "profiles", "events"),
+    [
+        ({"profiles_rate_steady": 100}, RateLimit(75, 100), RateLimit(350, 3500)),
+        ({"profiles_rate_burst": 5}, RateLimit(5, 750), RateLimit(350, 3500)),
+        ({"events_rate_burst": 9, "events_rate_steady": 90}, RateLimit(75, 750), RateLimit(9, 90)),
+    ],
+)
+def test_the_rate_settings_override_the_tier_they_name(
+    overrides: dict[str, int], profiles: RateLimit, events: RateLimit
+) -> None:
+    limits = limits_of(Settings.model_validate({"klaviyo_api_version": "v3", **overrides}))
+    assert limits[Endpoint.PROFILE_IMPORT] == limits[Endpoint.UNSUBSCRIPTIONS] == profiles
+    assert limits[Endpoint.EVENTS] == events
+
+
+def test_a_blank_rate_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROFILES_RATE_STEADY", "")
+    monkeypatch.setenv("KLAVIYO_API_VERSION", "v3")
+    assert limits_of(Settings())[Endpoint.SUBSCRIPTIONS] == RateLimit(75, 750)
+
+
+async def test_a_v3_limiter_paces_profile_import_at_its_tier() -> None:
+    clock = FakeClock(1000.0)
+    settings = Settings(klaviyo_api_version="v3", profiles_rate_burst=2)
+    limits = RateLimiter.from_settings(settings, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        await acquire(limits[Endpoint.PROFILE_IMPORT])
+    assert clock.sleeps == [pytest.approx(1.0)]

@@ -1,4 +1,5 @@
-"""merge_subscriptions (docs/mapping.md §12.4): a row per batching rule, jobs written by hand."""
+"""merge_subscriptions (docs/mapping.md §12.4) and merge_jobs (§23.2): a row per batching rule,
+jobs written by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from klaviyo_destination.mapping import merge_subscriptions
+from klaviyo_destination import planned
+from klaviyo_destination.klaviyo.facts import (
+    MAX_PROFILES_PER_CALL,
+    MAX_SUBSCRIPTIONS_PER_JOB,
+    REVISIONS,
+    ApiVersion,
+)
+from klaviyo_destination.mapping import merge_jobs, merge_subscriptions
 from klaviyo_destination.planned import PlannedRequest
 from tests.helpers.planning import as_row
 
@@ -130,3 +138,63 @@ def test_whole_entries_and_first_job_fields_are_kept() -> None:
 @pytest.mark.parametrize("jobs", [[]], ids=["no-jobs"])
 def test_nothing_to_merge(jobs: list[tuple[str, PlannedRequest]]) -> None:
     assert merge_subscriptions(jobs) == []
+
+
+# --- v2/v3: merge_jobs over subscribe and unsubscribe jobs (§23.2) ------------------------------
+
+
+def _list_job(subscribe: bool, list_id: Any, email: str) -> PlannedRequest:
+    profile = {"type": "profile", "attributes": {"email": email}}
+    return planned.list_job(subscribe, list_id, [profile], REVISIONS[ApiVersion.V3])
+
+
+def _row(request: PlannedRequest) -> tuple[str, Any, list[str]]:
+    subscribe, list_id, profiles = planned.list_job_parts(request)
+    kind = "subscribe" if subscribe else "unsubscribe"
+    return kind, list_id, [p["attributes"]["email"] for p in profiles]
+
+
+@pytest.mark.parametrize(
+    ("jobs", "limit", "expected"),
+    [
+        pytest.param(
+            [(1, True, "L1", "a"), (2, False, "L1", "b"), (3, True, "L1", "c")],
+            100,
+            [(("subscribe", "L1", ["a", "c"]), [1, 3]), (("unsubscribe", "L1", ["b"]), [2])],
+            id="per-operation-subscribes-first",
+        ),
+        pytest.param(
+            [(1, True, "B", "a"), (2, True, 7, "b"), (3, True, "A", "c"), (4, True, "7", "d")],
+            100,
+            [
+                (("subscribe", "7", ["b", "d"]), [2, 4]),  # integer-like first; 7 is "7"
+                (("subscribe", "B", ["a"]), [1]),
+                (("subscribe", "A", ["c"]), [3]),
+            ],
+            id="js-key-order-and-group-key",
+        ),
+        pytest.param(
+            [(n, True, "L1", f"e{n}") for n in range(5)],
+            2,
+            [
+                (("subscribe", "L1", ["e0", "e1"]), [0, 1]),
+                (("subscribe", "L1", ["e2", "e3"]), [2, 3]),
+                (("subscribe", "L1", ["e4"]), [4]),
+            ],
+            id="chunked-never-dropped",
+        ),
+    ],
+)
+def test_merge_jobs_at_v3(
+    jobs: list[tuple[int, bool, Any, str]], limit: int, expected: list[Any]
+) -> None:
+    pairs = [(key, _list_job(subscribe, list_id, email)) for key, subscribe, list_id, email in jobs]
+    merged = merge_jobs(pairs, limit)
+    assert [(_row(request), keys) for request, keys in merged] == expected
+    assert {request.revision.name for request, _ in merged} == {"2026-04-15"}
+
+
+def test_the_job_size_is_within_klaviyos_maxima() -> None:
+    """The router's 100 profiles a job (the reference's MAX_BATCH_SIZE) is within what Klaviyo
+    takes in one call: 1000 to subscribe, 100 to unsubscribe (shared spec §4)."""
+    assert min(MAX_PROFILES_PER_CALL.values()) >= MAX_SUBSCRIPTIONS_PER_JOB

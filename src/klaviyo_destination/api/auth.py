@@ -30,8 +30,14 @@ def token_presented(header: str, expected: bytes, *, klaviyo_key: bool = False) 
 def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
     """``app`` behind the webhook token: the embedded emulator's routes (its state holds the
     emails and phones delivered) answer nobody without it. Klaviyo's own header form is
-    accepted too, so rudder-server can deliver to it with the token as the private key."""
+    accepted too, so rudder-server can deliver to it with the token as the private key.
+
+    Behind the guard the emulator checks Klaviyo's header as Klaviyo does (its gate sees the
+    mounted ``/api`` paths too), so a request the guard admitted reaches it with the token as
+    ``Klaviyo-API-Key``, whichever form presented it.
+    """
     expected = token.get_secret_value().encode()
+    as_key = (b"authorization", b"Klaviyo-API-Key " + expected)
     body = orjson.dumps(
         error_body(
             Unauthorized(
@@ -49,6 +55,8 @@ def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
                 response = Response(body, status_code=401, media_type="application/json")
                 await response(scope, receive, send)
                 return
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
+            scope = {**scope, "headers": [*kept, as_key]}
         await app(scope, receive, send)
 
     return guard

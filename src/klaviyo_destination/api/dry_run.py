@@ -1,8 +1,10 @@
 """``/v1/transform`` and ``klaviyo-destination transform``: what ``/v1/events`` would send.
 
-Nothing is sent and no key is needed: the headers show it masked. It says what delivery says
-where that is known before sending: the phone rule's changes, warnings and rejections
-(``phones.py``), and a subscription delivery refuses before merging (``klaviyo/refusals.py``).
+Nothing is sent and no key is needed: the headers show it masked. It plans at the revision
+``KLAVIYO_API_VERSION`` names, as delivery does, and says what delivery says where that is
+known before sending: the phone rule's changes, warnings and rejections (``phones.py``), and a
+list job's entry delivery refuses before merging (``klaviyo/refusals.py``). It shows each
+event's own requests; delivery merges the list jobs of a batch per list.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 from ..errors import DestinationError
 from ..ingest.config import DestinationConfig
 from ..js import JsonObject
-from ..klaviyo.facts import ON_CONFLICT, Endpoint, klaviyo_headers
+from ..klaviyo.facts import ON_CONFLICT, klaviyo_headers
 from ..klaviyo.refusals import refusal
 from ..phones import PhoneRule
 from ..pipeline import plan_events
-from ..planned import PlannedEvent, PlannedRequest
+from ..planned import LIST_JOBS, PlannedEvent, PlannedRequest
 
 
 def dry_run(
@@ -39,11 +41,11 @@ def dry_run(
 
 
 def _rejection(event: PlannedEvent) -> DestinationError | None:
-    """The mapping's error, or the refusal delivery meets before merging its subscriptions."""
+    """The mapping's error, or the refusal delivery meets before merging its list jobs."""
     if event.error is not None:
         return event.error
     for request in event.requests:
-        if request.endpoint is Endpoint.SUBSCRIPTIONS and (refused := refusal(request)):
+        if request.endpoint in LIST_JOBS and (refused := refusal(request)):
             return refused
     return None
 

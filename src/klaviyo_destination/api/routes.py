@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..errors import NotFound, NotServed, UpstreamError
 from ..ingest.body import Events, events_of, parse_json
 from ..klaviyo import KlaviyoClient, Outcome
+from ..klaviyo.answers import retired_there
 from ..phones import PhoneRule
 from ..planned import PlannedEvent
 from ..protocol import route
@@ -342,13 +343,25 @@ async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
     if not klaviyo.is_open:
         return JsonResponse({"status": "starting"}, status_code=503)
     state = state_of(request.scope)
-    front = state["front"]
+    front, settings = state["front"], state["settings"]
+    warning = None
     if state["emulator_prefix"] is not None:
         target = "the embedded emulator: nothing reaches Klaviyo"
     else:
-        target = state["settings"].klaviyo_base_url
+        target = settings.klaviyo_base_url
+        warning = retired_there(target, settings.revision)
     upstream = front.upstream.url if front.upstream is not None else None
-    return JsonResponse({"status": "ready", "klaviyo": target, "upstream_transformer": upstream})
+    body = {
+        "status": "ready",
+        "klaviyo": target,
+        # what /v1/events, the SDK routes and the dry run deliver at (KLAVIYO_API_VERSION)
+        "revision": settings.revision.name,
+        "api_version": settings.revision.api_version.value,
+        "upstream_transformer": upstream,
+    }
+    if warning is not None:
+        body["warning"] = warning
+    return JsonResponse(body)
 
 
 @routes.get("/metrics", summary="Prometheus metrics", tags=[OPERATIONS_TAG])

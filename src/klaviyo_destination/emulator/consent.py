@@ -33,9 +33,14 @@ from klaviyo_destination.emulator.models import (
 )
 from klaviyo_destination.emulator.profile_import import profile_fields
 from klaviyo_destination.emulator.store import EmulatorStore
+from klaviyo_destination.klaviyo.facts import (
+    MAX_PROFILES_PER_CALL,
+    SUBSCRIPTIONS_PATH,
+    UNSUBSCRIPTIONS_PATH,
+)
 
-MAX_SUBSCRIBE: Final = 1000
-MAX_UNSUBSCRIBE: Final = 100
+MAX_SUBSCRIBE: Final = MAX_PROFILES_PER_CALL[SUBSCRIPTIONS_PATH]
+MAX_UNSUBSCRIBE: Final = MAX_PROFILES_PER_CALL[UNSUBSCRIPTIONS_PATH]
 _PROFILES: Final = "/data/attributes/profiles/data"
 _IDENTIFIER: Final[Mapping[str, str]] = {"email": "email", "sms": "phone_number"}
 

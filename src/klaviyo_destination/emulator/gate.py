@@ -2,6 +2,10 @@
 
 The revision served (``revisions.resolve``) is left in the scope's state for the routes.
 
+Paths are read below the app's mount: the service's embedded ``/emulator`` (where
+rudder-server delivers the protocol answers in embedded mode) is gated as the emulator's own
+port is, so those requests are recorded, faulted, authenticated and rate-limited too.
+
 A plain ASGI middleware rather than FastAPI dependencies because it must see every ``/api``
 request (also unknown paths), replay the body it read, add headers to any response, and abort a
 connection without answering, which only works from below Starlette's exception handling.
@@ -33,13 +37,13 @@ class KlaviyoGate:
         self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+        if scope["type"] != "http" or not _path(scope).startswith("/api"):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         entry = self.store.record(
             scope["method"],
-            scope["path"],
+            _path(scope),
             scope["query_string"].decode("latin-1"),
             _redacted(Headers(scope=scope)),
             _decoded(body),
@@ -53,7 +57,7 @@ class KlaviyoGate:
         if faults.latency_ms:
             await self.store.sleep(faults.latency_ms / 1000)
         send = _recording(send, entry)
-        match faults.next_for(scope["path"]):
+        match faults.next_for(_path(scope)):
             case StatusFault() as fault:
                 entry.fault = f"status:{fault.status}"
                 if fault.after_processing:
@@ -87,12 +91,19 @@ class KlaviyoGate:
             raise errors.not_authenticated()
         served = revisions.resolve(headers.get("revision"))
         scope.setdefault("state", {})["revision"] = served
-        endpoint = classify(scope["method"], scope["path"])
+        endpoint = classify(scope["method"], _path(scope))
         limiter = self.store.limiter
         decision = limiter.hit(key.strip(), endpoint, served.limits) if endpoint else None
         if decision is not None and not decision.allowed:
             raise errors.throttled(decision.wait_seconds, send_retry_after=limiter.send_retry_after)
         return decision
+
+
+def _path(scope: Scope) -> str:
+    """The request's path below the app's mount (Starlette keeps the mount in ``root_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 #: A body is promised and never sent, so the client cannot mistake the drop for an answer.

@@ -36,10 +36,9 @@ StoreDep = Annotated[EmulatorStore, Depends(_store)]
 
 
 def _revision(request: Request) -> Served:
-    """The revision the gate resolved from the ``revision`` header. Mounted under a prefix
-    (the service's embedded ``/emulator``) the gate, which looks for ``/api`` paths, lets
-    requests by: the header is resolved here the same way, and without one 2023-02-22 is
-    served, as it always was there."""
+    """The revision the gate resolved from the ``revision`` header (mounted too: the gate reads
+    paths below the mount). A request the gate did not see resolves its header here the same
+    way, and without one is served 2023-02-22."""
     served: Served | None = getattr(request.state, "revision", None)
     header = request.headers.get("revision")
     return served or (LEGACY if header is None else resolve(header))

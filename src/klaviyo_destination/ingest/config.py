@@ -68,11 +68,14 @@ def parse_config(config: Mapping[str, Any]) -> DestinationConfig:
 
 
 def from_settings(settings: Settings) -> DestinationConfig:
-    """The service's settings as the destination config of ``/v1/events`` and the dry run."""
+    """The service's settings as the destination config of ``/v1/events``, the SDK routes and
+    the dry run: ``KLAVIYO_API_VERSION`` is its ``apiVersion``, so they map and deliver at that
+    revision as the protocol routes do for a destination configured the same way."""
     return DestinationConfig.model_validate(
         {
             "privateApiKey": settings.klaviyo_private_api_key,
             "publicApiKey": settings.klaviyo_public_api_key,
+            "apiVersion": settings.klaviyo_api_version.value,
             "listId": settings.klaviyo_list_id,
             "consent": list(settings.klaviyo_consent),
             "enforceEmailAsPrimary": settings.klaviyo_enforce_email_as_primary,

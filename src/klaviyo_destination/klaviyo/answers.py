@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -23,13 +24,42 @@ from ..errors import (
     UnusableAnswer,
 )
 from ..js import JsonObject
-from .facts import REVISION
+from .facts import RETIRED_BEFORE, REVISIONS, V1, Revision
 from .ratelimit import retry_after
 
-_RETIRED: Final = (
-    f"Klaviyo answered 410 Gone: API revision {REVISION} is retired there. Point "
-    "KLAVIYO_BASE_URL at the bundled emulator, or upgrade this service to a supported revision"
-)
+#: The newest revision an ``apiVersion`` names: what to move to from a retired one.
+_NEWEST: Final = max(REVISIONS.values(), key=lambda revision: revision.name)
+
+
+def move_on(revision: Revision) -> str:
+    """How to leave ``revision`` once Klaviyo has retired it: the 410's advice, and start-up's
+    when ``KLAVIYO_BASE_URL`` is Klaviyo's own host at v1."""
+    if revision.name < _NEWEST.name:
+        how = (
+            f"Set KLAVIYO_API_VERSION={_NEWEST.api_version.value} (revision {_NEWEST.name}) to "
+            "deliver at a revision Klaviyo serves"
+        )
+    else:
+        how = "Upgrade this service to a revision Klaviyo serves"
+    return f"{how}, or point KLAVIYO_BASE_URL at the bundled emulator"
+
+
+def retired_there(base_url: str, revision: Revision) -> str | None:
+    """Start-up's one line when ``base_url`` is Klaviyo's own host and ``revision`` one it
+    retired (v1's 2023-02-22, and v2's 2024-10-15 since 2026-10-15: "returns 410 errors or
+    silently falls forward", shared spec §4); else ``None``."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if revision.name >= RETIRED_BEFORE or not (
+        host == "klaviyo.com" or host.endswith(".klaviyo.com")
+    ):
+        return None
+    return (
+        f"Klaviyo retired API revision {revision.name} (KLAVIYO_API_VERSION="
+        f"{revision.api_version.value}): {base_url} answers it 410 Gone, or silently falls "
+        f"forward to another revision. {move_on(revision)}"
+    )
+
+
 #: Transport failures named as the reference's HTTP client (Node) names them (§6.7).
 _SOCKET_ERRORS: Final = {
     "ECONNREFUSED": (500, "[ECONNREFUSED] :: Connection refused"),
@@ -102,15 +132,20 @@ def klaviyo_errors(body: Any) -> list[JsonObject]:
     return out
 
 
-def rejection(answer: KlaviyoAnswer) -> KlaviyoRejected:
-    """The permanent error for a final non-2xx answer; its message says what to fix."""
+def rejection(answer: KlaviyoAnswer, revision: Revision = V1) -> KlaviyoRejected:
+    """The permanent error for a final non-2xx answer to a request sent at ``revision``; its
+    message says what to fix."""
     status, errors = answer.status, klaviyo_errors(answer.body)
     first = errors[0] if errors else {}
     detail = first.get("detail") or _excerpt(answer.body)
     code = f" {first['code']}" if first.get("code") else ""
     cls: type[KlaviyoRejected] = KlaviyoRejected
     if status == 410:
-        cls, message = KlaviyoRevisionRetired, _RETIRED
+        cls = KlaviyoRevisionRetired
+        message = (
+            f"Klaviyo answered 410 Gone: API revision {revision.name} is retired there. "
+            f"{move_on(revision)}"
+        )
     elif status in (401, 403):
         cls = KlaviyoAuthRejected
         message = f"Klaviyo rejected the private API key ({status}{code}): {detail}"

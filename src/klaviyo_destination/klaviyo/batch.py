@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import DestinationError, KlaviyoError, KlaviyoUnavailable
-from ..mapping import merge_subscriptions
-from ..planned import PlannedEvent, PlannedRequest, subscriptions_of
+from ..mapping import merge_jobs
+from ..planned import LIST_JOBS, PlannedEvent, PlannedRequest, job_contacts
 from .answers import SentRequest
 from .bulk import BulkJob, SendOne
-from .facts import Endpoint
 from .refusals import refusal
 
 logger = logging.getLogger(__name__)
 
-#: An event's index in the batch and one of its subscription requests.
+#: An event's index in the batch and one of its list jobs (subscribe, or v2/v3's unsubscribe).
 Member = tuple[int, PlannedRequest]
 
 
@@ -50,47 +49,48 @@ def _unexpected(exc: Exception) -> KlaviyoUnavailable:
 
 
 def _split_tail(requests: Sequence[PlannedRequest]) -> tuple[list[PlannedRequest], ...]:
-    """The requests before the trailing subscription jobs, and those jobs (mergeable)."""
+    """The requests before the trailing list jobs, and those jobs (mergeable)."""
     cut = len(requests)
-    while cut and requests[cut - 1].endpoint is Endpoint.SUBSCRIPTIONS:
+    while cut and requests[cut - 1].endpoint in LIST_JOBS:
         cut -= 1
     return list(requests[:cut]), list(requests[cut:])
 
 
 def _identified(request: PlannedRequest) -> bool:
-    return all("email" in sub or "phone_number" in sub for sub in subscriptions_of(request))
+    return all("email" in entry or "phone_number" in entry for entry in job_contacts(request))
 
 
 def _jobs(parked: list[Member]) -> list[list[Member]]:
-    """The members of each job: merged per list for subscriptions that name a person, the
-    others alone.
+    """The members of each job: merged per list (and operation) for entries that name a person,
+    the others alone.
 
     Klaviyo rejects a whole job for one entry without an email or phone number, so such an
-    entry must not take other users' subscriptions down with it.
+    entry must not take other users' entries down with it.
     """
     mergeable = [(index, request) for index, request in parked if _identified(request)]
     alone = [[(index, request)] for index, request in parked if not _identified(request)]
-    merged = merge_subscriptions([(key, request) for key, (_, request) in enumerate(mergeable)])
+    merged = merge_jobs([(key, request) for key, (_, request) in enumerate(mergeable)])
     return [*([mergeable[key] for key in keys] for _, keys in merged), *alone]
 
 
 class Batch:
-    """One batch of planned events: per-user order, bounded concurrency, merged subscriptions.
+    """One batch of planned events: per-user order, bounded concurrency, merged list jobs.
 
     It runs in rounds. In a round every user with events left runs them one after another
     (users concurrently, at most ``delivery_concurrency`` at once) and stops after the first
-    event whose plan ends in subscription jobs: that event's earlier requests are sent, its
-    subscriptions parked. Then the parked subscriptions of all users are merged per list into
-    bulk jobs (``mapping.merge_subscriptions``) and sent; each event of a job gets the job's
-    result. The next round resumes each user after its parked event.
+    event whose plan ends in a list job (v1's subscription; v2/v3's subscribe or unsubscribe):
+    that event's earlier requests (its profile write) are sent, its job parked. Then the parked
+    jobs of all users are merged per list and operation into bulk jobs of at most 100 profiles
+    (``mapping.merge_jobs``, as the router batches them) and sent; each event of a job gets the
+    job's result. The next round resumes each user after its parked event.
 
-    One bad entry must not sink other users' subscriptions: an event whose subscription
-    Klaviyo would refuse (``refusals.py``) is rejected before merging, and a job Klaviyo still
-    refuses with 400 is narrowed down to the events it names (``bulk.py``). A job that fails
-    otherwise (5xx, 429, 401, 410) fails each of its events.
+    One bad entry must not sink other users' entries: an event whose entry Klaviyo would
+    refuse (``refusals.py``) is rejected before merging, and a job Klaviyo still refuses with
+    400 is narrowed down to the events it names (``bulk.py``). A job that fails otherwise
+    (5xx, 429, 401, 410) fails each of its events.
 
     So a user's requests reach Klaviyo in input order (a later event never overtakes its own
-    user's subscription), while merging still spans users; a usual batch, with at most one
+    user's list job), while merging still spans users; a usual batch, with at most one
     subscribing identify per user, takes a single round. Once an event of a user has failed
     retryably, that user's later events are not sent and fail too, so the caller retries them
     in order (as rudder-server's per-user barrier would); a rejected event does not stop them.
@@ -159,7 +159,8 @@ class Batch:
         return True
 
     async def _send_parked(self) -> None:
-        parked, self.parked = self.parked, []
+        # Users park concurrently: in input order, a job's entries are the router's (§23.2).
+        parked, self.parked = sorted(self.parked, key=lambda member: member[0]), []
         for index, request in parked:
             if self.outcomes[index] is None and (refused := refusal(request)) is not None:
                 self._fail(index, refused)

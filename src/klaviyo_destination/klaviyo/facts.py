@@ -30,8 +30,13 @@ UNSUBSCRIPTIONS_PATH: Final = "/api/profile-subscription-bulk-delete-jobs"
 
 #: What an upsert does after a 409, as the dry run and the golden tables show it.
 ON_CONFLICT: Final = "PATCH /api/profiles/{duplicate_profile_id} with data.id set"
-#: Klaviyo accepts at most this many profiles in one subscription bulk job.
+#: Klaviyo accepts at most this many profiles in one subscription bulk job (2023-02-22); the
+#: reference batches v2/v3 jobs by it too (MAX_BATCH_SIZE), and so does delivery.
 MAX_SUBSCRIPTIONS_PER_JOB: Final = 100
+#: What Klaviyo takes in one call from 2024-10-15 on (shared spec §4).
+MAX_PROFILES_PER_CALL: Final[Mapping[str, int]] = MappingProxyType(
+    {SUBSCRIPTIONS_PATH: 1000, UNSUBSCRIPTIONS_PATH: 100}
+)
 
 
 class Endpoint(StrEnum):

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import RateLimited
 from ..settings import Settings
-from .facts import Endpoint
+from .facts import REVISIONS, Endpoint, RateLimit
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -167,7 +167,7 @@ class EndpointLimiter:
 
 
 class RateLimiter:
-    """One :class:`EndpointLimiter` per :class:`Endpoint`; subscriptions have their own quota."""
+    """One :class:`EndpointLimiter` per :class:`Endpoint`; each endpoint has its own quota."""
 
     def __init__(self, limits: Mapping[Endpoint, EndpointLimiter]) -> None:
         self._limits = dict(limits)
@@ -176,20 +176,13 @@ class RateLimiter:
     def from_settings(
         cls, settings: Settings, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
     ) -> RateLimiter:
-        def limiter(burst: int, steady: int) -> EndpointLimiter:
-            hold = settings.max_retry_after
-            return EndpointLimiter(burst, steady, clock=clock, sleep=sleep, max_hold=hold)
+        """Every endpoint class at the tier :func:`limits_of` gives it."""
 
-        # Klaviyo puts profile writes and subscribe jobs in the same tier (L) but counts them
-        # per endpoint, so they share numbers, not a bucket.
-        profiles = (settings.profiles_rate_burst, settings.profiles_rate_steady)
-        return cls(
-            {
-                Endpoint.PROFILES: limiter(*profiles),
-                Endpoint.SUBSCRIPTIONS: limiter(*profiles),
-                Endpoint.EVENTS: limiter(settings.events_rate_burst, settings.events_rate_steady),
-            }
-        )
+        def limiter(limit: RateLimit) -> EndpointLimiter:
+            hold = settings.max_retry_after
+            return EndpointLimiter(*limit, clock=clock, sleep=sleep, max_hold=hold)
+
+        return cls({endpoint: limiter(limit) for endpoint, limit in limits_of(settings).items()})
 
     def __getitem__(self, endpoint: Endpoint) -> EndpointLimiter:
         return self._limits[endpoint]
@@ -200,6 +193,29 @@ class RateLimiter:
     def held_within(self, seconds: float) -> bool:
         """Whether Klaviyo asked any endpoint to wait during the last ``seconds``."""
         return any(limiter.held_within(seconds) for limiter in self._limits.values())
+
+
+def limits_of(settings: Settings) -> dict[Endpoint, RateLimit]:
+    """The limit of each endpoint class: the tier of ``KLAVIYO_API_VERSION``'s revision (v3:
+    profile-import and both list jobs 75/s and 750/min), or of the first revision that has the
+    class (the protocol's v1 look-up still creates profiles at 2023-02-22); then the
+    ``PROFILES_RATE_*`` and ``EVENTS_RATE_*`` settings that are set, over their classes.
+
+    Klaviyo puts profile writes and list jobs in one tier but counts them per endpoint, so they
+    share numbers, not a bucket.
+    """
+    order = [settings.revision, *REVISIONS.values()]
+    limits: dict[Endpoint, RateLimit] = {}
+    for endpoint in Endpoint:
+        tier = next(r.limits[endpoint] for r in order if endpoint in r.limits)
+        if endpoint is Endpoint.EVENTS:
+            burst, steady = settings.events_rate_burst, settings.events_rate_steady
+        else:
+            burst, steady = settings.profiles_rate_burst, settings.profiles_rate_steady
+        limits[endpoint] = RateLimit(
+            tier.burst if burst is None else burst, tier.steady if steady is None else steady
+        )
+    return limits
 
 
 def _number(value: str | None) -> float | None:

@@ -1,4 +1,4 @@
-"""What Klaviyo refuses in a subscription entry, checked before entries are merged into one job.
+"""What Klaviyo refuses in a list job's entry, checked before entries are merged into one job.
 
 Klaviyo answers 400 for a whole bulk job when one entry is invalid, so an entry it will refuse
 must not travel with other users' entries. The checks are the emulator's rules
@@ -18,13 +18,11 @@ from typing import Final
 
 from ..errors import InvalidEvent
 from ..phones import PHONE_DETAIL, is_phone
-from ..planned import PlannedRequest, subscriptions_of
+from ..planned import PlannedRequest, job_contacts, job_layout
 
-__all__ = ["EMAIL_DETAIL", "ENTRY_POINTER", "PHONE_DETAIL", "is_email", "is_phone", "refusal"]
+__all__ = ["EMAIL_DETAIL", "PHONE_DETAIL", "is_email", "is_phone", "refusal"]
 
 EMAIL_DETAIL: Final = "Invalid email address"
-#: Where an entry lives in a subscription job; Klaviyo's ``source.pointer`` has this shape.
-ENTRY_POINTER: Final = "/data/attributes/subscriptions/{index}/{name}"
 
 _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
@@ -34,20 +32,23 @@ def is_email(value: str) -> bool:
 
 
 def refusal(request: PlannedRequest) -> InvalidEvent | None:
-    """Why Klaviyo would refuse one of this job's entries, naming the member; else ``None``.
+    """Why Klaviyo would refuse one of this job's entries, naming the member as Klaviyo's
+    ``source.pointer`` would (``planned.JobLayout``); else ``None``.
 
     Only strings are judged: whether Klaviyo takes another type is its call, and its 400 then
     points at the entry.
     """
-    for index, entry in enumerate(subscriptions_of(request)):
+    for index, entry in enumerate(job_contacts(request)):
         email, phone = entry.get("email"), entry.get("phone_number")
         if isinstance(email, str) and not is_email(email):
-            return _refused(EMAIL_DETAIL, index, "email")
+            return _refused(request, EMAIL_DETAIL, index, "email")
         if isinstance(phone, str) and not is_phone(phone):
-            return _refused(PHONE_DETAIL, index, "phone_number")
+            return _refused(request, PHONE_DETAIL, index, "phone_number")
     return None
 
 
-def _refused(detail: str, index: int, name: str) -> InvalidEvent:
-    message = f"{detail}: Klaviyo refuses it in a subscription, so this one was not sent"
-    return InvalidEvent(message, field=ENTRY_POINTER.format(index=index, name=name))
+def _refused(request: PlannedRequest, detail: str, index: int, name: str) -> InvalidEvent:
+    layout = job_layout(request)
+    job = "a list job" if request.revision.profile_import else "a subscription"
+    message = f"{detail}: Klaviyo refuses it in {job}, so this one was not sent"
+    return InvalidEvent(message, field=f"{layout.entries}/{index}{layout.contact}/{name}")

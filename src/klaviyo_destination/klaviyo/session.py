@@ -29,7 +29,7 @@ from . import upsert
 from .answers import KlaviyoAnswer, SentRequest, redirect, rejection, transient, transport_error
 from .batch import Batch, Outcome
 from .client import KlaviyoClient
-from .facts import klaviyo_headers
+from .facts import Revision, klaviyo_headers
 from .retry import RetryHook, out_of_time
 
 
@@ -39,7 +39,15 @@ class KlaviyoSession:
     def __init__(self, client: KlaviyoClient, api_key: SecretStr) -> None:
         self.client = client
         self._key = api_key
-        self._headers = klaviyo_headers(api_key)
+        # One set per revision, built on first use: each request carries its own revision.
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def _headers_for(self, revision: Revision) -> dict[str, str]:
+        """The headers of a request written for ``revision`` (its ``revision`` header)."""
+        found = self._headers.get(revision.name)
+        if found is None:
+            found = self._headers[revision.name] = klaviyo_headers(self._key, revision.name)
+        return found
 
     async def deliver_batch(self, events: Sequence[PlannedEvent]) -> list[Outcome]:
         """One outcome per event, in input order (see :class:`Batch`); never raises for them."""
@@ -59,7 +67,7 @@ class KlaviyoSession:
             else:
                 answer = await self._recorded(request, deadline, sent)
             if not answer.is_success:
-                raise rejection(answer)
+                raise rejection(answer, request.revision)
         except KlaviyoError as error:
             _mask(error, self._key)
             raise
@@ -70,7 +78,7 @@ class KlaviyoSession:
         """
         request = create_profile(body)
         async with self.client.slot(request.endpoint, self.client.settings.delivery_deadline):
-            answer = await self.client.call(request, self._headers)
+            answer = await self.client.call(request, self._headers_for(request.revision))
         if redirected := redirect(answer):
             # rudder-server drops a job answered 3xx but retries a transport error's 500.
             raise UnusableAnswer(redact(redirected.message, self._key))
@@ -119,7 +127,7 @@ class KlaviyoSession:
         client = self.client
         try:
             async with asyncio.timeout(remaining), client.slot(request.endpoint, remaining):
-                answer = await client.call(request, self._headers)
+                answer = await client.call(request, self._headers_for(request.revision))
         except RateLimited as exc:
             raise KlaviyoUnavailable(
                 f"client-side rate limit for {request.endpoint.value}",

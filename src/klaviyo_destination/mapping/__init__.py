@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, assert_never
 
 from ..ingest.config import DestinationConfig
@@ -16,9 +17,9 @@ from ..ingest.events import Event, Group, Identify, Screen, Track
 from ..klaviyo.facts import Revision
 from ..planned import PlannedRequest
 from . import group, identify, track
-from .batching import Batch, Planned, batch_imports, batch_legacy, merge_subscriptions
+from .batching import Batch, Planned, batch_imports, batch_legacy, merge_jobs, merge_subscriptions
 
-__all__ = ["Batch", "Flow", "Planned", "flow_of", "merge_subscriptions", "plan"]
+__all__ = ["Batch", "Flow", "Planned", "flow_of", "merge_jobs", "merge_subscriptions", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,29 @@ PROFILE_IMPORT: Final = Flow(
 )
 
 
-def flow_of(revision: Revision) -> Flow:
-    return PROFILE_IMPORT if revision.profile_import else LEGACY
+#: v2 and v3 in the webhook path: a profile's phone string is not checked while mapping, because
+#: the phone rule settles it afterwards (``phones.py``, Part A 11; docs/mapping.md §13)
+PROFILE_IMPORT_PHONES_SETTLED: Final = Flow(
+    partial(identify.plan_import, phone_check=False),
+    partial(track.plan_import, phone_check=False),
+    group.plan_import,
+    batch_imports,
+    pass_through=True,
+)
 
 
-def plan(event: Event, config: DestinationConfig, revision: Revision) -> list[PlannedRequest]:
-    """The Klaviyo requests for one validated event at ``revision``, in delivery order."""
-    flow = flow_of(revision)
+def flow_of(revision: Revision, *, phones_settled: bool = False) -> Flow:
+    if not revision.profile_import:
+        return LEGACY
+    return PROFILE_IMPORT_PHONES_SETTLED if phones_settled else PROFILE_IMPORT
+
+
+def plan(
+    event: Event, config: DestinationConfig, revision: Revision, *, phones_settled: bool = False
+) -> list[PlannedRequest]:
+    """The Klaviyo requests for one validated event at ``revision``, in delivery order;
+    ``phones_settled``: the caller applies the webhook path's phone rule to them."""
+    flow = flow_of(revision, phones_settled=phones_settled)
     match event:
         case Identify():
             return flow.identify(event, config, revision)

@@ -64,13 +64,43 @@ def batch_legacy(events: Planned) -> list[Batch]:
     return batches
 
 
+def merge_list_jobs(
+    jobs: Sequence[tuple[K, PlannedRequest]], limit: int = MAX_SUBSCRIPTIONS_PER_JOB
+) -> list[tuple[PlannedRequest, list[K]]]:
+    """§23.2: v2/v3 subscribe jobs, then unsubscribe jobs, each per list in JavaScript
+    object-key order, in runs of at most ``limit`` events: one job holding all their profiles.
+
+    The job names its list by the group key (a numeric id becomes text), as the reference does.
+    """
+    merged: list[tuple[PlannedRequest, list[K]]] = []
+    for subscribe in (True, False):
+        members = [job for job in jobs if planned.list_job_parts(job[1])[0] is subscribe]
+        for list_key, group in _by_list(members, lambda job: planned.list_job_parts(job[1])[1]):
+            for chunk in _chunks(group, limit):
+                profiles = [p for _, job in chunk for p in planned.list_job_parts(job)[2]]
+                job = planned.list_job(subscribe, list_key, profiles, chunk[0][1].revision)
+                merged.append((job, [key for key, _ in chunk]))
+    return merged
+
+
+def merge_jobs(
+    jobs: Sequence[tuple[K, PlannedRequest]], limit: int = MAX_SUBSCRIPTIONS_PER_JOB
+) -> list[tuple[PlannedRequest, list[K]]]:
+    """List jobs of one revision merged per list: v1's subscriptions (§12.4) or v2/v3's
+    subscribe and unsubscribe jobs (§23.2); delivery merges a batch's jobs this way."""
+    imports = [job for job in jobs if job[1].revision.profile_import]
+    legacy = [job for job in jobs if not job[1].revision.profile_import]
+    return [*merge_subscriptions(legacy, limit), *merge_list_jobs(imports, limit)]
+
+
 def batch_imports(events: Planned, limit: int = MAX_SUBSCRIPTIONS_PER_JOB) -> list[Batch]:
     """§23.2: each track or screen alone; per operation (subscribe, then unsubscribe), per list
     in first-seen order, per run of ``limit`` events: their profile-imports, in event order,
-    then one job holding all their profiles; last, each identify without a job, batched alone.
+    then one job holding all their profiles (:func:`merge_list_jobs`); last, each identify
+    without a job, batched alone.
     """
     batches: list[Batch] = []
-    jobs: dict[bool, list[tuple[int, PlannedRequest]]] = {True: [], False: []}
+    jobs: list[tuple[int, PlannedRequest]] = []
     imports: dict[int, list[PlannedRequest]] = {}
     plain: list[Batch] = []
     for index, requests in events:
@@ -80,17 +110,10 @@ def batch_imports(events: Planned, limit: int = MAX_SUBSCRIPTIONS_PER_JOB) -> li
         elif last.endpoint is Endpoint.PROFILE_IMPORT:
             plain.append(Batch(requests, [index], True))
         else:
-            jobs[planned.list_job_parts(last)[0]].append((index, last))
+            jobs.append((index, last))
             imports[index] = requests[:-1]
-    for subscribe in (True, False):
-        by_list = _by_list(jobs[subscribe], lambda job: planned.list_job_parts(job[1])[1])
-        for list_key, members in by_list:
-            for chunk in _chunks(members, limit):
-                profiles = [p for _, job in chunk for p in planned.list_job_parts(job)[2]]
-                # The reference names the list by its group key: a numeric id becomes text.
-                job = planned.list_job(subscribe, list_key, profiles, chunk[0][1].revision)
-                keys = [i for i, _ in chunk]
-                batches.append(Batch([*(r for i in keys for r in imports[i]), job], keys, True))
+    for job, keys in merge_list_jobs(jobs, limit):
+        batches.append(Batch([*(r for i in keys for r in imports[i]), job], keys, True))
     return batches + plain
 
 

@@ -49,11 +49,13 @@ def plan(event: Identify, config: DestinationConfig, _: Revision) -> list[Planne
 
 
 def plan_import(
-    event: Identify, config: DestinationConfig, revision: Revision
+    event: Identify, config: DestinationConfig, revision: Revision, *, phone_check: bool = True
 ) -> list[PlannedRequest]:
-    """§18: the profile upsert; a defined ``subscribe`` and a list add the list job (§19.1)."""
+    """§18: the profile upsert; a defined ``subscribe`` and a list add the list job (§19.1).
+    ``phone_check``: see ``profile_data``."""
     event, traits = _mapped_to_destination(event)
-    data = profile_data(event, config, identify=True)  # no look-up: profile-import upserts
+    # no look-up: profile-import upserts
+    data = profile_data(event, config, identify=True, phone_check=phone_check)
     requests = [planned.import_profile(data, revision)]
     settings = subscription_settings(traits)
     subscribe = settings.get("subscribe")

@@ -32,12 +32,19 @@ from .paths import UNSAFE_KEYS, flatten
 _NOT_DIAL: Final = re.compile(r"[^0-9+]")
 
 
-def profile_data(event: RudderEvent, config: DestinationConfig, *, identify: bool) -> JsonObject:
+def profile_data(
+    event: RudderEvent, config: DestinationConfig, *, identify: bool, phone_check: bool = True
+) -> JsonObject:
     """``{type, id?, attributes, meta}`` for ``POST /api/profile-import`` (``identify``), or
-    ``{type, id?, attributes: {..., meta}}`` for an event's ``profile.data``."""
+    ``{type, id?, attributes: {..., meta}}`` for an event's ``profile.data``.
+
+    Without ``phone_check`` a phone string passes unchecked: the webhook path's phone rule
+    (``phones.py``, Part A 11) settles it after mapping; anything else still fails (§17.2).
+    """
     attributes = map_event(IMPORT_PROFILE, event)
     phone = attributes.get("phone_number", MISSING)
-    if phone is not MISSING and not is_e164(phone):
+    unchecked = not phone_check and isinstance(phone, str)
+    if phone is not MISSING and not unchecked and not is_e164(phone):
         raise InvalidEvent(NOT_E164, field="traits.phone")
     meta, listed = patch_properties(event)
     custom = custom_traits(event, IMPORT_EXCLUDED_TRAIT_KEYS | listed)

@@ -68,9 +68,14 @@ def plan(event: Track | Screen, config: DestinationConfig, _: Revision) -> list[
 
 
 def plan_import(
-    event: Track | Screen, config: DestinationConfig, revision: Revision
+    event: Track | Screen,
+    config: DestinationConfig,
+    revision: Revision,
+    *,
+    phone_check: bool = True,
 ) -> list[PlannedRequest]:
-    """§20: the event in the newer shape; the reference's KlaviyoTrackV2."""
+    """§20: the event in the newer shape; the reference's KlaviyoTrackV2. ``phone_check``: see
+    ``profile_data``."""
     # `event || name` for track and screen alike, the name exactly as sent (§20.2)
     name = event.event if truthy(event.event) else event.received.get("name", MISSING)
     _check_name(name)
@@ -92,7 +97,8 @@ def plan_import(
     # event_properties_always: {} when there are none (the reference omits the key, §20.1)
     attributes["properties"] = flatten(properties) if config.flatten_properties else properties
     # Q4 fixed here too: read from the untouched event, so properties.email reaches the profile
-    attributes["profile"] = {"data": profile_data(event, config, identify=False)}
+    profile = profile_data(event, config, identify=False, phone_check=phone_check)
+    attributes["profile"] = {"data": profile}
     metric: JsonObject = {} if name is MISSING else {"name": name}
     attributes["metric"] = {"data": {"type": "metric", "attributes": metric}}
     attributes["unique_id"] = unique_id(event.message_id, event.received)  # D1, Part A item 8
