@@ -18,25 +18,11 @@ import pytest
 from klaviyo_destination.errors import DestinationError
 from klaviyo_destination.ingest import parse_config
 from tests.helpers.planning import as_row, plan_or_raise
+from tests.helpers.tables import Row, load_rows, table_params
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 ROW_KEYS = {"id", "why", "config", "event"}
-
-Row = dict[str, Any]
-
-
-def _load(path: Path) -> list[Row]:
-    rows: list[Row] = json.loads(path.read_text(encoding="utf-8"))
-    return rows
-
-
-def _rows() -> list[Any]:
-    return [
-        pytest.param(row, id=f"{path.stem}/{row['id']}")
-        for path in sorted(CASES_DIR.glob("*.json"))
-        for row in _load(path)
-    ]
 
 
 def _as_json(value: Any) -> str:
@@ -46,7 +32,7 @@ def _as_json(value: Any) -> str:
 @pytest.mark.parametrize("path", sorted(CASES_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_case_file_shape(path: Path) -> None:
     """Every row has a unique kebab id, a reason citing docs/mapping.md, and one outcome."""
-    rows = _load(path)
+    rows = load_rows(path)
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids)), "duplicate row ids"
     for row in rows:
@@ -55,7 +41,7 @@ def test_case_file_shape(path: Path) -> None:
         assert "§" in row["why"] or re.search(r"\b(D\d|Q\d+)\b", row["why"]), row["id"]
 
 
-@pytest.mark.parametrize("row", _rows())
+@pytest.mark.parametrize("row", table_params(CASES_DIR))
 def test_mapping_rule(row: Row) -> None:
     if "error" in row:
         with pytest.raises(DestinationError) as caught:

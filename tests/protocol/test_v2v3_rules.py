@@ -11,16 +11,16 @@ name a ``fix_id``, that fix; such rows keep the reference's own output in ``refe
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 
 from klaviyo_destination.js import JsonObject
 from klaviyo_destination.protocol import process, route
 from tests.helpers.conformance import ScriptedLookup, error_of, from_envelope, unordered
+from tests.helpers.tables import load_rows, table_params
 
 ROWS_DIR: Final = Path(__file__).resolve().parents[1] / "cases" / "v2v3"
 KEY: Final = "pk_test"
@@ -29,19 +29,6 @@ FIX_KEYS: Final = {"reference", "fix_id"}
 KEBAB: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 pytestmark = pytest.mark.contract
-
-
-def load_rows(path: Path) -> list[JsonObject]:
-    rows: list[JsonObject] = json.loads(path.read_text(encoding="utf-8"))
-    return rows
-
-
-def rows() -> list[Any]:
-    return [
-        pytest.param(row, id=f"{path.stem}/{row['id']}")
-        for path in sorted(ROWS_DIR.glob("*.json"))
-        for row in load_rows(path)
-    ]
 
 
 def config_of(row: JsonObject, item: JsonObject | None = None) -> JsonObject:
@@ -68,7 +55,7 @@ def test_row_file_shape(path: Path) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("row", rows())
+@pytest.mark.parametrize("row", table_params(ROWS_DIR))
 async def test_rule(row: JsonObject) -> None:
     if row["source"] == "processor":
         job = {
