@@ -152,6 +152,7 @@ SCENARIOS: Final = (
     Scenario(PROCESSOR, 1, 1, "v3"),
     Scenario(PROCESSOR, 100, 1, "v3"),
     Scenario(ROUTER, 100, 1, "v3"),
+    Scenario(WEBHOOK, 100, 1, "v3"),
 )
 
 
@@ -271,11 +272,14 @@ def reference_version() -> str | None:
     return f"rudder-transformer {version} (commit {commit or 'unknown'}), one Node process"
 
 
-def start_ours(logs: Path, klaviyo_url: str, *, module: str | None = None) -> Server:
+def start_ours(
+    logs: Path, klaviyo_url: str, *, module: str | None = None, api_version: str = "v1"
+) -> Server:
     """``klaviyo-destination serve`` as production runs it, Klaviyo canned; ``module``: an
-    instrument run in its place (``bench.without_handler``)."""
+    instrument run in its place (``bench.without_handler``); ``api_version``: the revision
+    ``/v1/events`` delivers at (``KLAVIYO_API_VERSION``)."""
     env = {"KLAVIYO_PRIVATE_API_KEY": "pk_bench", "KLAVIYO_BASE_URL": klaviyo_url, **UNLIMITED}
-    return start_service_with(env, logs, module=module)
+    return start_service_with({**env, "KLAVIYO_API_VERSION": api_version}, logs, module=module)
 
 
 @contextlib.contextmanager
@@ -338,10 +342,13 @@ def run_all(
         klaviyo_url = f"http://{LOOPBACK}:{klaviyo}"
         with (
             start_ours(logs, klaviyo_url) as ours,
+            start_ours(logs, klaviyo_url, api_version="v3") as ours_v3,
             start_ours(logs, klaviyo_url, module="bench.without_handler") as without,
             reference_server(logs) as reference,
         ):
             us = Target("ours", ours.port, ours.pid)
+            # The webhook's revision is the service's setting, not the request's: one at v3.
+            us_v3 = Target("ours at v3", ours_v3.port, ours_v3.pid)
             bare = Target("without its handler", without.port, without.pid)
             requests = {
                 s: [
@@ -361,7 +368,8 @@ def run_all(
                     payloads = requests[s]
                     step = f"round {round_number}/{rounds}: {s.name}:"
                     progress(f"{step} this service ...")
-                    row.ours.append(measure(us, s, payloads, seconds))
+                    webhook_v3 = s.endpoint == WEBHOOK and s.api_version == "v3"
+                    row.ours.append(measure(us_v3 if webhook_v3 else us, s, payloads, seconds))
                     if reference is not None and s.compared:
                         progress(f"{step} reference ...")
                         row.reference.append(measure(reference, s, payloads, seconds))
