@@ -131,11 +131,47 @@ async def _httpx_aiohttp(base: str, in_flight: int) -> tuple[Send, Any]:
     return _httpx_like(httpx, AiohttpTransport(limits=limits), base, in_flight)
 
 
+async def _httpx_ours(base: str, in_flight: int) -> tuple[Send, Any]:
+    import httpx
+
+    from klaviyo_destination.klaviyo.transport import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    return _httpx_like(httpx, AiohttpTransport(limits=limits), base, in_flight)
+
+
+async def _ours_direct(base: str, in_flight: int) -> tuple[Send, Any]:
+    """Our transport called with an ``httpx.Request``, as ``KlaviyoClient`` calls it."""
+    import httpx
+
+    from klaviyo_destination.klaviyo.transport import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    transport = AiohttpTransport(limits=limits)
+    timeout = httpx.Timeout(10.0).as_dict()
+
+    async def send(exchange: Exchange) -> int:
+        path, headers, body = exchange
+        request = httpx.Request(
+            "POST", base + path, content=body, headers=headers, extensions={"timeout": timeout}
+        )
+        answer = await transport.handle_async_request(request)
+        try:
+            await answer.aread()
+        finally:
+            await answer.aclose()
+        return answer.status_code
+
+    return send, transport.aclose
+
+
 CLIENTS: Final[dict[str, Callable[[str, int], Awaitable[tuple[Send, Any]]]]] = {
     "aiohttp": _aiohttp,
     "httpx": _httpx,
     "httpx2": _httpx2,
     "httpx+httpx-aiohttp": _httpx_aiohttp,
+    "httpx+own-transport": _httpx_ours,
+    "own-transport-direct": _ours_direct,
 }
 
 

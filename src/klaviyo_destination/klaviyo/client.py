@@ -1,9 +1,17 @@
 """The process's one connection pool to Klaviyo, with its rate limits and metrics.
 
 One :class:`KlaviyoClient` per app: the lifespan opens and closes it. It holds what every
-delivery shares (the ``httpx.AsyncClient``, the per-endpoint limiters, a connection cap and the
-metrics) and knows no key: a ``KlaviyoSession(client, key)`` binds one (``session.py``), and
-everything that sends goes through a session.
+delivery shares (the transport and its connection pool, the per-endpoint limiters, a connection
+cap and the metrics) and knows no key: a ``KlaviyoSession(client, key)`` binds one
+(``session.py``), and everything that sends goes through a session.
+
+Requests are ``httpx.Request`` objects handed straight to an ``httpx.AsyncBaseTransport``: by
+default :class:`~.transport.AiohttpTransport` (aiohttp's pool), in tests whichever transport is
+injected (``httpx.MockTransport`` with respx, ``httpx.ASGITransport`` with the emulator). No
+``httpx.AsyncClient`` in between: it cost more CPU per request than the whole exchange on
+aiohttp (docs/architecture.md, "The HTTP client"), and of what it adds this client needs only
+what it does here itself: the base URL, httpx's default headers, the timeouts as the request's
+``timeout`` extension, and no redirect followed (a transport never follows one).
 """
 
 from __future__ import annotations
@@ -11,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from types import TracebackType
 from typing import Final, Self
 
@@ -27,11 +36,19 @@ from .answers import KlaviyoAnswer
 from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
+from .transport import AiohttpTransport
 
 logger = logging.getLogger(__name__)
 
 #: Headers about the body as sent, not as read (decoded, possibly of another length).
 _RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: What ``httpx.AsyncClient`` sent with every request, sent still (a request's own headers win).
+_DEFAULT_HEADERS: Final = {
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+    "Connection": "keep-alive",
+    "User-Agent": f"python-httpx/{httpx.__version__}",
+}
 
 
 class KlaviyoClient:
@@ -51,28 +68,24 @@ class KlaviyoClient:
             rate_limiter if rate_limiter is not None else RateLimiter.from_settings(settings)
         )
         self.metrics.watch(self.limits)
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._injected = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
         self._connections = asyncio.Semaphore(settings.max_connections)
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ).as_dict()
+        self._url = _url_maker(settings.klaviyo_base_url)
 
     async def __aenter__(self) -> Self:
         s = self.settings
-        self._http = httpx.AsyncClient(
-            base_url=s.klaviyo_base_url,
-            timeout=httpx.Timeout(
-                connect=s.connect_timeout,
-                read=s.read_timeout,
-                write=s.write_timeout,
-                pool=s.pool_timeout,
-            ),
+        self._transport = self._injected or AiohttpTransport(
             limits=httpx.Limits(
                 max_connections=s.max_connections,
                 max_keepalive_connections=s.max_keepalive_connections,
-            ),
-            transport=self._transport,
-            # Unlike the reference's HTTP client: the key goes nowhere but KLAVIYO_BASE_URL,
-            # and a 3xx is a final answer (``errors.KlaviyoRedirected``).
-            follow_redirects=False,
+            )
         )
         return self
 
@@ -82,14 +95,15 @@ class KlaviyoClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._transport is not None:
+            # As httpx.AsyncClient did: closing the client closes its transport.
+            transport, self._transport = self._transport, None
+            await transport.aclose()
 
     @property
     def is_open(self) -> bool:
         """Between ``__aenter__`` and ``__aexit__`` (the readiness check reads it)."""
-        return self._http is not None and not self._http.is_closed
+        return self._transport is not None
 
     @asynccontextmanager
     async def slot(self, endpoint: Endpoint, max_wait: float) -> AsyncIterator[None]:
@@ -116,13 +130,14 @@ class KlaviyoClient:
         The endpoint's limiter learns from the answer: ``RateLimit-*`` headers, and a 429's
         wait, so that concurrent deliveries to the endpoint wait too.
         """
-        if self._http is None:
+        transport = self._transport
+        if transport is None:
             msg = "KlaviyoClient is not open: use `async with KlaviyoClient(...)`"
             raise RuntimeError(msg)
         endpoint = request.endpoint
         with self.metrics.timed(endpoint.value):
             try:
-                answer = await self._exchange(self._http, request, headers)
+                answer = await self._exchange(transport, request, headers)
             except httpx.TransportError as exc:
                 self.metrics.answered(endpoint.value, type(exc).__name__)
                 raise
@@ -135,14 +150,22 @@ class KlaviyoClient:
         return answer
 
     async def _exchange(
-        self, http: httpx.AsyncClient, request: PlannedRequest, headers: Mapping[str, str]
+        self,
+        transport: httpx.AsyncBaseTransport,
+        request: PlannedRequest,
+        headers: Mapping[str, str],
     ) -> KlaviyoAnswer:
-        outgoing = http.build_request(
-            request.method, request.path, content=orjson.dumps(request.body), headers=headers
+        outgoing = httpx.Request(
+            request.method,
+            self._url(request.path),
+            content=orjson.dumps(request.body),
+            headers={**_DEFAULT_HEADERS, **headers},
+            extensions={"timeout": self._timeout},
         )
         cap = self.settings.max_answer_bytes
         try:
-            streamed = await http.send(outgoing, stream=True)
+            streamed = await transport.handle_async_request(outgoing)
+            streamed.request = outgoing
             try:
                 if _plain_within(streamed.headers, cap):
                     # The usual answer: Content-Length framing bounds this read.
@@ -159,6 +182,18 @@ class KlaviyoClient:
         # The body is decoded now, so the headers must no longer say it is encoded.
         kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _RAW]
         return KlaviyoAnswer.read(streamed.status_code, httpx.Headers(kept), content)
+
+
+def _url_maker(base_url: str) -> Callable[[str], httpx.URL]:
+    """``path`` below ``base_url`` (its own path kept, as ``httpx.AsyncClient(base_url=...)``
+    merged them), parsed once per path: the few endpoints, and recent profile ids."""
+    base = str(httpx.URL(base_url)).rstrip("/")
+
+    @lru_cache(maxsize=256)
+    def url(path: str) -> httpx.URL:
+        return httpx.URL(base + "/" + path.lstrip("/"))
+
+    return url
 
 
 def _plain_within(headers: httpx.Headers, cap: int) -> bool:
