@@ -167,7 +167,7 @@ async def test_a_gzip_answer_is_decoded_and_a_corrupt_one_is_unusable() -> None:
     )
     bad = b"HTTP/1.1 202 Accepted\r\nContent-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip"
     async with server(answering(good)) as (port, _), client(settings(port)) as c:
-        answer = await c.call(event(), {})
+        answer = await c.call(event(), c.request_headers({}))
     assert answer.body == {"data": {"id": "01ABC"}}
     assert "content-encoding" not in answer.headers
     async with server(answering(bad)) as (port, seen), client(settings(port)) as c:

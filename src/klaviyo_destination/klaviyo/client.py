@@ -122,7 +122,11 @@ class KlaviyoClient:
             async with self._connections:
                 yield
 
-    async def call(self, request: PlannedRequest, headers: Mapping[str, str]) -> KlaviyoAnswer:
+    def request_headers(self, headers: Mapping[str, str]) -> httpx.Headers:
+        """``headers`` over httpx's defaults, built once: a session keeps one per revision."""
+        return httpx.Headers({**_DEFAULT_HEADERS, **headers})
+
+    async def call(self, request: PlannedRequest, headers: httpx.Headers) -> KlaviyoAnswer:
         """One HTTP exchange, measured, its answer read once; no retries (the session's).
 
         Raises ``httpx.TransportError``; an answer that cannot be used (its body over
@@ -153,13 +157,13 @@ class KlaviyoClient:
         self,
         transport: httpx.AsyncBaseTransport,
         request: PlannedRequest,
-        headers: Mapping[str, str],
+        headers: httpx.Headers,
     ) -> KlaviyoAnswer:
         outgoing = httpx.Request(
             request.method,
             self._url(request.path),
             content=orjson.dumps(request.body),
-            headers={**_DEFAULT_HEADERS, **headers},
+            headers=headers,
             extensions={"timeout": self._timeout},
         )
         cap = self.settings.max_answer_bytes
@@ -167,11 +171,16 @@ class KlaviyoClient:
             streamed = await transport.handle_async_request(outgoing)
             streamed.request = outgoing
             try:
-                if _plain_within(streamed.headers, cap):
-                    # The usual answer: Content-Length framing bounds this read.
-                    content = await streamed.aread()
-                    return KlaviyoAnswer.read(streamed.status_code, streamed.headers, content)
-                content = await _read_capped(streamed, cap)
+                read = _headers_of(streamed.headers)
+                if _plain_within(read, cap):
+                    # The usual answer: Content-Length framing bounds this read, and the
+                    # bytes need no decoding.
+                    if streamed.is_stream_consumed:  # a test double's, read when built
+                        content = streamed.content
+                    else:
+                        content = b"".join([chunk async for chunk in streamed.aiter_raw()])
+                    return KlaviyoAnswer.read(streamed.status_code, read, content)
+                content = await _read_capped(streamed, read, cap)
             finally:
                 await streamed.aclose()
         except httpx.TransportError:
@@ -180,8 +189,8 @@ class KlaviyoClient:
             # DecodingError (a corrupt gzip body) and the like: the answer came, unusable.
             raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
         # The body is decoded now, so the headers must no longer say it is encoded.
-        kept = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _RAW]
-        return KlaviyoAnswer.read(streamed.status_code, httpx.Headers(kept), content)
+        kept = {name: value for name, value in read.items() if name not in _RAW}
+        return KlaviyoAnswer.read(streamed.status_code, kept, content)
 
 
 def _url_maker(base_url: str) -> Callable[[str], httpx.URL]:
@@ -196,17 +205,31 @@ def _url_maker(base_url: str) -> Callable[[str], httpx.URL]:
     return url
 
 
-def _plain_within(headers: httpx.Headers, cap: int) -> bool:
+def _headers_of(headers: httpx.Headers) -> dict[str, str]:
+    """The answer's headers read once, names lower-case, repeated ones joined with ", " (as
+    ``httpx.Headers.get`` joins them): each ``get`` on ``httpx.Headers`` decodes them all."""
+    read: dict[str, str] = {}
+    for raw_name, raw_value in headers.raw:
+        name = raw_name.decode("latin-1").lower()
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        read[name] = f"{read[name]}, {value}" if name in read else value
+    return read
+
+
+def _plain_within(headers: Mapping[str, str], cap: int) -> bool:
     """A body of a declared length within ``cap`` that needs no decoding."""
     declared = declared_length(headers.get("content-length"))
     encoding = headers.get("content-encoding", "identity").strip().lower()
     return declared is not None and declared <= cap and encoding in ("", "identity")
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _read_capped(response: httpx.Response, headers: Mapping[str, str], cap: int) -> bytes:
     """The decoded body, read until ``cap`` bytes at most (then ``UnusableAnswer``)."""
     too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
-    declared = declared_length(response.headers.get("content-length"))
+    declared = declared_length(headers.get("content-length"))
     if declared is not None and declared > cap:
         raise too_large
     chunks: list[bytes] = []

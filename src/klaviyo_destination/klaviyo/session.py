@@ -40,13 +40,14 @@ class KlaviyoSession:
         self.client = client
         self._key = api_key
         # One set per revision, built on first use: each request carries its own revision.
-        self._headers: dict[str, dict[str, str]] = {}
+        self._headers: dict[str, httpx.Headers] = {}
 
-    def _headers_for(self, revision: Revision) -> dict[str, str]:
+    def _headers_for(self, revision: Revision) -> httpx.Headers:
         """The headers of a request written for ``revision`` (its ``revision`` header)."""
         found = self._headers.get(revision.name)
         if found is None:
-            found = self._headers[revision.name] = klaviyo_headers(self._key, revision.name)
+            sent = klaviyo_headers(self._key, revision.name)
+            found = self._headers[revision.name] = self.client.request_headers(sent)
         return found
 
     async def deliver_batch(self, events: Sequence[PlannedEvent]) -> list[Outcome]:
