@@ -165,6 +165,42 @@ async def _ours_direct(base: str, in_flight: int) -> tuple[Send, Any]:
     return send, transport.aclose
 
 
+async def _session(base: str, _in_flight: int) -> tuple[Send, Any]:
+    """The service's own path: ``KlaviyoSession.run_one`` (retries, deadline, rate-limit slot,
+    metrics, the answer's verdict) on ``KlaviyoClient``'s default transport."""
+    import orjson
+    from pydantic import SecretStr
+
+    from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
+    from klaviyo_destination.planned import PlannedRequest
+    from klaviyo_destination.settings import Settings
+
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr("pk_bench"),
+        klaviyo_base_url=base,
+        events_rate_burst=10**7,
+        events_rate_steady=10**8,
+    )
+    client = KlaviyoClient(settings)
+    await client.__aenter__()
+    session = KlaviyoSession(client, SecretStr("pk_bench"))
+    planned: dict[bytes, PlannedRequest] = {}
+
+    async def send(exchange: Exchange) -> int:
+        path, _, body = exchange
+        request = planned.get(body)
+        if request is None:
+            request = planned[body] = PlannedRequest("POST", path, orjson.loads(body))
+        sent: list[Any] = []
+        await session.run_one(request, time.monotonic() + 25, sent)
+        return int(sent[0].status_code)
+
+    async def close() -> None:
+        await client.__aexit__(None, None, None)
+
+    return send, close
+
+
 CLIENTS: Final[dict[str, Callable[[str, int], Awaitable[tuple[Send, Any]]]]] = {
     "aiohttp": _aiohttp,
     "httpx": _httpx,
@@ -172,6 +208,7 @@ CLIENTS: Final[dict[str, Callable[[str, int], Awaitable[tuple[Send, Any]]]]] = {
     "httpx+httpx-aiohttp": _httpx_aiohttp,
     "httpx+own-transport": _httpx_ours,
     "own-transport-direct": _ours_direct,
+    "session": _session,
 }
 
 
@@ -228,7 +265,8 @@ def run_client(
         sys.executable, str(Path(__file__).resolve()), "--child", name, "--port", str(port),
         "--api-version", api_version, "--in-flight", str(in_flight), "--seconds", str(seconds),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # This tree's source, whatever .venv has installed: a copy of another commit measures that.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if done.returncode != 0:
         raise RuntimeError(f"{name}: {done.stderr.strip()[-2000:]}")
