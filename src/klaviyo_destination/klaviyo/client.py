@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from types import TracebackType
 from typing import Final, Self
@@ -105,22 +104,17 @@ class KlaviyoClient:
         """Between ``__aenter__`` and ``__aexit__`` (the readiness check reads it)."""
         return self._transport is not None
 
-    @asynccontextmanager
-    async def slot(self, endpoint: Endpoint, max_wait: float) -> AsyncIterator[None]:
+    def slot(self, endpoint: Endpoint, max_wait: float) -> _Slot:
         """A rate-limit slot and a connection for one exchange (raises ``RateLimited``).
 
         The slot spans the whole exchange, so a late departure cannot crowd one of Klaviyo's
-        windows; the connection semaphore keeps requests from queueing inside httpcore's pool,
+        windows; the connection semaphore keeps requests from queueing inside the transport's pool,
         whose bookkeeping grows with its queue. ``max_wait`` is the limiter's own deadline
         because the limiter knows its wait before it starts: a wait longer than the time left
         fails at once, with that wait as ``retry_after`` (a throttle the caller can time),
         where the delivery's ``asyncio.timeout`` would only cut it off at the deadline.
         """
-        start = time.perf_counter()
-        async with self.limits[endpoint].slot(max_wait=max_wait):
-            self.metrics.waited(endpoint.value, time.perf_counter() - start)
-            async with self._connections:
-                yield
+        return _Slot(self, endpoint, max_wait)
 
     def request_headers(self, headers: Mapping[str, str]) -> httpx.Headers:
         """``headers`` over httpx's defaults, built once: a session keeps one per revision."""
@@ -191,6 +185,34 @@ class KlaviyoClient:
         # The body is decoded now, so the headers must no longer say it is encoded.
         kept = {name: value for name, value in read.items() if name not in _RAW}
         return KlaviyoAnswer.read(streamed.status_code, kept, content)
+
+
+class _Slot:
+    """:meth:`KlaviyoClient.slot`, as a class: ``@asynccontextmanager`` costs a generator and
+    its frames on every request."""
+
+    __slots__ = ("_client", "_endpoint", "_limit", "_max_wait")
+
+    def __init__(self, client: KlaviyoClient, endpoint: Endpoint, max_wait: float) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self._max_wait = max_wait
+        self._limit = client.limits[endpoint].slot(max_wait=max_wait)
+
+    async def __aenter__(self) -> None:
+        client = self._client
+        start = time.perf_counter()
+        await self._limit.__aenter__()
+        try:
+            client.metrics.waited(self._endpoint.value, time.perf_counter() - start)
+            await client._connections.acquire()
+        except BaseException:
+            await self._limit.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._client._connections.release()
+        await self._limit.__aexit__(*exc)
 
 
 def _url_maker(base_url: str) -> Callable[[str], httpx.URL]:
