@@ -32,10 +32,12 @@ from typing import Final
 
 import aiohttp
 import httpx
+import yarl
 
 #: Wider than aiohttp's 8,190: httpx's parser (h11) took header blocks up to 16 KiB.
 _MAX_HEADER_LINE: Final = 16 * 1024
-_CHUNK: Final = 64 * 1024
+#: How many URLs and timeout pairs are kept parsed, at most.
+_KEPT: Final = 256
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -59,6 +61,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             httpx.create_ssl_context(verify=verify) if verify is not False else False
         )
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._slots = asyncio.Semaphore(self._max_connections) if self._max_connections else None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -111,17 +115,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             with _mapped(connecting=True):
                 return await session.request(
                     request.method,
-                    str(request.url),
+                    self._url(request.url),
                     headers=request.headers.multi_items(),
                     data=written.body(body) if body else None,
                     allow_redirects=False,
                     proxy=self._proxy(request.url),
-                    timeout=aiohttp.ClientTimeout(
-                        total=None,
-                        connect=None,
-                        sock_connect=limits.get("connect"),
-                        sock_read=limits.get("read"),
-                    ),
+                    timeout=self._timeout(limits.get("connect"), limits.get("read")),
                 )
         except httpx.TransportError:
             if written.timed_out:
@@ -129,6 +128,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise
         finally:
             written.cancel()
+
+    def _url(self, url: httpx.URL) -> yarl.URL:
+        """``url`` as aiohttp takes it, parsed once (a client sends to a few URLs)."""
+        text = str(url)
+        found = self._urls.get(text)
+        if found is None:
+            found = yarl.URL(text, encoded=True)
+            if len(self._urls) < _KEPT:
+                self._urls[text] = found
+        return found
+
+    def _timeout(self, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for httpx's ``connect`` and ``read`` (``pool`` and ``write`` are
+        this transport's own), made once per pair."""
+        found = self._timeouts.get((connect, read))
+        if found is None:
+            found = aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=connect, sock_read=read
+            )
+            if len(self._timeouts) < _KEPT:
+                self._timeouts[(connect, read)] = found
+        return found
 
     def _proxy(self, url: httpx.URL) -> str | None:
         """The ``HTTP(S)_PROXY`` or ``ALL_PROXY`` for ``url``, unless ``NO_PROXY`` names it."""
