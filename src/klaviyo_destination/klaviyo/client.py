@@ -50,6 +50,10 @@ _DEFAULT_HEADERS: Final = {
 }
 
 
+#: A request's headers, encoded: ``KlaviyoClient.request_headers`` makes them.
+RequestHeaders = tuple[tuple[bytes, bytes], ...]
+
+
 class KlaviyoClient:
     """Shared resources of every delivery; sending goes through a ``KlaviyoSession``."""
 
@@ -77,6 +81,7 @@ class KlaviyoClient:
             pool=settings.pool_timeout,
         ).as_dict()
         self._url = _url_maker(settings.klaviyo_base_url)
+        self._host = httpx.URL(settings.klaviyo_base_url).netloc
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -116,11 +121,13 @@ class KlaviyoClient:
         """
         return _Slot(self, endpoint, max_wait)
 
-    def request_headers(self, headers: Mapping[str, str]) -> httpx.Headers:
-        """``headers`` over httpx's defaults, built once: a session keeps one per revision."""
-        return httpx.Headers({**_DEFAULT_HEADERS, **headers})
+    def request_headers(self, headers: Mapping[str, str]) -> RequestHeaders:
+        """``headers`` over httpx's defaults, encoded once: a session keeps one set per
+        revision. ``Host`` leads them, as httpx put it; each request adds its length."""
+        merged = httpx.Headers({**_DEFAULT_HEADERS, **headers})
+        return ((b"Host", self._host), *merged.raw)
 
-    async def call(self, request: PlannedRequest, headers: httpx.Headers) -> KlaviyoAnswer:
+    async def call(self, request: PlannedRequest, headers: RequestHeaders) -> KlaviyoAnswer:
         """One HTTP exchange, measured, its answer read once; no retries (the session's).
 
         Raises ``httpx.TransportError``; an answer that cannot be used (its body over
@@ -151,13 +158,16 @@ class KlaviyoClient:
         self,
         transport: httpx.AsyncBaseTransport,
         request: PlannedRequest,
-        headers: httpx.Headers,
+        headers: RequestHeaders,
     ) -> KlaviyoAnswer:
+        body = orjson.dumps(request.body)
+        # A stream, not content=: httpx then adds no headers of its own, so the request is
+        # not parsed again for Host and Content-Length (both are here already).
         outgoing = httpx.Request(
             request.method,
             self._url(request.path),
-            content=orjson.dumps(request.body),
-            headers=headers,
+            headers=[*headers, (b"Content-Length", str(len(body)).encode())],
+            stream=httpx.ByteStream(body),
             extensions={"timeout": self._timeout},
         )
         cap = self.settings.max_answer_bytes

@@ -108,7 +108,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def _send(
         self, session: aiohttp.ClientSession, request: httpx.Request, limits: dict[str, float]
     ) -> aiohttp.ClientResponse:
-        body = request.content  # httpx read it: a bytes body, or a stream read by the caller
+        body = await request.aread()
         write = limits.get("write")
         written = _Written(write)
         try:
