@@ -6,9 +6,11 @@ A transport that answers at once (202, ``{}``, five headers, a streamed body) un
 ``KlaviyoClient``; each layer timed alone, CPU per request, best of ``--runs``:
 ``KlaviyoClient.call`` (the httpx request and answer, metrics, the limiter's reading of the
 answer), ``KlaviyoSession._attempt`` (plus the deadline, the rate-limit and connection slots,
-the verdict) and ``KlaviyoSession.run_one`` (plus stamina's retry loop and the record of what
-was sent). The requests are the corpus's track events as ``/v1/events`` plans them. To measure
-another commit, run its copy with ``PYTHONPATH=<copy>/src``.
+the verdict), ``KlaviyoSession.run_one`` (plus stamina's retry loop and the record of what
+was sent) and ``KlaviyoSession.deliver_batch`` of 100 events of 80 users (plus the batch's
+per-user order and concurrency), per event. The requests are the corpus's track events as
+``/v1/events`` plans them. To measure another commit, run its copy with
+``PYTHONPATH=<copy>/src``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clients import klaviyo_requests
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
-from klaviyo_destination.planned import PlannedRequest
+from klaviyo_destination.planned import PlannedEvent, PlannedRequest
 from klaviyo_destination.settings import Settings
 
 HEADERS = [
@@ -73,10 +75,18 @@ async def measure(count: int, runs: int) -> dict[str, float]:
         async def run_one(request: PlannedRequest) -> None:
             await session.run_one(request, time.monotonic() + 20, [])
 
+        events = [PlannedEvent(None, "track", f"u{i % 80}", [r]) for i, r in enumerate(requests)]
+
+        async def batch(request: PlannedRequest) -> None:
+            # A 100-event batch of 80 users, counted as one of its 100 requests each time.
+            if request is requests[0]:
+                await session.deliver_batch(events)
+
         layers: dict[str, Callable[[PlannedRequest], Awaitable[None]]] = {
             "KlaviyoClient.call": call,
             "KlaviyoSession._attempt": attempt,
             "KlaviyoSession.run_one": run_one,
+            "KlaviyoSession.deliver_batch (per event)": batch,
         }
         out = {}
         for name, layer in layers.items():
