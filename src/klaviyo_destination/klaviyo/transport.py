@@ -116,7 +116,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return await session.request(
                     request.method,
                     self._url(request.url),
-                    headers=request.headers.multi_items(),
+                    # Latin-1, as HTTP has it: httpx's multi_items() guesses an encoding
+                    # over all the headers again for each request.
+                    headers=[
+                        (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                    ],
                     data=written.body(body) if body else None,
                     allow_redirects=False,
                     proxy=self._proxy(request.url),
