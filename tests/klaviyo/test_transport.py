@@ -327,3 +327,28 @@ async def test_the_key_is_never_in_a_transport_error() -> None:
     assert "Connection refused" in str(raised.value)
     assert KEY not in str(raised.value.to_dict())
     assert raised.value.__cause__ is None
+
+
+async def test_http_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with (
+        server(answering(ACCEPTED)) as (proxy, via),
+        server(answering(ACCEPTED)) as (
+            port,
+            direct,
+        ),
+    ):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with client(settings(port)) as c:
+            assert (await deliver(c, [event()])).status == "delivered"
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with client(settings(port)) as c:
+            assert (await deliver(c, [event()])).status == "delivered"
+    # As httpx's client did (trust_env): the proxy gets the absolute URL, NO_PROXY goes direct.
+    assert [head.split(b"\r\n")[0] for head in via.heads] == [
+        f"POST http://127.0.0.1:{port}/api/events HTTP/1.1".encode()
+    ]
+    assert len(direct.heads) == 1
