@@ -34,7 +34,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import loadgen
+from bench import clients, loadgen
 from support.events import CORPUS_CONFIG, corpus
 from support.processes import LOOPBACK, free_port
 from support.servers import REPOSITORY, Server, start, start_service_with
@@ -60,6 +60,8 @@ DESTINATION: dict[str, Any] = {
     "IsProcessorEnabled": True,
     "RevisionID": "2Zl2cFvLpmG9b7ZJPTbNzdVhPQv",
 }
+#: Issue 26: a delivered event at most this many times the raw client's CPU per request.
+DELIVERY_GOAL: Final = 2.5
 #: Only our limits: Klaviyo is canned here, and 350 events/s would measure the limiter.
 UNLIMITED: Final = {
     "EVENTS_RATE_BURST": "10000000",
@@ -124,6 +126,8 @@ class Scenario:
     connections: int
     #: the destination's ``apiVersion`` (the protocol routes' jobs carry it)
     api_version: str = "v1"
+    #: the corpus's track events only: a delivery row, measured beside the raw-client floor
+    track: bool = False
 
     @property
     def name(self) -> str:
@@ -131,7 +135,8 @@ class Scenario:
         conns = "s" if self.connections > 1 else ""
         where = {PROCESSOR: "processor", ROUTER: "router", WEBHOOK: "/v1/events"}[self.endpoint]
         at = "" if self.api_version == "v1" else f" at {self.api_version}"
-        return f"{where}{at}, {self.batch} event{plural}/req, {self.connections} conn{conns}"
+        kind = " track" if self.track else ""
+        return f"{where}{at}, {self.batch}{kind} event{plural}/req, {self.connections} conn{conns}"
 
     @property
     def compared(self) -> bool:
@@ -147,13 +152,16 @@ SCENARIOS: Final = (
     Scenario(ROUTER, 100, 1),
     Scenario(ROUTER, 100, 8),
     Scenario(WEBHOOK, 1, 1),
-    Scenario(WEBHOOK, 100, 1),
+    # Delivery (issue 26): 100 track events a request, 4 requests in flight, beside the floor.
+    Scenario(WEBHOOK, 100, 4, track=True),
     # Today's Klaviyo (revision 2026-04-15), the same corpus: RudderStack's newer path.
     Scenario(PROCESSOR, 1, 1, "v3"),
     Scenario(PROCESSOR, 100, 1, "v3"),
     Scenario(ROUTER, 100, 1, "v3"),
-    Scenario(WEBHOOK, 100, 1, "v3"),
+    Scenario(WEBHOOK, 100, 4, "v3", track=True),
 )
+#: The floor's requests in flight: a raw aiohttp client (``bench/clients.py``), as issue 26 set it.
+FLOOR_IN_FLIGHT: Final = 16
 
 
 @dataclass
@@ -173,6 +181,8 @@ class Row:
     reference: list[Measured] = field(default_factory=list)
     #: the service without its handler (``bench/without_handler.py``), one-event processor rows
     bare: list[Measured] = field(default_factory=list)
+    #: a raw aiohttp client's CPU us per request, the same Klaviyo bodies (delivery rows)
+    floor: list[float] = field(default_factory=list)
 
     @property
     def measures_bare(self) -> bool:
@@ -350,10 +360,13 @@ def run_all(
             # The webhook's revision is the service's setting, not the request's: one at v3.
             us_v3 = Target("ours at v3", ours_v3.port, ours_v3.pid)
             bare = Target("without its handler", without.port, without.pid)
+            tracks = clients.track_events(len(events))
             requests = {
                 s: [
                     loadgen.request_bytes(s.endpoint, b)
-                    for b in bodies(s.endpoint, events, s.batch, s.api_version)
+                    for b in bodies(
+                        s.endpoint, tracks if s.track else events, s.batch, s.api_version
+                    )
                 ]
                 for s in (row.scenario for row in rows)
             }
@@ -376,6 +389,12 @@ def run_all(
                     if row.measures_bare:
                         progress(f"{step} this service without its handler ...")
                         row.bare.append(measure(bare, s, payloads, seconds))
+                    if s.track:
+                        progress(f"{step} the floor, a raw aiohttp client ...")
+                        floor = clients.run_client(
+                            "aiohttp", klaviyo, s.api_version, FLOOR_IN_FLIGHT, seconds
+                        )
+                        row.floor.append(floor.cpu_us)
     return Run(rows, limit, reference_version())
 
 
@@ -442,6 +461,33 @@ def ceiling_lines(run: Run) -> list[str]:
     return lines
 
 
+def delivery_lines(run: Run) -> list[str]:
+    """Issue 26's delivery goal: the service's CPU per delivered event over a raw client's."""
+    rows = [row for row in run.rows if row.floor]
+    if not rows:
+        return []
+    lines = [
+        "| delivery row | this service, CPU us/event (rounds) | raw aiohttp client, CPU us/request "
+        f"({FLOOR_IN_FLIGHT} in flight; rounds) | ratio | goal <= {DELIVERY_GOAL}x |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        ours = [m.cpu_us_per_event for m in row.ours if m.cpu_us_per_event is not None]
+        if not ours:
+            continue
+        ratio = _mean(ours) / _mean(row.floor)
+        verdict = "met" if ratio <= DELIVERY_GOAL else f"{ratio / DELIVERY_GOAL:.2f}x over"
+        lines.append(
+            f"| {row.scenario.name} | {_mean(ours):.0f} ({_span(ours)}) "
+            f"| {_mean(row.floor):.0f} ({_span(row.floor)}) | **{ratio:.2f}x** | {verdict} |"
+        )
+    return lines
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
 def budget_lines(run: Run) -> list[str]:
     """What the goals leave the processor's handler at one event a request, from this run.
 
@@ -488,6 +534,7 @@ def main() -> None:
     scenarios = tuple(s for s in SCENARIOS if args.only is None or args.only in s.name)
     run = run_all(args.seconds, lambda line: print(line, flush=True), scenarios, args.rounds)
     print(table(run))
+    print("\n".join(delivery_lines(run)))
     print("\n".join(ceiling_lines(run)))
     print("\n".join(budget_lines(run)))
 

@@ -92,6 +92,19 @@ ceiling is a do-nothing ASGI app under the same uvicorn, uvloop and httptools, i
     return head + "\n" + "\n\n".join(sections) + "\n"
 
 
+def _delivery_section(service: bench_service.Run) -> str:
+    lines = bench_service.delivery_lines(service)
+    if not lines:
+        return ""
+    return (
+        "Delivery cost (issue 26): the CPU `/v1/events` spends per delivered event (its rows "
+        "above: the corpus's track events, Klaviyo canned), over the CPU a raw aiohttp client "
+        "(`bench/clients.py`, its own process, uvloop) spends per request POSTing the bodies the "
+        "service sends for the same events to the same canned server, measured in the same "
+        "rounds:\n\n" + "\n".join(lines)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
@@ -114,6 +127,8 @@ def main() -> None:
         f"| bytes -> dry run -> JSON bytes | {wire_rate:,.0f} |",
         f"## (b) The HTTP service beside the reference\n\nReference: {reference}.\n\n"
         + bench_service.table(service)
+        + "\n\n"
+        + _delivery_section(service)
         + "\n\nCeiling of the HTTP stack (do-nothing ASGI app, same uvicorn), requests/s:\n\n"
         + "\n".join(bench_service.ceiling_lines(service))
         + "\n\nWhat the goals leave the processor's handler at one event a request: the service "

@@ -28,7 +28,7 @@ _STANDARD: Final = frozenset(
     | {"message", "asctime", "color_message"}
 )
 #: Libraries that would log one line per Klaviyo request at INFO.
-_CHATTY: Final = ("httpx", "httpcore")
+_CHATTY: Final = ("httpx", "httpcore", "aiohttp")
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:

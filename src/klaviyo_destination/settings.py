@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     write_timeout: float = Field(default=10.0, gt=0)
     pool_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=100, gt=0)
+    #: No longer applies: aiohttp's pool (klaviyo/transport.py) keeps idle connections up to
+    #: MAX_CONNECTIONS, 5 s each (docs/architecture.md, "The HTTP client"); still accepted.
     max_keepalive_connections: int = Field(default=20, ge=0)
     max_attempts: int = Field(default=5, ge=1)
     delivery_deadline: float = Field(default=25.0, gt=0)

@@ -68,6 +68,26 @@ async def test_concurrent_waiters_are_all_admitted_within_limits() -> None:
     assert max_in_any_window(stamps, 1.0) == 4
 
 
+async def test_slots_go_first_come_first_served() -> None:
+    clock = FakeClock(1000.0)
+    limit = limiter(clock, burst=1, steady=1000)
+    await acquire(limit)  # the window is full until 1001
+    admitted: list[str] = []
+
+    async def one(name: str) -> None:
+        await acquire(limit)
+        admitted.append(name)
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(one("first"))
+        group.create_task(one("second"))
+        await asyncio.sleep(0)  # both queued; the first sleeps (the clock moves to 1001)
+        await asyncio.sleep(0)
+        # Two are waiting: a newcomer queues behind them.
+        group.create_task(one("newcomer"))
+    assert admitted == ["first", "second", "newcomer"]
+
+
 async def test_max_wait_raises_with_the_wait_instead_of_sleeping() -> None:
     clock = FakeClock(1000.0)
     limit = limiter(clock, burst=1, steady=100)

@@ -8,6 +8,7 @@ path and the rudder-server protocol's look-up read answers the same way (docs/ma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -81,15 +82,16 @@ _UNKNOWN_HOST_HINTS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class KlaviyoAnswer:
-    """One answer of Klaviyo: status, headers, and the body parsed once (:meth:`read`)."""
+    """One answer of Klaviyo: status, headers (names lower-case), and the body parsed once
+    (:meth:`read`)."""
 
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     #: The JSON, its text when it is not JSON (an HTML page), ``""`` when empty.
     body: Any
 
     @classmethod
-    def read(cls, status: int, headers: httpx.Headers, content: bytes) -> KlaviyoAnswer:
+    def read(cls, status: int, headers: Mapping[str, str], content: bytes) -> KlaviyoAnswer:
         if not content:
             return cls(status, headers, "")
         try:

@@ -112,14 +112,13 @@ class Batch:
             self.queues.setdefault(event.user_key, deque()).append(index)
         self.blocked: dict[str, KlaviyoUnavailable] = {}
         self.parked: list[tuple[int, PlannedRequest]] = []
+        self.concurrency = concurrency
+        #: the list jobs' bound (the users' is ``_round``'s workers)
         self.semaphore = asyncio.Semaphore(concurrency)
 
     async def run(self) -> list[Outcome]:
         while any(self.queues.values()):
-            async with asyncio.TaskGroup() as group:
-                for queue in self.queues.values():
-                    if queue:
-                        group.create_task(self._advance(queue))
+            await self._round()
             await self._send_parked()
         outcomes = [outcome for outcome in self.outcomes if outcome is not None]
         if len(outcomes) != len(self.events):  # pragma: no cover -- a bug, never a drop
@@ -127,11 +126,24 @@ class Batch:
             raise RuntimeError(msg)
         return outcomes
 
+    async def _round(self) -> None:
+        """Every user with events left advances, at most ``concurrency`` at once, in input
+        order: that many workers take the users one after another (a task per user, all but a
+        few waiting on a semaphore, cost more than the requests they wait to send)."""
+        users = deque(queue for queue in self.queues.values() if queue)
+
+        async def work() -> None:
+            while users:
+                await self._advance(users.popleft())
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(self.concurrency, len(users))):
+                group.create_task(work())
+
     async def _advance(self, queue: deque[int]) -> None:
-        async with self.semaphore:
-            while queue:
-                if await self._head(queue.popleft()):
-                    return
+        while queue:
+            if await self._head(queue.popleft()):
+                return
 
     async def _head(self, index: int) -> bool:
         """Send the event's requests up to its subscriptions; True when those got parked."""

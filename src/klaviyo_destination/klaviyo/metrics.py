@@ -18,6 +18,8 @@ from prometheus_client.registry import Collector
 from .ratelimit import RateLimiter
 
 # Klaviyo answers in tens to hundreds of milliseconds; the tail covers the 10 s read timeout.
+#: How many (endpoint, status) counters are kept at most (a bound, should statuses vary).
+_KEPT_ANSWERS = 256
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -65,20 +67,40 @@ class DeliveryMetrics:
             registry=self.registry,
         )
 
+        # The labelled children, kept: ``labels()`` checks its arguments, takes a lock and
+        # builds a key on every call, four times a request.
+        self._per_endpoint: dict[str, tuple[Gauge, Histogram, Histogram]] = {}
+        self._answers: dict[tuple[str, int | str], Counter] = {}
+
+    def _of(self, endpoint: str) -> tuple[Gauge, Histogram, Histogram]:
+        found = self._per_endpoint.get(endpoint)
+        if found is None:
+            found = self._per_endpoint[endpoint] = (
+                self.in_flight.labels(endpoint=endpoint),
+                self.latency.labels(endpoint=endpoint),
+                self.limiter_wait.labels(endpoint=endpoint),
+            )
+        return found
+
     @contextmanager
     def timed(self, endpoint: str) -> Iterator[None]:
         """Count one request in flight and observe its latency, whatever the outcome."""
-        gauge = self.in_flight.labels(endpoint=endpoint)
+        gauge, latency, _ = self._of(endpoint)
         gauge.inc()
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+            latency.observe(time.perf_counter() - start)
             gauge.dec()
 
     def answered(self, endpoint: str, status: int | str) -> None:
-        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        counter = self._answers.get((endpoint, status))
+        if counter is None:
+            counter = self.requests.labels(endpoint=endpoint, status=str(status))
+            if len(self._answers) < _KEPT_ANSWERS:  # statuses and error names: a few dozen
+                self._answers[(endpoint, status)] = counter
+        counter.inc()
         if status == 429:
             self.throttled.labels(endpoint=endpoint).inc()
 
@@ -86,7 +108,7 @@ class DeliveryMetrics:
         self.retries.labels(endpoint=endpoint, reason=reason).inc()
 
     def waited(self, endpoint: str, seconds: float) -> None:
-        self.limiter_wait.labels(endpoint=endpoint).observe(seconds)
+        self._of(endpoint)[2].observe(seconds)
 
     def watch(self, limits: RateLimiter) -> None:
         """Report the limiters' free slots at each scrape (``klaviyo_rate_limiter_available``)."""

@@ -25,8 +25,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -100,35 +99,45 @@ class EndpointLimiter:
         self._held_at = -math.inf
         # Waiters queue on the lock, so slots are handed out first come, first served.
         self._lock = asyncio.Lock()
+        #: requests in ``_admit`` past its fast path: holding the lock or queued for it
+        self._queued = 0
 
     def _wait(self, now: float) -> float:
         return max(self._hold_until - now, *(window.wait(now) for window in self._windows))
 
-    @asynccontextmanager
-    async def slot(self, max_wait: float | None = None) -> AsyncIterator[None]:
-        """Hold a slot for the duration of one request (see :class:`_Window`)."""
-        await self._admit(max_wait)
+    def slot(self, max_wait: float | None = None) -> _Slot:
+        """Hold a slot for the duration of one request (see :class:`_Window`); an async
+        context manager."""
+        return _Slot(self, max_wait)
+
+    def _enter(self) -> None:
         for window in self._windows:
             window.in_flight += 1
-        try:
-            yield
-        finally:
-            now = self._clock()
-            for window in self._windows:
-                window.in_flight -= 1
-                window.record(now)
+
+    def _leave(self) -> None:
+        now = self._clock()
+        for window in self._windows:
+            window.in_flight -= 1
+            window.record(now)
 
     async def _admit(self, max_wait: float | None) -> None:
         start = self._clock()
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait(now)
-                if wait <= 0:
-                    return
-                if max_wait is not None and (now - start) + wait > max_wait:
-                    raise RateLimited(wait)
-                await self._sleep(wait)
+        if not self._queued and self._wait(start) <= 0:
+            # Nobody holds or waits for the lock: it would be taken and given back at once.
+            return
+        self._queued += 1
+        try:
+            async with self._lock:
+                while True:
+                    now = self._clock()
+                    wait = self._wait(now)
+                    if wait <= 0:
+                        return
+                    if max_wait is not None and (now - start) + wait > max_wait:
+                        raise RateLimited(wait)
+                    await self._sleep(wait)
+        finally:
+            self._queued -= 1
 
     def available(self) -> dict[str, int]:
         """Free slots per window now; none while Klaviyo's own hint holds the endpoint."""
@@ -144,7 +153,7 @@ class EndpointLimiter:
         wait = self._wait(self._clock())
         if wait > 0:
             return wait
-        return IN_FLIGHT_POLL if self._lock.locked() else None
+        return IN_FLIGHT_POLL if self._queued else None
 
     def hold(self, seconds: float) -> None:
         """Admit nothing for ``seconds`` (Klaviyo said so: ``Retry-After`` or remaining 0), and
@@ -164,6 +173,24 @@ class EndpointLimiter:
         reset = _number(headers.get("ratelimit-reset"))
         if remaining is not None and reset is not None and remaining <= 0:
             self.hold(reset)
+
+
+class _Slot:
+    """:meth:`EndpointLimiter.slot`: a class, not ``@asynccontextmanager``, which costs a
+    generator and its frames on every request."""
+
+    __slots__ = ("_limiter", "_max_wait")
+
+    def __init__(self, limiter: EndpointLimiter, max_wait: float | None) -> None:
+        self._limiter = limiter
+        self._max_wait = max_wait
+
+    async def __aenter__(self) -> None:
+        await self._limiter._admit(self._max_wait)
+        self._limiter._enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter._leave()
 
 
 class RateLimiter:

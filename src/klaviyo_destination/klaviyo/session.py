@@ -28,7 +28,7 @@ from ..redact import redact, redact_json
 from . import upsert
 from .answers import KlaviyoAnswer, SentRequest, redirect, rejection, transient, transport_error
 from .batch import Batch, Outcome
-from .client import KlaviyoClient
+from .client import KlaviyoClient, RequestHeaders
 from .facts import Revision, klaviyo_headers
 from .retry import RetryHook, out_of_time
 
@@ -40,13 +40,14 @@ class KlaviyoSession:
         self.client = client
         self._key = api_key
         # One set per revision, built on first use: each request carries its own revision.
-        self._headers: dict[str, dict[str, str]] = {}
+        self._headers: dict[str, RequestHeaders] = {}
 
-    def _headers_for(self, revision: Revision) -> dict[str, str]:
+    def _headers_for(self, revision: Revision) -> RequestHeaders:
         """The headers of a request written for ``revision`` (its ``revision`` header)."""
         found = self._headers.get(revision.name)
         if found is None:
-            found = self._headers[revision.name] = klaviyo_headers(self._key, revision.name)
+            sent = klaviyo_headers(self._key, revision.name)
+            found = self._headers[revision.name] = self.client.request_headers(sent)
         return found
 
     async def deliver_batch(self, events: Sequence[PlannedEvent]) -> list[Outcome]:
