@@ -56,10 +56,14 @@ class Job:
         return config if isinstance(config, dict) else {}
 
     @property
-    def api_key(self) -> SecretStr:
-        """The key of a job whose config parsed (a string there, or nothing)."""
+    def key(self) -> str:
+        """The private API key of a job whose config parsed (a string there, or nothing)."""
         key = self.config.get("privateApiKey")
-        return SecretStr(key if isinstance(key, str) else "")
+        return key if isinstance(key, str) else ""
+
+    @property
+    def api_key(self) -> SecretStr:
+        return SecretStr(self.key)
 
 
 async def plan_jobs(
