@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def _counted(route: str, batch: int, count: int) -> int:
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, __file__, "--route", route, "--batch", str(batch), "--run", str(count),
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)  # noqa: S603
+    # One hash seed for every run: string hashes decide dict and set layouts, so the counts.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)  # noqa: S603
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise SystemExit(f"no callgrind total in: {done.stderr[-500:]}")
