@@ -41,6 +41,8 @@ class RuleTable(tuple[Rule, ...]):
     """
 
     steps: tuple[Step, ...]
+    #: for each step, whether its rule converts the value with ``parseFloat`` (``as_float``)
+    floats: tuple[bool, ...]
     keyed: tuple[tuple[str, dict[str, tuple[int, ...]]], ...]
     bare: tuple[int, ...]
 
@@ -62,6 +64,7 @@ class RuleTable(tuple[Rule, ...]):
                 for key, _ in target.levels[0]:
                     keys.setdefault(key, []).append(position)
         self.steps = tuple(steps)
+        self.floats = tuple(self[step[0]].as_float for step in steps)
         self.keyed = tuple(
             (root, {key: tuple(found) for key, found in keys.items()})
             for root, keys in keyed.items()

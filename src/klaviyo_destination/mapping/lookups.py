@@ -66,9 +66,13 @@ def map_event(table: RuleTable, event: RudderEvent) -> JsonObject:
             value = root.get(single)
         else:
             value = walk(root, path) if path.segments else root
-        if value is not MISSING and value is not None and kept(value):
+        if value is None or value is MISSING or not _kept_value(value):
+            continue
+        if "." in key:
             _write(out, key, value)
-            done = rule_index
+        else:
+            out[key] = value
+        done = rule_index
     return out
 
 
@@ -109,14 +113,25 @@ def map_object(table: RuleTable, obj: Any) -> JsonObject:
     """
     out: JsonObject = {}
     is_object = isinstance(obj, dict)
-    for rule_index, _, key, path, single in table.steps:
+    for (_, _, key, path, single), to_float in zip(table.steps, table.floats, strict=True):
         # one segment in an object is one look-up: what walk() would find, without the call
         value = obj.get(single, MISSING) if is_object and single is not None else walk(obj, path)
-        if table[rule_index].as_float and value is not MISSING and value is not None:
+        if value is None or value is MISSING:
+            continue
+        if to_float:
             _write(out, key, as_float(value))  # always written: 0 is kept, ±Infinity is null
-        elif kept(value):
+        elif _kept_value(value):
             _write(out, key, value)
     return out
+
+
+def _kept_value(value: Any) -> bool:
+    """:func:`kept` for a value already known to be neither ``None`` nor ``MISSING``: the
+    rule tables' loops test those two inline (the hottest test of the mapping)."""
+    kind = type(value)
+    if kind is str:
+        return bool(value)
+    return kind is not float or value == value  # NaN is the only float unequal to itself
 
 
 def _write(out: JsonObject, key: str, value: Any) -> None:
@@ -154,7 +169,7 @@ def custom_traits(event: RudderEvent, excluded: frozenset[str] = EXCLUDED_TRAIT_
             for key, value in source.items():
                 if key not in excluded and key not in UNSAFE_KEYS:
                     merged[key] = value
-    if not any("." in key for key in merged):
+    if "." not in "".join(merged):  # no key has a dot (one pass at C speed)
         return merged
     nested: JsonObject = {}
     for key, value in merged.items():

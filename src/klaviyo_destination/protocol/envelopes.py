@@ -15,24 +15,45 @@ from ..planned import PlannedRequest
 DEST_TYPE: Final = "KLAVIYO"
 
 
-def envelope(
-    request: PlannedRequest, key: SecretStr, *, processor: bool, base_url: str = DEFAULT_BASE_URL
-) -> JsonObject:
-    """The reference's REST envelope for one request (``userId`` only in processor mode)."""
-    out: JsonObject = {
-        "version": "1",
-        "type": "REST",
-        "method": request.method,
-        "endpoint": base_url + request.path,
-        "endpointPath": request.endpoint.value,
-        "headers": klaviyo_headers(key, request.revision.name),
-        "params": {},
-        "body": {"JSON": request.body, "JSON_ARRAY": {}, "XML": {}, "FORM": {}},
-        "files": {},
-    }
-    if processor:
-        out["userId"] = ""
-    return out
+class Envelopes:
+    """The reference's REST envelopes for one protocol request (``userId`` only in processor
+    mode), each (key, revision)'s headers built once and shared by the envelopes that carry
+    them: a request's jobs nearly always share one destination, and orjson writes a shared
+    dict exactly as it writes equal copies. Each path's endpoint and ``endpointPath`` are
+    worked out once a request too."""
+
+    __slots__ = ("_base_url", "_headers", "_paths", "_processor")
+
+    def __init__(self, *, processor: bool, base_url: str = DEFAULT_BASE_URL) -> None:
+        self._processor = processor
+        self._base_url = base_url
+        self._headers: dict[tuple[str, str], dict[str, str]] = {}
+        self._paths: dict[str, tuple[str, str]] = {}
+
+    def of(self, request: PlannedRequest, key: str) -> JsonObject:
+        """The envelope of ``request``, sent with the private API ``key``."""
+        revision = request.revision.name
+        headers = self._headers.get((key, revision))
+        if headers is None:
+            headers = self._headers[key, revision] = klaviyo_headers(SecretStr(key), revision)
+        path = request.path
+        endpoint = self._paths.get(path)
+        if endpoint is None:
+            endpoint = self._paths[path] = (self._base_url + path, request.endpoint.value)
+        out: JsonObject = {
+            "version": "1",
+            "type": "REST",
+            "method": request.method,
+            "endpoint": endpoint[0],
+            "endpointPath": endpoint[1],
+            "headers": headers,
+            "params": {},
+            "body": {"JSON": request.body, "JSON_ARRAY": {}, "XML": {}, "FORM": {}},
+            "files": {},
+        }
+        if self._processor:
+            out["userId"] = ""
+        return out
 
 
 def stat_tags(error: DestinationError, metadata: Any, *, feature: str) -> JsonObject:

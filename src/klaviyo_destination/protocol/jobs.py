@@ -56,10 +56,14 @@ class Job:
         return config if isinstance(config, dict) else {}
 
     @property
-    def api_key(self) -> SecretStr:
-        """The key of a job whose config parsed (a string there, or nothing)."""
+    def key(self) -> str:
+        """The private API key of a job whose config parsed (a string there, or nothing)."""
         key = self.config.get("privateApiKey")
-        return SecretStr(key if isinstance(key, str) else "")
+        return key if isinstance(key, str) else ""
+
+    @property
+    def api_key(self) -> SecretStr:
+        return SecretStr(self.key)
 
 
 async def plan_jobs(
@@ -101,6 +105,8 @@ class _Configs:
         self._parsed: DestinationConfig | None = None
 
     def parse(self, raw: Mapping[str, Any]) -> DestinationConfig:
+        if raw is self._raw and self._parsed is not None:
+            return self._parsed  # the same dict: a router group's jobs, a compacted body's
         types = list(map(type, raw.values()))
         if self._parsed is None or raw != self._raw or types != self._types:
             self._parsed = parse_config(raw)  # an invalid config raises and is not kept

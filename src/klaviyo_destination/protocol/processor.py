@@ -8,7 +8,7 @@ from typing import Any
 from ..js import JsonObject
 from ..klaviyo.facts import DEFAULT_BASE_URL
 from ..planned import PlannedEvent
-from .envelopes import envelope, processor_error
+from .envelopes import Envelopes, processor_error
 from .jobs import Job, plan_jobs
 from .lookup import ProfileLookup
 
@@ -35,15 +35,16 @@ async def process_jobs(
 ) -> list[list[JsonObject]]:
     """The processor's items of each job, job by job."""
     planned = await plan_jobs(jobs, lookup, filter_code=filter_code)
-    return [_items(job, event, base_url) for job, event in zip(jobs, planned, strict=True)]
+    envelopes = Envelopes(processor=True, base_url=base_url)
+    return [_items(job, event, envelopes) for job, event in zip(jobs, planned, strict=True)]
 
 
-def _items(job: Job, event: PlannedEvent, base_url: str) -> list[JsonObject]:
+def _items(job: Job, event: PlannedEvent, envelopes: Envelopes) -> list[JsonObject]:
     if event.error is not None:
         return [processor_error(event.error, job.metadata)]
     items = []
     for request in event.requests:
-        output = envelope(request, job.api_key, processor=True, base_url=base_url)
+        output = envelopes.of(request, job.key)
         if event.suppressed is not None:
             output.update(statusCode=299, error=event.suppressed)
         items.append({"output": output, "metadata": job.metadata, "statusCode": 200})

@@ -18,7 +18,7 @@ from ..js import JsonObject, truthy
 from ..klaviyo.facts import DEFAULT_BASE_URL
 from ..mapping import Flow, flow_of
 from ..planned import PlannedEvent
-from .envelopes import envelope, router_error
+from .envelopes import Envelopes, router_error
 from .jobs import Job, plan_jobs
 from .lookup import ProfileLookup
 
@@ -53,8 +53,9 @@ async def route_jobs(
 ) -> list[JsonObject]:
     """Every job in exactly one output (rudder-server checks that)."""
     outputs: list[JsonObject] = []
+    envelopes = Envelopes(processor=False, base_url=base_url)
     for group in _destination_groups(jobs):
-        outputs.extend(await _route_group(group, lookup, filter_code, base_url))
+        outputs.extend(await _route_group(group, lookup, filter_code, envelopes))
     return outputs
 
 
@@ -68,22 +69,24 @@ def _destination_groups(jobs: list[Job]) -> list[list[Job]]:
 
 
 async def _route_group(
-    jobs: list[Job], lookup: ProfileLookup, filter_code: bool, base_url: str
+    jobs: list[Job], lookup: ProfileLookup, filter_code: bool, envelopes: Envelopes
 ) -> list[JsonObject]:
     destination = jobs[0].destination
+    # The first event's destination serves the whole group, as in the reference, and every
+    # output echoes it: written once, as orjson writes it (the same bytes), then copied.
+    echoed = orjson.Fragment(orjson.dumps(destination))
     try:
         flow = flow_of(revision_of(parse_config(jobs[0].config)))
     except DestinationError as error:
-        return [router_error(error, [job.metadata for job in jobs], destination)]
-    # The first event's destination serves the whole group, as in the reference.
+        return [router_error(error, [job.metadata for job in jobs], echoed)]
     jobs = [Job(job.message, job.metadata, destination, job.error) for job in jobs]
     successes: list[JsonObject] = []
     errors: list[JsonObject] = []
     for chunk in _type_chunks(jobs):
         if flow.pass_through:
-            chunk = _pass_through(chunk, destination, successes)
-        done, failed = await _transform_chunk(chunk, lookup, filter_code)
-        successes.extend(_chunk_outputs(done, flow, destination, base_url))
+            chunk = _pass_through(chunk, echoed, successes)
+        done, failed = await _transform_chunk(chunk, lookup, filter_code, echoed)
+        successes.extend(_chunk_outputs(done, flow, echoed, envelopes))
         errors.extend(failed)
     return successes + errors
 
@@ -123,7 +126,7 @@ def _pass_through(chunk: list[Job], destination: Any, outputs: list[JsonObject])
 
 
 async def _transform_chunk(
-    chunk: list[Job], lookup: ProfileLookup, filter_code: bool
+    chunk: list[Job], lookup: ProfileLookup, filter_code: bool, destination: Any
 ) -> tuple[list[_Done], list[JsonObject]]:
     done: list[_Done] = []
     failed: list[JsonObject] = []
@@ -131,26 +134,26 @@ async def _transform_chunk(
         chunk, await plan_jobs(chunk, lookup, filter_code=filter_code), strict=True
     ):
         if event.error is not None:
-            failed.append(router_error(event.error, [job.metadata], job.destination))
+            failed.append(router_error(event.error, [job.metadata], destination))
         else:
             done.append((job, event))
     return done, failed
 
 
 def _chunk_outputs(
-    done: list[_Done], flow: Flow, destination: Any, base_url: str
+    done: list[_Done], flow: Flow, destination: Any, envelopes: Envelopes
 ) -> list[JsonObject]:
     """The flow's batches of one chunk as router outputs, each with its own events' metadata."""
     outputs: list[JsonObject] = []
     for batch in flow.batch([(i, event.requests) for i, (_, event) in enumerate(done)]):
         members = [done[i] for i in batch.events]
-        key = members[0][0].api_key
-        envelopes = [envelope(r, key, processor=False, base_url=base_url) for r in batch.requests]
+        key = members[0][0].key
+        requests = [envelopes.of(r, key) for r in batch.requests]
         metadata = [job.metadata for job, _ in members]
         if batch.batched:
-            outputs.append(_output(envelopes, metadata, destination, batched=True))
+            outputs.append(_output(requests, metadata, destination, batched=True))
             continue
-        output = _output(envelopes[0], metadata, destination)
+        output = _output(requests[0], metadata, destination)
         suppressed = members[0][1].suppressed
         if suppressed is not None:
             output.update(statusCode=299, error=suppressed)
