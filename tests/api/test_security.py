@@ -12,6 +12,7 @@ import base64
 import contextlib
 import inspect
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -456,6 +457,42 @@ async def test_protocol_body_limit_and_per_event_limits(build: Build) -> None:
         assert (items[2]["statusCode"], items[3]["statusCode"]) == (400, 413)
         assert "deeper than 8" in items[2]["error"]
         assert "larger than 3000" in items[3]["error"]
+
+
+def _disguised(depth: int) -> Any:
+    """``depth`` nested arrays, each holding ``"]"`` first and ``"["`` last: counted with the
+    brackets inside strings, every level closes at once and the whole looks one level deep."""
+    value: Any = 1
+    for _ in range(depth):
+        value = ["]", value, "["]
+    return value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("depth", [70, 300])
+async def test_brackets_inside_strings_do_not_hide_depth(build: Build, depth: int) -> None:
+    """Past the depth limit (64 by default) with the disguise: that event alone gets its 400
+    on every route (at 300 levels the mapping's recursion used to make the request a 500)."""
+    deep = event("ok", 2) | {"properties": {"a": _disguised(depth)}}
+    async with in_process(build, settings(), EchoingKlaviyo().handler) as client:
+        jobs = [_job(event("ok", 1), 1), _job(deep, 2), _job(event("ok", 3), 3)]
+        # json, not orjson: orjson writes at most 255 levels
+        response = await client.post("/v0/destinations/klaviyo", content=json.dumps(jobs))
+        assert response.status_code == 200, response.text
+        items = {item["metadata"]["jobId"]: item["statusCode"] for item in response.json()}
+        assert items == {1: 200, 2: 400, 3: 200}
+
+        routed = {"input": jobs, "destType": "klaviyo"}
+        response = await client.post("/routerTransform", content=json.dumps(routed))
+        assert response.status_code == 200, response.text
+        failed = [out for out in response.json()["output"] if out["statusCode"] != 200]
+        assert [out["metadata"][0]["jobId"] for out in failed] == [2]
+        assert "deeper" in failed[0]["error"]
+
+        for path in ("/v1/transform", "/v1/events"):
+            response = await client.post(path, content=json.dumps([deep]), headers=bearer())
+            assert response.status_code == 400, response.text
+            assert "deeper than 64" in response.json()["error"]["message"]
 
 
 @pytest.mark.anyio

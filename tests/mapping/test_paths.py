@@ -197,8 +197,16 @@ def test_flatten(value: Any, expected: dict[str, Any]) -> None:
     [
         (b'{"a": [1, {"b": 2}]}', 3, True),
         (b'{"a": [1, {"b": 2}]}', 2, False),
-        (b'{"a": "[not a bracket"}', 5, False),  # unpaired inside a string: walk to be sure
-        (b'{"a": "[]"}', 2, True),  # paired inside a string: only counted as deeper
+        (b'{"a": "[not a bracket"}', 1, True),  # inside a string: not a bracket
+        (b'{"a": "[]"}', 1, True),
+        (b'["]", [[[1]]], "["]', 3, False),  # a string's "]" does not close a real "["
+        (b'["]", [[[1]]], "["]', 4, True),
+        # an escaped backslash ends its string; an escaped quote does not
+        (orjson.dumps(["\\]", [[1]], "[\\"]), 2, False),
+        (orjson.dumps(["\\]", [[1]], "[\\"]), 3, True),
+        (orjson.dumps(['"]', [[1]], '"[']), 2, False),
+        (orjson.dumps(['"]', [[1]], '"[']), 3, True),
+        (b'{"a": "]]"}', 1, True),
         (b"[{}, []]", 2, True),
         (b'{"a": []}', 1, False),  # one pass removes one level, even across kinds
         (b"1", 0, True),
@@ -213,17 +221,22 @@ def test_brackets_nest_within(raw: bytes, limit: int, within: bool) -> None:
 
 
 def _pairs_within(raw: bytes, limit: int) -> bool:
-    """The rule, said plainly: every bracket closes the latest open one of its kind, and the
-    stack never holds more than ``limit``."""
+    """The rule, said plainly: outside strings, every bracket closes the latest open one of its
+    kind, and the stack never holds more than ``limit``; a string left open is no proof."""
     stack: list[int] = []
+    in_string = False
     for byte in raw:
-        if byte in b"[{":
+        if byte == ord('"'):
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif byte in b"[{":
             stack.append(byte)
             if len(stack) > limit:
                 return False
         elif byte in b"]}" and (not stack or stack.pop() != byte - 2):  # "[" is "]" - 2
             return False
-    return not stack
+    return not stack and not in_string
 
 
 @settings(max_examples=2000, deadline=None)
@@ -233,7 +246,7 @@ def test_brackets_nest_within_is_the_bracket_rule(raw: bytes, limit: int) -> Non
 
 
 json_trees = st.recursive(
-    st.none() | st.integers(-1000, 1000) | st.text("[]{}a", max_size=4),
+    st.none() | st.integers(-1000, 1000) | st.text('[]{}a"\\', max_size=4),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3)
     ),
@@ -251,3 +264,16 @@ def test_a_parsed_body_proven_within_a_limit_holds_it(value: Any, limit: int) ->
         assert not too_deep(orjson.loads(raw), limit + 1)
     if brackets_nest_within(raw, limit):
         assert parsed_nests_within(raw, limit)
+
+
+@pytest.mark.parametrize("depth", [2, 5, 70])
+def test_brackets_inside_strings_do_not_hide_depth(depth: int) -> None:
+    """Each level holds a "]" first and a "[" last: with the strings' brackets counted, every
+    level closed at once and any depth passed as one."""
+    value: Any = 1
+    for _ in range(depth):
+        value = ["]", value, "["]
+    raw = orjson.dumps(value)
+    assert not parsed_nests_within(raw, depth - 1)
+    assert not brackets_nest_within(raw, depth - 1)
+    assert brackets_nest_within(raw, depth)
