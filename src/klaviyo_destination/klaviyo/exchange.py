@@ -205,6 +205,16 @@ class HttpxExchange:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ).as_dict()
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed once (a client sends to a few URLs)."""
+        found = self._urls.get(url)
+        if found is None:
+            found = httpx.URL(url)
+            if len(self._urls) < _KEPT:
+                self._urls[url] = found
+        return found
 
     async def __call__(
         self, method: str, url: str, headers: RequestHeaders, body: bytes
@@ -213,7 +223,7 @@ class HttpxExchange:
         # not parsed again for Host and Content-Length (both are here already).
         outgoing = httpx.Request(
             method,
-            url,
+            self._url(url),
             headers=[*headers, (b"Content-Length", str(len(body)).encode())],
             stream=httpx.ByteStream(body),
             extensions={"timeout": self._timeout},
