@@ -134,7 +134,7 @@ async def _httpx_aiohttp(base: str, in_flight: int) -> tuple[Send, Any]:
 async def _httpx_ours(base: str, in_flight: int) -> tuple[Send, Any]:
     import httpx
 
-    from klaviyo_destination.klaviyo.transport import AiohttpTransport
+    from bench.own_transport import AiohttpTransport
 
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     return _httpx_like(httpx, AiohttpTransport(limits=limits), base, in_flight)
@@ -144,7 +144,7 @@ async def _ours_direct(base: str, in_flight: int) -> tuple[Send, Any]:
     """Our transport called with an ``httpx.Request``, as ``KlaviyoClient`` calls it."""
     import httpx
 
-    from klaviyo_destination.klaviyo.transport import AiohttpTransport
+    from bench.own_transport import AiohttpTransport
 
     limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     transport = AiohttpTransport(limits=limits)
@@ -165,9 +165,37 @@ async def _ours_direct(base: str, in_flight: int) -> tuple[Send, Any]:
     return send, transport.aclose
 
 
+async def _exchange_direct(base: str, in_flight: int) -> tuple[Send, Any]:
+    """The service's production exchange (``AiohttpExchange``) called straight, as
+    ``KlaviyoClient.call`` calls it: aiohttp with httpx's rules and no httpx types."""
+    from pydantic import SecretStr
+
+    from klaviyo_destination.klaviyo.exchange import AiohttpExchange, RequestHeaders
+    from klaviyo_destination.settings import Settings
+
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr("pk_bench"),
+        klaviyo_base_url=base,
+        max_connections=in_flight,
+    )
+    made = AiohttpExchange(settings)
+    encoded: dict[int, RequestHeaders] = {}
+
+    async def send(exchange: Exchange) -> int:
+        path, headers, body = exchange
+        sent = encoded.get(id(headers))
+        if sent is None:
+            sent = encoded[id(headers)] = tuple(
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            )
+        return (await made("POST", base + path, sent, body)).status
+
+    return send, made.aclose
+
+
 async def _session(base: str, _in_flight: int) -> tuple[Send, Any]:
     """The service's own path: ``KlaviyoSession.run_one`` (retries, deadline, rate-limit slot,
-    metrics, the answer's verdict) on ``KlaviyoClient``'s default transport."""
+    metrics, the answer's verdict) on ``KlaviyoClient``'s default exchange."""
     import orjson
     from pydantic import SecretStr
 
@@ -208,6 +236,7 @@ CLIENTS: Final[dict[str, Callable[[str, int], Awaitable[tuple[Send, Any]]]]] = {
     "httpx+httpx-aiohttp": _httpx_aiohttp,
     "httpx+own-transport": _httpx_ours,
     "own-transport-direct": _ours_direct,
+    "exchange-direct": _exchange_direct,
     "session": _session,
 }
 

@@ -14,7 +14,8 @@ import pytest
 from klaviyo_destination.ingest import parse_config
 from klaviyo_destination.js import JsonObject
 from klaviyo_destination.mapping.fields import NOT_E164 as IMPORT_DETAIL
-from klaviyo_destination.phones import NOT_E164, PhoneRule, is_import_phone, to_e164
+from klaviyo_destination.mapping.profile import is_e164
+from klaviyo_destination.phones import NOT_E164, PhoneRule, is_import_phone, is_phone, to_e164
 from klaviyo_destination.pipeline import plan_event
 from klaviyo_destination.planned import PlannedEvent, job_contacts
 
@@ -145,3 +146,13 @@ def test_the_protocol_routes_keep_the_references_400(event: Any) -> None:
 @pytest.mark.parametrize(("phone", "region", "sent"), PHONES)
 def test_to_e164_with_both_checks(phone: str, region: str | None, sent: str | None) -> None:
     assert to_e164(phone, region, is_import_phone) == sent
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [*(row[0] for row in PHONES), "+390612345678", "+99912345678", "+1 415 555 0100 ext 1", ""],
+)
+def test_a_remembered_answer_is_libphonenumbers(phone: str) -> None:
+    """``is_import_phone`` remembers its answers: asked again, it gives both checks' answer."""
+    expected = is_phone(phone) and is_e164(phone)
+    assert [is_import_phone(phone), is_import_phone(phone)] == [expected, expected]

@@ -298,3 +298,33 @@ async def test_the_retry_line_gives_the_longest_backoff(
     # min(BACKOFF_MAX, 0.01 + a jitter of up to 0.01): the most stamina may draw, named so
     assert retry_waits(caplog, "retry_wait_max") == [0.02]
     assert retry_waits(caplog) == []
+
+
+async def test_the_first_failure_is_retried_by_stamina_like_any_other(
+    client: KlaviyoClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first try runs outside stamina's loop (klaviyo/retry.py ``after_first``): its
+    failure must still reach stamina as retry 1, with the same hook, log line and count."""
+    caplog.set_level(logging.INFO, logger="klaviyo_destination")
+    seen: list[stamina.instrumentation.RetryDetails] = []
+    saved = stamina.instrumentation.get_on_retry_hooks()
+
+    def record(details: stamina.instrumentation.RetryDetails) -> None:
+        seen.append(details)
+
+    stamina.instrumentation.set_on_retry_hooks([record])
+    try:
+        route = router.post("/api/events").mock(
+            side_effect=[httpx.Response(503), httpx.ReadTimeout("timed out"), httpx.Response(202)]
+        )
+        assert (await deliver(client, [event()])).status == "delivered"
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(saved)
+    assert route.call_count == 3
+    assert [d.retry_num for d in seen] == [1, 2]
+    first, second = (d.caused_by for d in seen)
+    assert isinstance(first, KlaviyoUnavailable)
+    assert first.klaviyo_status == 503
+    assert isinstance(second, httpx.ReadTimeout)
+    lines = [r.__dict__ for r in caplog.records if r.getMessage() == "klaviyo retry scheduled"]
+    assert [line["attempt"] for line in lines] == [1, 2]

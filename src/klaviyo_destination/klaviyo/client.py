@@ -5,13 +5,14 @@ delivery shares (the transport and its connection pool, the per-endpoint limiter
 cap and the metrics) and knows no key: a ``KlaviyoSession(client, key)`` binds one
 (``session.py``), and everything that sends goes through a session.
 
-Requests are ``httpx.Request`` objects handed straight to an ``httpx.AsyncBaseTransport``: by
-default :class:`~.transport.AiohttpTransport` (aiohttp's pool), in tests whichever transport is
-injected (``httpx.MockTransport`` with respx, ``httpx.ASGITransport`` with the emulator). No
-``httpx.AsyncClient`` in between: it cost more CPU per request than the whole exchange on
-aiohttp (docs/architecture.md, "The HTTP client"), and of what it adds this client needs only
-what it does here itself: the base URL, httpx's default headers, the timeouts as the request's
-``timeout`` extension, and no redirect followed (a transport never follows one).
+Requests go through an :class:`~.exchange.Exchange`: by default
+:class:`~.exchange.AiohttpExchange` (aiohttp's session, called straight), in tests the
+``httpx.AsyncBaseTransport`` injected (``httpx.MockTransport`` with respx,
+``httpx.ASGITransport`` with the emulator) through :class:`~.exchange.HttpxExchange`. No
+``httpx.AsyncClient`` and, in production, no ``httpx.Request``/``Response``: they cost more CPU
+per request than the exchange itself (docs/architecture.md, "The HTTP client"). Of what
+``httpx.AsyncClient`` added, this client does itself what it needs: the base URL, httpx's
+default headers, the timeouts, and no redirect followed.
 """
 
 from __future__ import annotations
@@ -27,20 +28,16 @@ from typing import Final, Self
 import httpx
 import orjson
 
-from ..content_length import declared_length
-from ..errors import UnusableAnswer
 from ..planned import PlannedRequest
 from ..settings import Settings
 from .answers import KlaviyoAnswer
+from .exchange import AiohttpExchange, Exchange, HttpxExchange, RequestHeaders
 from .facts import Endpoint
 from .metrics import DeliveryMetrics
 from .ratelimit import RateLimiter, retry_after
-from .transport import AiohttpTransport
 
 logger = logging.getLogger(__name__)
 
-#: Headers about the body as sent, not as read (decoded, possibly of another length).
-_RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 #: What ``httpx.AsyncClient`` sent with every request, sent still (a request's own headers win).
 _DEFAULT_HEADERS: Final = {
     "Accept": "*/*",
@@ -49,9 +46,7 @@ _DEFAULT_HEADERS: Final = {
     "User-Agent": f"python-httpx/{httpx.__version__}",
 }
 
-
-#: A request's headers, encoded: ``KlaviyoClient.request_headers`` makes them.
-RequestHeaders = tuple[tuple[bytes, bytes], ...]
+__all__ = ["KlaviyoClient", "RequestHeaders"]
 
 
 class KlaviyoClient:
@@ -72,24 +67,17 @@ class KlaviyoClient:
         )
         self.metrics.watch(self.limits)
         self._injected = transport
-        self._transport: httpx.AsyncBaseTransport | None = None
+        self._exchange: Exchange | None = None
         self._connections = asyncio.Semaphore(settings.max_connections)
-        self._timeout = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.write_timeout,
-            pool=settings.pool_timeout,
-        ).as_dict()
         self._url = _url_maker(settings.klaviyo_base_url)
         self._host = httpx.URL(settings.klaviyo_base_url).netloc
 
     async def __aenter__(self) -> Self:
-        s = self.settings
-        self._transport = self._injected or AiohttpTransport(
-            limits=httpx.Limits(
-                max_connections=s.max_connections,
-                max_keepalive_connections=s.max_keepalive_connections,
-            )
+        injected = self._injected
+        self._exchange = (
+            AiohttpExchange(self.settings)
+            if injected is None
+            else HttpxExchange(injected, self.settings)
         )
         return self
 
@@ -99,15 +87,15 @@ class KlaviyoClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._transport is not None:
+        if self._exchange is not None:
             # As httpx.AsyncClient did: closing the client closes its transport.
-            transport, self._transport = self._transport, None
-            await transport.aclose()
+            exchange, self._exchange = self._exchange, None
+            await exchange.aclose()
 
     @property
     def is_open(self) -> bool:
         """Between ``__aenter__`` and ``__aexit__`` (the readiness check reads it)."""
-        return self._transport is not None
+        return self._exchange is not None
 
     def slot(self, endpoint: Endpoint, max_wait: float) -> _Slot:
         """A rate-limit slot and a connection for one exchange (raises ``RateLimited``).
@@ -135,14 +123,15 @@ class KlaviyoClient:
         The endpoint's limiter learns from the answer: ``RateLimit-*`` headers, and a 429's
         wait, so that concurrent deliveries to the endpoint wait too.
         """
-        transport = self._transport
-        if transport is None:
+        exchange = self._exchange
+        if exchange is None:
             msg = "KlaviyoClient is not open: use `async with KlaviyoClient(...)`"
             raise RuntimeError(msg)
         endpoint = request.endpoint
+        body = orjson.dumps(request.body)
         with self.metrics.timed(endpoint.value):
             try:
-                answer = await self._exchange(transport, request, headers)
+                answer = await exchange(request.method, self._url(request.path), headers, body)
             except httpx.TransportError as exc:
                 self.metrics.answered(endpoint.value, type(exc).__name__)
                 raise
@@ -153,48 +142,6 @@ class KlaviyoClient:
         if answer.status == 429 and (wait := retry_after(answer.headers, answer.body)) is not None:
             limiter.hold(wait)
         return answer
-
-    async def _exchange(
-        self,
-        transport: httpx.AsyncBaseTransport,
-        request: PlannedRequest,
-        headers: RequestHeaders,
-    ) -> KlaviyoAnswer:
-        body = orjson.dumps(request.body)
-        # A stream, not content=: httpx then adds no headers of its own, so the request is
-        # not parsed again for Host and Content-Length (both are here already).
-        outgoing = httpx.Request(
-            request.method,
-            self._url(request.path),
-            headers=[*headers, (b"Content-Length", str(len(body)).encode())],
-            stream=httpx.ByteStream(body),
-            extensions={"timeout": self._timeout},
-        )
-        cap = self.settings.max_answer_bytes
-        try:
-            streamed = await transport.handle_async_request(outgoing)
-            streamed.request = outgoing
-            try:
-                read = _headers_of(streamed.headers)
-                if _plain_within(read, cap):
-                    # The usual answer: Content-Length framing bounds this read, and the
-                    # bytes need no decoding.
-                    if streamed.is_stream_consumed:  # a test double's, read when built
-                        content = streamed.content
-                    else:
-                        content = b"".join([chunk async for chunk in streamed.aiter_raw()])
-                    return KlaviyoAnswer.read(streamed.status_code, read, content)
-                content = await _read_capped(streamed, read, cap)
-            finally:
-                await streamed.aclose()
-        except httpx.TransportError:
-            raise
-        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
-            # DecodingError (a corrupt gzip body) and the like: the answer came, unusable.
-            raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
-        # The body is decoded now, so the headers must no longer say it is encoded.
-        kept = {name: value for name, value in read.items() if name not in _RAW}
-        return KlaviyoAnswer.read(streamed.status_code, kept, content)
 
 
 class _Slot:
@@ -225,50 +172,13 @@ class _Slot:
         await self._limit.__aexit__(*exc)
 
 
-def _url_maker(base_url: str) -> Callable[[str], httpx.URL]:
+def _url_maker(base_url: str) -> Callable[[str], str]:
     """``path`` below ``base_url`` (its own path kept, as ``httpx.AsyncClient(base_url=...)``
     merged them), parsed once per path: the few endpoints, and recent profile ids."""
     base = str(httpx.URL(base_url)).rstrip("/")
 
     @lru_cache(maxsize=256)
-    def url(path: str) -> httpx.URL:
-        return httpx.URL(base + "/" + path.lstrip("/"))
+    def url(path: str) -> str:
+        return str(httpx.URL(base + "/" + path.lstrip("/")))
 
     return url
-
-
-def _headers_of(headers: httpx.Headers) -> dict[str, str]:
-    """The answer's headers read once, names lower-case, repeated ones joined with ", " (as
-    ``httpx.Headers.get`` joins them): each ``get`` on ``httpx.Headers`` decodes them all."""
-    read: dict[str, str] = {}
-    for raw_name, raw_value in headers.raw:
-        name = raw_name.decode("latin-1").lower()
-        try:
-            value = raw_value.decode("utf-8")
-        except UnicodeDecodeError:
-            value = raw_value.decode("latin-1")
-        read[name] = f"{read[name]}, {value}" if name in read else value
-    return read
-
-
-def _plain_within(headers: Mapping[str, str], cap: int) -> bool:
-    """A body of a declared length within ``cap`` that needs no decoding."""
-    declared = declared_length(headers.get("content-length"))
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    return declared is not None and declared <= cap and encoding in ("", "identity")
-
-
-async def _read_capped(response: httpx.Response, headers: Mapping[str, str], cap: int) -> bytes:
-    """The decoded body, read until ``cap`` bytes at most (then ``UnusableAnswer``)."""
-    too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
-    declared = declared_length(headers.get("content-length"))
-    if declared is not None and declared > cap:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable
-from typing import Final
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Final, TypeVar
 
 import httpx
 import stamina
@@ -36,6 +36,10 @@ DEFAULT_THROTTLE_WAIT: Final = 1
 _MIN_SERVER_WAIT: Final = 0.1
 #: stamina's ``wait_exp_base``: each backoff doubles the one before.
 _EXP_BASE: Final = 2.0
+# stamina warns on a timeout of 0; any timeout not above 0 stops after the failure, as it should.
+_SPENT: Final = -1.0
+
+T = TypeVar("T")
 
 
 class RetryHook:
@@ -70,6 +74,25 @@ class RetryHook:
             wait_jitter=s.backoff_initial,
             wait_exp_base=_EXP_BASE,
         )
+
+    async def after_first(self, first: Exception, attempt: Callable[[], Awaitable[T]]) -> T:
+        """stamina's loop, entered only once the first try failed with ``first``.
+
+        The first try runs outside the loop, because building stamina's loop costs about as
+        much as the rest of the session's work on a request. The loop's own first try raises
+        ``first`` again, so stamina sees the same failure at the same attempt number as if it
+        had run that try: the hook, the backoff, the retry log line and the attempt count are
+        unchanged. Its ``timeout`` is the time left now, which ends at the same deadline.
+        """
+        replay: Exception | None = first
+        remaining = self._deadline - time.monotonic()
+        async for try_ in self.attempts(remaining if remaining > 0 else _SPENT):
+            with try_:
+                if replay is not None:
+                    failed, replay = replay, None
+                    raise failed
+                return await attempt()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __call__(self, exc: Exception) -> bool | float:
         reason = self._reason(exc)

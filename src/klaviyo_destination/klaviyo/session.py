@@ -105,9 +105,11 @@ class KlaviyoSession:
             raise self._out_of_time(request, None, "delivery deadline reached before sending")
         hook = RetryHook(client.settings, client.metrics, request.endpoint, deadline)
         try:
-            async for attempt in hook.attempts(remaining):
-                with attempt:
-                    return await self._attempt(request, deadline)
+            try:
+                return await self._attempt(request, deadline)
+            except Exception as exc:  # the hook decides on it, in stamina's loop
+                first = exc  # retried outside this handler: no failure chained to the next
+            return await hook.after_first(first, lambda: self._attempt(request, deadline))
         except UnusableAnswer as exc:
             raise KlaviyoUnavailable(f"Klaviyo's answer could not be read: {exc}") from None
         except httpx.TransportError as exc:
@@ -116,7 +118,6 @@ class KlaviyoSession:
             raise self._out_of_time(
                 request, hook.last_unavailable, "delivery deadline reached waiting for Klaviyo"
             ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, request: PlannedRequest, deadline: float) -> KlaviyoAnswer:
         """One try under the time left: ``asyncio.timeout`` bounds the slot and the exchange

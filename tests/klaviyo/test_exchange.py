@@ -1,5 +1,6 @@
-"""The default transport (``klaviyo/transport.py``, aiohttp's pool under httpx's types) against
-real servers on loopback: every rule the client kept through httpx holds through it.
+"""The production exchange (``klaviyo/exchange.py``'s ``AiohttpExchange``: aiohttp called
+straight, no httpx types) against real servers on loopback: every rule the client kept through
+httpx holds through it.
 
 Each test runs a small asyncio server whose behaviour is the test's: it answers, redirects,
 streams too much, stalls, reads nothing, or drops the connection. No double: the bytes cross a
@@ -23,8 +24,9 @@ from pydantic import SecretStr
 from klaviyo_destination.errors import KlaviyoUnavailable
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
 from klaviyo_destination.klaviyo.answers import transport_error
+from klaviyo_destination.klaviyo.exchange import AiohttpExchange
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
-from klaviyo_destination.klaviyo.transport import AiohttpTransport, _translate
+from klaviyo_destination.klaviyo.transport import _translate
 from klaviyo_destination.settings import Settings
 from tests.klaviyo.helpers import KEY, deliver, event
 
@@ -106,14 +108,17 @@ def settings(port: int, **overrides: object) -> Settings:
 
 
 def client(s: Settings) -> KlaviyoClient:
-    """The client as the app builds it: no transport injected, so ``AiohttpTransport``."""
+    """The client as the app builds it: no transport injected, so ``AiohttpExchange``."""
     return KlaviyoClient(s, rate_limiter=RateLimiter.from_settings(s))
 
 
-def request(port: int, content: bytes = b"{}", **timeouts: float) -> httpx.Request:
-    limits = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0, **timeouts}
-    url = f"http://127.0.0.1:{port}/api/events"
-    return httpx.Request("POST", url, content=content, extensions={"timeout": limits})
+async def exchange(port: int, content: bytes = b"{}", **overrides: object) -> None:
+    """One POST through a new production exchange, made from ``settings(port, **overrides)``."""
+    made = AiohttpExchange(settings(port, **overrides))
+    try:
+        await made("POST", f"http://127.0.0.1:{port}/api/events", (), content)
+    finally:
+        await made.aclose()
 
 
 async def test_an_answer_is_delivered_with_the_headers_httpx_sent() -> None:
@@ -231,25 +236,17 @@ async def test_a_dropped_connection_is_retried_as_a_reset() -> None:
         outcome = await deliver(c, [event()])
     assert outcome.status == "delivered"
     assert len(seen.heads) == 2
-    transport = AiohttpTransport(limits=httpx.Limits())
-    try:
-        async with server(drop_first) as (port, _):
-            with pytest.raises(httpx.TransportError) as raised:
-                await transport.handle_async_request(request(port))
-    finally:
-        await transport.aclose()
+    async with server(drop_first) as (port, _):
+        with pytest.raises(httpx.TransportError) as raised:
+            await exchange(port)
     assert transport_error(raised.value) == (500, "[ECONNRESET] :: Connection reset by peer")
 
 
 async def test_a_refused_connection_is_a_connect_error() -> None:
     async with server(answering(ACCEPTED)) as (port, _):
         pass  # closed: nothing listens on the port now
-    transport = AiohttpTransport(limits=httpx.Limits())
-    try:
-        with pytest.raises(httpx.ConnectError) as raised:
-            await transport.handle_async_request(request(port))
-    finally:
-        await transport.aclose()
+    with pytest.raises(httpx.ConnectError) as raised:
+        await exchange(port)
     assert transport_error(raised.value) == (500, "[ECONNREFUSED] :: Connection refused")
 
 
@@ -258,13 +255,9 @@ async def test_a_silent_server_is_a_read_timeout() -> None:
         await read_request(reader, seen)
         await asyncio.sleep(5)
 
-    transport = AiohttpTransport(limits=httpx.Limits())
-    try:
-        async with server(silent) as (port, _):
-            with pytest.raises(httpx.ReadTimeout) as raised:
-                await transport.handle_async_request(request(port, read=0.2))
-    finally:
-        await transport.aclose()
+    async with server(silent) as (port, _):
+        with pytest.raises(httpx.ReadTimeout) as raised:
+            await exchange(port, read_timeout=0.2)
     assert transport_error(raised.value) == (500, "[ECONNABORTED] :: Connection aborted")
 
 
@@ -272,14 +265,10 @@ async def test_a_server_that_reads_nothing_is_a_write_timeout() -> None:
     async def deaf(_reader: Reader, _writer: Writer, _seen: Seen) -> None:
         await asyncio.sleep(5)
 
-    transport = AiohttpTransport(limits=httpx.Limits())
-    try:
-        async with server(deaf) as (port, _):
-            big = b"x" * (64 * 1024 * 1024)  # more than both sockets' buffers hold
-            with pytest.raises(httpx.WriteTimeout):
-                await transport.handle_async_request(request(port, big, write=0.3))
-    finally:
-        await transport.aclose()
+    async with server(deaf) as (port, _):
+        big = b"x" * (64 * 1024 * 1024)  # more than both sockets' buffers hold
+        with pytest.raises(httpx.WriteTimeout):
+            await exchange(port, big, write_timeout=0.3)
 
 
 async def test_a_full_pool_is_a_pool_timeout() -> None:
@@ -289,18 +278,17 @@ async def test_a_full_pool_is_a_pool_timeout() -> None:
         writer.write(ACCEPTED)
         await writer.drain()
 
-    transport = AiohttpTransport(limits=httpx.Limits(max_connections=1))
+    made = AiohttpExchange(settings(0, max_connections=1, pool_timeout=0.1))
     try:
         async with server(slow) as (port, _):
-            first = asyncio.create_task(transport.handle_async_request(request(port)))
+            url = f"http://127.0.0.1:{port}/api/events"
+            first = asyncio.create_task(made("POST", url, (), b"{}"))
             await asyncio.sleep(0.1)
             with pytest.raises(httpx.PoolTimeout):
-                await transport.handle_async_request(request(port, pool=0.1))
-            answer = await first
-            await answer.aread()
-            await answer.aclose()
+                await made("POST", url, (), b"{}")
+            assert (await first).status == 202
     finally:
-        await transport.aclose()
+        await made.aclose()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,299 @@
+"""One HTTP exchange with Klaviyo, read to a ``KlaviyoAnswer``: the seam under the client.
+
+An :class:`Exchange` sends a request (method, URL, encoded headers, body) and returns the answer
+read once, its body capped at ``MAX_ANSWER_BYTES`` and decoded; it raises
+``httpx.TransportError`` (connect, read, write and pool timeouts, a dropped connection, ...),
+:class:`UnusableAnswer` among them, so ``answers.transport_error`` and the retry policy classify
+failures as they always did. Two of them:
+
+* :class:`AiohttpExchange`, production: an ``aiohttp.ClientSession`` called straight, with no
+  ``httpx.Request``/``Response`` between (they were about 90 us of the 150 an exchange cost:
+  docs/architecture.md, "The HTTP client"). It keeps every rule the httpx transport kept
+  (``transport.py`` holds the shared pieces): the four timeouts with httpx's error classes, no
+  redirect followed, no decompression by aiohttp (a gzip answer is decoded by httpx's
+  ``Response``, as before), the proxies of the environment.
+* :class:`HttpxExchange`, for an injected ``httpx.AsyncBaseTransport``: ``httpx.MockTransport``
+  with respx, ``httpx.ASGITransport`` with the emulator; the test doubles work as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.request
+from collections.abc import Iterable, Mapping
+from typing import Final, Protocol
+
+import aiohttp
+import httpx
+import yarl
+
+from ..content_length import declared_length
+from ..errors import UnusableAnswer
+from ..settings import Settings
+from .answers import KlaviyoAnswer
+from .transport import _KEPT, _MAX_HEADER_LINE, _acquire, _Body, _mapped, _Written
+
+#: A request's headers, encoded: ``KlaviyoClient.request_headers`` makes them.
+RequestHeaders = tuple[tuple[bytes, bytes], ...]
+#: Seconds an idle connection is kept (httpx's ``keepalive_expiry``, as the client had it).
+_KEEPALIVE: Final = 5.0
+#: Headers about the body as sent, not as read (decoded, possibly of another length).
+_RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class Exchange(Protocol):
+    """Send one request, return its answer read (see the module's docstring)."""
+
+    async def __call__(
+        self, method: str, url: str, headers: RequestHeaders, body: bytes
+    ) -> KlaviyoAnswer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpExchange:
+    """The production exchange: one ``aiohttp.ClientSession`` (made on first use, inside the
+    running loop; closed by :meth:`aclose`), the settings' timeouts and connection cap."""
+
+    def __init__(
+        self, settings: Settings, *, trust_env: bool = True, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        self._cap = settings.max_answer_bytes
+        self._max_connections = settings.max_connections
+        self._pool = settings.pool_timeout
+        self._write = settings.write_timeout
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=None,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
+        )
+        # As httpx's client read them (``trust_env``): once, at start-up. aiohttp's own
+        # ``trust_env`` would read ~/.netrc in a thread for every request.
+        self._proxies = urllib.request.getproxies_environment() if trust_env else {}
+        self._ssl: ssl.SSLContext | bool = (
+            httpx.create_ssl_context(verify=verify) if verify is not False else False
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
+        self._headers: dict[RequestHeaders, list[tuple[str, str]]] = {}
+        self._slots = asyncio.Semaphore(self._max_connections) if self._max_connections else None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=_KEEPALIVE,
+            ssl=self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,  # proxies: _target
+            max_line_size=_MAX_HEADER_LINE,
+            max_field_size=_MAX_HEADER_LINE,
+            # The request's headers are all its own; aiohttp adds none.
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        )
+        return self._session
+
+    async def __call__(
+        self, method: str, url: str, headers: RequestHeaders, body: bytes
+    ) -> KlaviyoAnswer:
+        session = self._session or self._open()
+        slots = self._slots
+        if slots is not None:
+            await _acquire(slots, self._pool)
+        try:
+            response = await self._send(session, method, url, headers, body)
+            try:
+                return await self._read(response)
+            finally:
+                # Read to its end: the connection goes back to the pool; else it is closed,
+                # not drained (an answer over the cap).
+                if response.content.is_eof():
+                    response.release()
+                else:
+                    response.close()
+        finally:
+            if slots is not None:
+                slots.release()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        headers: RequestHeaders,
+        body: bytes,
+    ) -> aiohttp.ClientResponse:
+        target, proxy = self._target(url)
+        written = _Written(self._write)
+        try:
+            with _mapped(connecting=True):
+                return await session.request(
+                    method,
+                    target,
+                    headers=[*self._decoded(headers), ("Content-Length", str(len(body)))],
+                    data=written.body(body) if body else None,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    timeout=self._timeout,
+                )
+        except httpx.TransportError:
+            if written.timed_out:
+                raise httpx.WriteTimeout(f"request not written within {self._write} s") from None
+            raise
+        finally:
+            written.cancel()
+
+    async def _read(self, response: aiohttp.ClientResponse) -> KlaviyoAnswer:
+        read = headers_of(response.raw_headers)
+        if plain_within(read, self._cap):
+            # The usual answer: Content-Length framing bounds this read, no decoding needed.
+            with _mapped(connecting=False):
+                content = await response.content.read()
+            return KlaviyoAnswer.read(response.status, read, content)
+        # Encoded or of unknown length (rare): httpx's Response decodes it, as it always did.
+        streamed = httpx.Response(
+            response.status, headers=response.raw_headers, stream=_Body(response, None)
+        )
+        return await read_encoded(streamed, read, self._cap)
+
+    def _target(self, url: str) -> tuple[yarl.URL, str | None]:
+        """``url`` as aiohttp takes it and its proxy, worked out once (a client sends to a few
+        URLs): ``HTTP(S)_PROXY`` or ``ALL_PROXY``, unless ``NO_PROXY`` names the host."""
+        found = self._targets.get(url)
+        if found is None:
+            proxy = None
+            if self._proxies:
+                parsed = httpx.URL(url)
+                bypass = urllib.request.proxy_bypass(parsed.netloc.decode("ascii"))
+                proxy = self._proxies.get(parsed.scheme) or self._proxies.get("all")
+                proxy = None if bypass else proxy
+            found = (yarl.URL(url, encoded=True), proxy)
+            if len(self._targets) < _KEPT:
+                self._targets[url] = found
+        return found
+
+    def _decoded(self, headers: RequestHeaders) -> list[tuple[str, str]]:
+        """The headers as aiohttp takes them (Latin-1, as HTTP has it), once per set."""
+        found = self._headers.get(headers)
+        if found is None:
+            found = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+            if len(self._headers) < _KEPT:
+                self._headers[headers] = found
+        return found
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class HttpxExchange:
+    """An ``httpx.AsyncBaseTransport`` as the exchange (a test double, or another transport):
+    an ``httpx.Request`` with the settings' timeouts as its ``timeout`` extension."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, settings: Settings) -> None:
+        self._transport = transport
+        self._cap = settings.max_answer_bytes
+        self._timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ).as_dict()
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed once (a client sends to a few URLs)."""
+        found = self._urls.get(url)
+        if found is None:
+            found = httpx.URL(url)
+            if len(self._urls) < _KEPT:
+                self._urls[url] = found
+        return found
+
+    async def __call__(
+        self, method: str, url: str, headers: RequestHeaders, body: bytes
+    ) -> KlaviyoAnswer:
+        # A stream, not content=: httpx then adds no headers of its own, so the request is
+        # not parsed again for Host and Content-Length (both are here already).
+        outgoing = httpx.Request(
+            method,
+            self._url(url),
+            headers=[*headers, (b"Content-Length", str(len(body)).encode())],
+            stream=httpx.ByteStream(body),
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            streamed = await self._transport.handle_async_request(outgoing)
+            streamed.request = outgoing
+            try:
+                read = headers_of(streamed.headers.raw)
+                if not plain_within(read, self._cap):
+                    return await read_encoded(streamed, read, self._cap)
+                if streamed.is_stream_consumed:  # a test double's, read when built
+                    content = streamed.content
+                else:
+                    content = b"".join([chunk async for chunk in streamed.aiter_raw()])
+                return KlaviyoAnswer.read(streamed.status_code, read, content)
+            finally:
+                await streamed.aclose()
+        except httpx.TransportError:
+            raise
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+            raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def headers_of(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The answer's headers read once, names lower-case, repeated ones joined with ", " (as
+    ``httpx.Headers.get`` joins them)."""
+    read: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1").lower()
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        read[name] = f"{read[name]}, {value}" if name in read else value
+    return read
+
+
+def plain_within(headers: Mapping[str, str], cap: int) -> bool:
+    """A body of a declared length within ``cap`` that needs no decoding."""
+    declared = declared_length(headers.get("content-length"))
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    return declared is not None and declared <= cap and encoding in ("", "identity")
+
+
+async def read_encoded(
+    response: httpx.Response, headers: Mapping[str, str], cap: int
+) -> KlaviyoAnswer:
+    """The answer decoded by httpx (gzip, deflate), read until ``cap`` bytes at most (then
+    ``UnusableAnswer``); a body that does not decode is ``UnusableAnswer`` too."""
+    too_large = UnusableAnswer(f"answer over MAX_ANSWER_BYTES ({cap} bytes): not read")
+    declared = declared_length(headers.get("content-length"))
+    if declared is not None and declared > cap:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            chunks.append(chunk)
+    except httpx.TransportError:
+        raise
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        # DecodingError (a corrupt gzip body) and the like: the answer came, unusable.
+        raise UnusableAnswer(f"{type(exc).__name__}: {exc}") from None
+    # The body is decoded now, so the headers must no longer say it is encoded.
+    kept = {name: value for name, value in headers.items() if name not in _RAW}
+    return KlaviyoAnswer.read(response.status_code, kept, b"".join(chunks))
