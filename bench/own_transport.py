@@ -16,12 +16,12 @@ import httpx
 import yarl
 
 from klaviyo_destination.klaviyo.transport import (
-    _KEPT,
-    _MAX_HEADER_LINE,
-    _acquire,
-    _Body,
-    _mapped,
-    _Written,
+    KEPT,
+    MAX_HEADER_LINE,
+    AnswerStream,
+    Written,
+    acquire_slot,
+    mapped_errors,
 )
 
 
@@ -61,8 +61,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             auto_decompress=False,
             trust_env=False,  # proxies: _proxy
-            max_line_size=_MAX_HEADER_LINE,
-            max_field_size=_MAX_HEADER_LINE,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
             # httpx's own default headers arrive with the request; aiohttp adds none of its own.
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
         )
@@ -73,7 +73,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         slots = self._slots
         if slots is not None:
-            await _acquire(slots, timeout.get("pool"))
+            await acquire_slot(slots, timeout.get("pool"))
         try:
             response = await self._send(session, request, timeout)
         except BaseException:
@@ -83,7 +83,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=_Body(response, slots),
+            stream=AnswerStream(response, slots),
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": (response.reason or "").encode(),
@@ -95,9 +95,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> aiohttp.ClientResponse:
         body = await request.aread()
         write = limits.get("write")
-        written = _Written(write)
+        written = Written(write)
         try:
-            with _mapped(connecting=True):
+            with mapped_errors(connecting=True):
                 return await session.request(
                     request.method,
                     self._url(request.url),
@@ -124,7 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         found = self._urls.get(text)
         if found is None:
             found = yarl.URL(text, encoded=True)
-            if len(self._urls) < _KEPT:
+            if len(self._urls) < KEPT:
                 self._urls[text] = found
         return found
 
@@ -136,7 +136,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             found = aiohttp.ClientTimeout(
                 total=None, connect=None, sock_connect=connect, sock_read=read
             )
-            if len(self._timeouts) < _KEPT:
+            if len(self._timeouts) < KEPT:
                 self._timeouts[(connect, read)] = found
         return found
 

@@ -26,7 +26,7 @@ from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
 from klaviyo_destination.klaviyo.answers import transport_error
 from klaviyo_destination.klaviyo.exchange import AiohttpExchange
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
-from klaviyo_destination.klaviyo.transport import _translate
+from klaviyo_destination.klaviyo.transport import translate_error
 from klaviyo_destination.settings import Settings
 from tests.klaviyo.helpers import KEY, deliver, event
 
@@ -303,7 +303,7 @@ async def test_a_full_pool_is_a_pool_timeout() -> None:
 def test_aiohttp_errors_are_named_as_httpx_named_them(
     raised: BaseException, expected: type[httpx.TransportError]
 ) -> None:
-    assert type(_translate(raised, connecting=True)) is expected
+    assert type(translate_error(raised, connecting=True)) is expected
 
 
 async def test_the_key_is_never_in_a_transport_error() -> None:

@@ -32,7 +32,15 @@ from ..content_length import declared_length
 from ..errors import UnusableAnswer
 from ..settings import Settings
 from .answers import KlaviyoAnswer
-from .transport import _KEPT, _MAX_HEADER_LINE, _acquire, _Body, _mapped, _Written
+from .transport import (
+    KEPT,
+    MAX_HEADER_LINE,
+    AnswerStream,
+    Written,
+    acquire_slot,
+    give_back,
+    mapped_errors,
+)
 
 #: A request's headers, encoded: ``KlaviyoClient.request_headers`` makes them.
 RequestHeaders = tuple[tuple[bytes, bytes], ...]
@@ -91,8 +99,8 @@ class AiohttpExchange:
             connector=connector,
             auto_decompress=False,
             trust_env=False,  # proxies: _target
-            max_line_size=_MAX_HEADER_LINE,
-            max_field_size=_MAX_HEADER_LINE,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
             # The request's headers are all its own; aiohttp adds none.
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
         )
@@ -104,18 +112,13 @@ class AiohttpExchange:
         session = self._session or self._open()
         slots = self._slots
         if slots is not None:
-            await _acquire(slots, self._pool)
+            await acquire_slot(slots, self._pool)
         try:
             response = await self._send(session, method, url, headers, body)
             try:
                 return await self._read(response)
             finally:
-                # Read to its end: the connection goes back to the pool; else it is closed,
-                # not drained (an answer over the cap).
-                if response.content.is_eof():
-                    response.release()
-                else:
-                    response.close()
+                give_back(response)
         finally:
             if slots is not None:
                 slots.release()
@@ -129,9 +132,9 @@ class AiohttpExchange:
         body: bytes,
     ) -> aiohttp.ClientResponse:
         target, proxy = self._target(url)
-        written = _Written(self._write)
+        written = Written(self._write)
         try:
-            with _mapped(connecting=True):
+            with mapped_errors(connecting=True):
                 return await session.request(
                     method,
                     target,
@@ -152,12 +155,12 @@ class AiohttpExchange:
         read = headers_of(response.raw_headers)
         if plain_within(read, self._cap):
             # The usual answer: Content-Length framing bounds this read, no decoding needed.
-            with _mapped(connecting=False):
+            with mapped_errors(connecting=False):
                 content = await response.content.read()
             return KlaviyoAnswer.read(response.status, read, content)
         # Encoded or of unknown length (rare): httpx's Response decodes it, as it always did.
         streamed = httpx.Response(
-            response.status, headers=response.raw_headers, stream=_Body(response, None)
+            response.status, headers=response.raw_headers, stream=AnswerStream(response, None)
         )
         return await read_encoded(streamed, read, self._cap)
 
@@ -173,7 +176,7 @@ class AiohttpExchange:
                 proxy = self._proxies.get(parsed.scheme) or self._proxies.get("all")
                 proxy = None if bypass else proxy
             found = (yarl.URL(url, encoded=True), proxy)
-            if len(self._targets) < _KEPT:
+            if len(self._targets) < KEPT:
                 self._targets[url] = found
         return found
 
@@ -182,7 +185,7 @@ class AiohttpExchange:
         found = self._headers.get(headers)
         if found is None:
             found = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
-            if len(self._headers) < _KEPT:
+            if len(self._headers) < KEPT:
                 self._headers[headers] = found
         return found
 
@@ -212,7 +215,7 @@ class HttpxExchange:
         found = self._urls.get(url)
         if found is None:
             found = httpx.URL(url)
-            if len(self._urls) < _KEPT:
+            if len(self._urls) < KEPT:
                 self._urls[url] = found
         return found
 

@@ -3,14 +3,15 @@
 The client kept these rules through httpx, and keeps them on aiohttp:
 
 * **timeouts** as httpx had them: ``pool`` bounds the wait for a connection slot
-  (:class:`httpx.PoolTimeout`, :func:`_acquire`), ``connect`` the TCP connect and TLS handshake
+  (:class:`httpx.PoolTimeout`, :func:`acquire_slot`), ``connect`` the TCP connect and TLS handshake
   (:class:`httpx.ConnectTimeout`), ``write`` the time to hand the request to the socket
-  (:class:`httpx.WriteTimeout`, :class:`_Written`), ``read`` each wait for the answer's bytes
+  (:class:`httpx.WriteTimeout`, :class:`Written`), ``read`` each wait for the answer's bytes
   (:class:`httpx.ReadTimeout`);
-* **errors** as httpx's transport errors (:class:`_mapped`), so ``answers.transport_error``
+* **errors** as httpx's transport errors (:class:`mapped_errors`), so ``answers.transport_error``
   classifies them as before;
-* the answer **streamed** (:class:`_Body`, for httpx's decoding of a gzip answer): a caller that
-  stops reading (``MAX_ANSWER_BYTES``) closes the connection instead of draining it.
+* the answer **streamed** (:class:`AnswerStream`, for httpx's decoding of a gzip answer): a
+  caller that stops reading (``MAX_ANSWER_BYTES``) closes the connection instead of draining it
+  (:func:`give_back`).
 
 Round 1 of issue 26 wrapped them in an ``httpx.AsyncBaseTransport``; ``bench/own_transport.py``
 keeps that class for the comparison of clients (``bench/clients.py``).
@@ -26,12 +27,12 @@ import aiohttp
 import httpx
 
 #: Wider than aiohttp's 8,190: httpx's parser (h11) took header blocks up to 16 KiB.
-_MAX_HEADER_LINE: Final = 16 * 1024
+MAX_HEADER_LINE: Final = 16 * 1024
 #: How many URLs and timeout pairs are kept parsed, at most.
-_KEPT: Final = 256
+KEPT: Final = 256
 
 
-async def _acquire(slots: asyncio.Semaphore, pool: float | None) -> None:
+async def acquire_slot(slots: asyncio.Semaphore, pool: float | None) -> None:
     if not slots.locked():
         await slots.acquire()  # a free slot: no timer
         return
@@ -42,7 +43,7 @@ async def _acquire(slots: asyncio.Semaphore, pool: float | None) -> None:
         raise httpx.PoolTimeout(f"no connection free within {pool} s") from None
 
 
-class _Written:
+class Written:
     """The write timeout: the request must be handed to the socket within ``seconds``.
 
     The body goes as a one-chunk async iterable, so aiohttp resumes it only once that chunk is
@@ -72,7 +73,7 @@ class _Written:
             self._timer = None
 
 
-class _Body(httpx.AsyncByteStream):
+class AnswerStream(httpx.AsyncByteStream):
     """The answer's bytes as aiohttp reads them; closing it returns the connection to the pool
     when the answer was read to its end, and closes it otherwise."""
 
@@ -82,24 +83,29 @@ class _Body(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
-        with _mapped(connecting=False):
+        with mapped_errors(connecting=False):
             while chunk := await content.readany():
                 yield chunk
 
     async def aclose(self) -> None:
-        response = self._response
         slots, self._slots = self._slots, None
         try:
-            if response.content.is_eof():
-                response.release()
-            else:
-                response.close()
+            give_back(self._response)
         finally:
             if slots is not None:
                 slots.release()
 
 
-class _mapped:
+def give_back(response: aiohttp.ClientResponse) -> None:
+    """An answer read to its end returns its connection to the pool; any other is closed, not
+    drained (an answer over the cap)."""
+    if response.content.is_eof():
+        response.release()
+    else:
+        response.close()
+
+
+class mapped_errors:
     """aiohttp's exceptions as httpx's transport errors, as httpcore raised them."""
 
     def __init__(self, *, connecting: bool) -> None:
@@ -113,10 +119,10 @@ class _mapped:
     ) -> None:
         if exc is None or not isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError):
             return
-        raise _translate(exc, connecting=self._connecting) from exc
+        raise translate_error(exc, connecting=self._connecting) from exc
 
 
-def _translate(exc: BaseException, *, connecting: bool) -> httpx.TransportError:
+def translate_error(exc: BaseException, *, connecting: bool) -> httpx.TransportError:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message)
