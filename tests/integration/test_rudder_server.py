@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from support.emulator_control import EmulatorControl
-from support.rudder_server import Panic, RudderServer
+from support.rudder_server import DEFAULT_FEATURES, Panic, RudderServer
 from support.servers import (
     Server,
     start_service,
@@ -306,8 +306,16 @@ def test_an_unreachable_upstream_is_a_5xx_rudder_server_retries(
         answer = httpx.post(server.url + "/customTransform", json=[])
         assert answer.status_code == 502
         assert answer.json()["error"]["code"] == "upstream_unavailable"
+        # Until the upstream has answered /features, a 5xx: rudder-server keeps what it had (its
+        # defaults at start: compaction off), never compacted bodies the upstream may not read.
+        answer = httpx.get(server.url + "/features")
+        assert answer.status_code == 502
+        assert answer.json()["error"]["code"] == "upstream_unavailable"
+        assert "RUDDER_TRANSFORMER_URL" in answer.json()["error"]["message"]
         client = RudderServer(server.url, max_retry=1, retry_sleep=0.01)
-        client.fetch_features()  # still a document without the upstream's: no panic
+        features = client.fetch_features()  # no panic
+        assert features.document == DEFAULT_FEATURES
+        assert not features.compacted
         with pytest.raises(Panic):
             client.processor_transform([event(1, "h1", name="HS")], "HS")
         client.close()

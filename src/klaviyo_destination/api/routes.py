@@ -206,7 +206,17 @@ async def post_transform(request: Request) -> Response:
 )
 async def features(request: Request) -> Response:
     front = _protocol_front(Call.of(request))
-    upstream = await front.upstream.features() if front.upstream is not None else None
+    if front.upstream is None:
+        return Answer.json(merged_features(None), headers=API_VERSION).response()
+    upstream = await front.upstream.features()
+    if upstream is None:
+        # Never more than the upstream supports: on a 5xx rudder-server keeps the document it
+        # had (its defaults at start, compaction off), where ours alone would switch compacted
+        # bodies on for every destination and drop the upstream's routerTransform flags.
+        raise UpstreamError(
+            "the upstream transformer (RUDDER_TRANSFORMER_URL) has not answered /features yet; "
+            "rudder-server keeps the features it had until it does"
+        )
     return Answer.json(merged_features(upstream), headers=API_VERSION).response()
 
 
