@@ -231,8 +231,11 @@ def _embedded_app(settings: Settings, host: str, port: int) -> FastAPI:
     )
     _say(f"Service:  {url}   (API docs: {url}/docs)")
     sample = '{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1","properties":{}}'
-    _say(f"Try:      curl -s {url}/v1/events -H 'content-type: application/json' -d '{sample}'")
+    # The token's place, never the token: the banner is a log line.
     auth = " -H 'Authorization: Bearer <WEBHOOK_TOKEN>'" if settings.webhook_token else ""
+    _say(
+        f"Try:      curl -s{auth} {url}/v1/events -H 'content-type: application/json' -d '{sample}'"
+    )
     _say(f"See what arrived: curl -s{auth} {url}/emulator/__emulator/state")
     _say_upstream(settings)
     return create_app(

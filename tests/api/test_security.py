@@ -14,6 +14,7 @@ import inspect
 import io
 import json
 import logging
+import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -519,6 +520,35 @@ async def embedded(way: str, token: str | None) -> AsyncIterator[httpx.AsyncClie
         app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
     async with served(served_way(way, app, Settings(**values))) as client:
         yield client
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("token", [TOKEN, None], ids=["token", "no-token"])
+async def test_the_banners_curl_lines_work_as_printed(way: str, token: str | None) -> None:
+    """Each curl line of the start-up banner, run as printed (the token in its placeholder's
+    place), is answered, not refused: with a token set, the lines carry its header."""
+    values: dict[str, Any] = {"webhook_token": SecretStr(token) if token else None}
+    banner = io.StringIO()
+    with contextlib.redirect_stdout(banner):
+        app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
+    assert_no_secret(banner.getvalue(), "the banner")
+    lines = [
+        line.split("curl ", 1)[1] for line in banner.getvalue().splitlines() if "curl " in line
+    ]
+    assert len(lines) == 2
+    async with served(served_way(way, app, Settings(**values))) as client:
+        for line in lines:
+            words = shlex.split(line.replace("<WEBHOOK_TOKEN>", token or ""))
+            url = next(word for word in words if word.startswith("http://"))
+            headers = dict(
+                words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H"
+            )
+            body = words[words.index("-d") + 1] if "-d" in words else None
+            response = await client.request(
+                "POST" if body else "GET", url, content=body, headers=headers
+            )
+            assert response.status_code in (200, 202), (line, response.text)
+            assert ("Authorization" in headers) is (token is not None)
 
 
 KLAVIYO_HEADERS = {"revision": "2023-02-22", "Content-Type": "application/json"}
