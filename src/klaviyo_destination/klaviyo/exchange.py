@@ -19,6 +19,7 @@ failures as they always did. Two of them:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -84,8 +85,8 @@ class AiohttpExchange:
             httpx.create_ssl_context(verify=verify) if verify is not False else False
         )
         self._session: aiohttp.ClientSession | None = None
-        self._targets: dict[str, tuple[yarl.URL, str | None]] = {}
-        self._headers: dict[RequestHeaders, list[tuple[str, str]]] = {}
+        # A client sends to a few URLs with a few sets of headers: each worked out once.
+        self._target = functools.lru_cache(maxsize=KEPT)(self._target_of)
         self._slots = asyncio.Semaphore(self._max_connections) if self._max_connections else None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -138,7 +139,7 @@ class AiohttpExchange:
                 return await session.request(
                     method,
                     target,
-                    headers=[*self._decoded(headers), ("Content-Length", str(len(body)))],
+                    headers=[*_latin1(headers), ("Content-Length", str(len(body)))],
                     data=written.body(body) if body else None,
                     allow_redirects=False,
                     proxy=proxy,
@@ -164,30 +165,16 @@ class AiohttpExchange:
         )
         return await read_encoded(streamed, read, self._cap)
 
-    def _target(self, url: str) -> tuple[yarl.URL, str | None]:
-        """``url`` as aiohttp takes it and its proxy, worked out once (a client sends to a few
-        URLs): ``HTTP(S)_PROXY`` or ``ALL_PROXY``, unless ``NO_PROXY`` names the host."""
-        found = self._targets.get(url)
-        if found is None:
-            proxy = None
-            if self._proxies:
-                parsed = httpx.URL(url)
-                bypass = urllib.request.proxy_bypass(parsed.netloc.decode("ascii"))
-                proxy = self._proxies.get(parsed.scheme) or self._proxies.get("all")
-                proxy = None if bypass else proxy
-            found = (yarl.URL(url, encoded=True), proxy)
-            if len(self._targets) < KEPT:
-                self._targets[url] = found
-        return found
-
-    def _decoded(self, headers: RequestHeaders) -> list[tuple[str, str]]:
-        """The headers as aiohttp takes them (Latin-1, as HTTP has it), once per set."""
-        found = self._headers.get(headers)
-        if found is None:
-            found = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
-            if len(self._headers) < KEPT:
-                self._headers[headers] = found
-        return found
+    def _target_of(self, url: str) -> tuple[yarl.URL, str | None]:
+        """``url`` as aiohttp takes it, and its proxy: ``HTTP(S)_PROXY`` or ``ALL_PROXY``, unless
+        ``NO_PROXY`` names the host."""
+        proxy = None
+        if self._proxies:
+            parsed = httpx.URL(url)
+            bypass = urllib.request.proxy_bypass(parsed.netloc.decode("ascii"))
+            proxy = self._proxies.get(parsed.scheme) or self._proxies.get("all")
+            proxy = None if bypass else proxy
+        return yarl.URL(url, encoded=True), proxy
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -208,16 +195,6 @@ class HttpxExchange:
             write=settings.write_timeout,
             pool=settings.pool_timeout,
         ).as_dict()
-        self._urls: dict[str, httpx.URL] = {}
-
-    def _url(self, url: str) -> httpx.URL:
-        """``url`` parsed once (a client sends to a few URLs)."""
-        found = self._urls.get(url)
-        if found is None:
-            found = httpx.URL(url)
-            if len(self._urls) < KEPT:
-                self._urls[url] = found
-        return found
 
     async def __call__(
         self, method: str, url: str, headers: RequestHeaders, body: bytes
@@ -226,7 +203,7 @@ class HttpxExchange:
         # not parsed again for Host and Content-Length (both are here already).
         outgoing = httpx.Request(
             method,
-            self._url(url),
+            _httpx_url(url),
             headers=[*headers, (b"Content-Length", str(len(body)).encode())],
             stream=httpx.ByteStream(body),
             extensions={"timeout": self._timeout},
@@ -252,6 +229,18 @@ class HttpxExchange:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+# A client sends to a few URLs with a few sets of headers: each worked out once.
+@functools.lru_cache(maxsize=KEPT)
+def _latin1(headers: RequestHeaders) -> list[tuple[str, str]]:
+    """The headers as aiohttp takes them (Latin-1, as HTTP has it)."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+@functools.lru_cache(maxsize=KEPT)
+def _httpx_url(url: str) -> httpx.URL:
+    return httpx.URL(url)
 
 
 def headers_of(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -28,7 +28,7 @@ import httpx
 
 #: Wider than aiohttp's 8,190: httpx's parser (h11) took header blocks up to 16 KiB.
 MAX_HEADER_LINE: Final = 16 * 1024
-#: How many URLs and timeout pairs are kept parsed, at most.
+#: How many URLs (and sets of headers, timeout pairs) are kept worked out, at most.
 KEPT: Final = 256
 
 
