@@ -41,7 +41,17 @@ KEY = "pk_live_SECRET_0123456789abcdef"
 TOKEN = "hook-SECRET-token-42"
 SECRETS = (KEY, TOKEN)
 BASE = "https://a.klaviyo.com"
-LOGGERS = ("", "httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access", "stamina")
+#: Every logger a request passes, at DEBUG: aiohttp's carry the Klaviyo requests.
+LOGGERS = (
+    "",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "stamina",
+)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -255,6 +265,11 @@ def test_token_comparison_is_constant_time() -> None:
 # --- 2. secrets never shown ----------------------------------------------------------------------
 
 
+def log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
 def rendered(record: logging.LogRecord) -> str:
     text = logging.Formatter("%(name)s %(levelname)s %(message)s").format(record)
     return text + repr(vars(record))
@@ -265,8 +280,7 @@ async def test_secrets_never_reach_logs_answers_or_metrics(
     build: Build,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name in LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
+    log_everything(caplog)
     klaviyo = EchoingKlaviyo()
     answers: list[httpx.Response] = []
     async with serving(klaviyo) as klaviyo_url:
@@ -650,8 +664,7 @@ async def test_a_key_echoed_in_any_member_of_klaviyos_errors_never_reaches_an_an
     build: Build,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name in LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
+    log_everything(caplog)
     kinds = ["rejected", "auth-fail", "throttle", "flaky"]
     batch = [event(kind, n) for n, kind in enumerate(kinds)] + [IDENTIFY]
     async with in_process(build, settings(max_attempts=2), echoing_handler) as client:
