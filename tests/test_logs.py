@@ -153,9 +153,11 @@ async def test_one_line_per_request_with_counts_and_request_id(
     [
         ("/v1/events", {}, b"{}", 401, "unauthorized"),
         ("/v1/events", "auth", b"{not json", 400, "invalid_request"),
-        ("/v1/nowhere", "auth", b"{}", 501, "not_served"),
+        ("/customTransform", "auth", b"{}", 501, "not_served"),
+        # not rudder-transformer's route either: a 404 naming the nearest of ours
+        ("/v1/nowhere", "auth", b"{}", 404, "http_404"),
     ],
-    ids=["no-token", "bad-json", "not-served"],
+    ids=["no-token", "bad-json", "not-served", "no-route"],
 )
 async def test_a_refused_request_says_why(
     client: httpx.AsyncClient,

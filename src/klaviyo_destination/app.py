@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,9 +10,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from prometheus_client import Counter
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
@@ -30,6 +33,7 @@ from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
 from .protocol import klaviyo_lookup
 from .protocol.bodies import Limits
 from .protocol.front import Front
+from .protocol.passthrough import is_transformer_route, upstream_path
 from .protocol.upstream import Upstream
 from .settings import Settings
 
@@ -111,24 +115,46 @@ def _upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) ->
     url = settings.rudder_transformer_url
     if url is None:
         return None
-    return Upstream(url, timeout=settings.rudder_transformer_timeout, transport=transport)
+    return Upstream(
+        url,
+        timeout=settings.rudder_transformer_timeout,
+        max_answer_bytes=settings.rudder_transformer_max_answer_bytes,
+        transport=transport,
+    )
 
 
 def _not_matched(not_found: ASGIApp) -> ASGIApp:
-    """No route matched: rudder-server's other transformer requests (any POST) go to the
-    upstream transformer, or get a clear 501; anything else is a 404."""
+    """No route matched: rudder-transformer's own routes go to the upstream transformer (or
+    get a clear 501 without one); anything else is a 404 that names our nearest route."""
 
     async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
-        call = Call(scope, receive)
-        if call.state["settings"].enable_rudder_protocol and (
-            call.state["front"].upstream is not None or call.method == "POST"
-        ):
-            response = served_response(await pass_through(call))
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await not_found(scope, receive, send)
             return
-        await not_found(scope, receive, send)
+        call = Call(scope, receive)
+        if call.state["settings"].enable_rudder_protocol:
+            upstream_path(scope)  # a path that would leave the upstream's base path: a 400
+            if is_transformer_route(call.method, call.path):
+                response = served_response(await pass_through(call))
+                await response(scope, receive, send)
+                return
+        raise HTTPException(404, _no_route(call.method, call.path))
 
     return fallback
+
+
+def _no_route(method: str, path: str) -> str:
+    """What a 404 says: the nearest of this service's routes, by path (difflib)."""
+    ours = {
+        route.path: sorted(route.methods or ())
+        for route in routes.routes
+        if isinstance(route, APIRoute)
+    }
+    said = f"no route {method} {path[:200]}"
+    nearest = difflib.get_close_matches(path, ours, n=1, cutoff=0.6)
+    if not nearest:
+        return f"{said}; every route is listed at /docs"
+    return f"{said}; did you mean {'/'.join(ours[nearest[0]])} {nearest[0]}? (every route: /docs)"
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -254,7 +254,10 @@ def _mounted(emulator: FastAPI, token: SecretStr | None) -> ASGIApp:
 
 def _say_upstream(settings: Settings) -> None:
     if settings.rudder_transformer_url is None:
-        _say("No RUDDER_TRANSFORMER_URL: only Klaviyo is transformed here; other requests 501.")
+        _say(
+            "No RUDDER_TRANSFORMER_URL: only Klaviyo is transformed here; "
+            "rudder-transformer's other routes get 501."
+        )
     else:
         _say(f"Other transformer requests pass through to {settings.rudder_transformer_url}")
 

@@ -74,7 +74,11 @@ class Settings(BaseSettings):
     # --- the rudder-server front ---
     #: Where every transformer request this service does not serve itself is passed through.
     rudder_transformer_url: str | None = None
+    #: seconds for one whole exchange with it: connect, request, the answer's headers and body
     rudder_transformer_timeout: float = Field(default=300.0, gt=0)
+    #: bytes of an answer of its read whole here (its /features document); more is a 502.
+    #: Passed-through answers are streamed, never held, so this does not limit them.
+    rudder_transformer_max_answer_bytes: int = Field(default=1024 * 1024, gt=0)
     #: rudder-server's own transformer takes bodies of up to 200 MB.
     max_protocol_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     #: One event larger than this (Klaviyo's ingestion limit) gets its own error output.

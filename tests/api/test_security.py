@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from klaviyo_destination import logs
@@ -36,6 +35,7 @@ from klaviyo_destination.klaviyo.facts import PROFILES_PATH
 from klaviyo_destination.planned import create_event, create_profile, subscribe
 from klaviyo_destination.settings import Settings
 from tests.helpers.apps import Build, served, served_way
+from tests.helpers.loopback import serving
 
 KEY = "pk_live_SECRET_0123456789abcdef"
 TOKEN = "hook-SECRET-token-42"
@@ -173,24 +173,6 @@ class EchoingKlaviyo:
             }
         )
         await send({"type": "http.response.body", "body": response.content})
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` under uvicorn on 127.0.0.1 (a free port), logging through the root logger."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, log_level="debug", lifespan="auto"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 -- uvicorn offers a flag, not an event
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @asynccontextmanager

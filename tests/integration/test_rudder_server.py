@@ -280,7 +280,7 @@ def test_other_destinations_pass_through_unchanged(
         ("POST", "/v2/sources/webhook?writeKey=w"),
         ("POST", "/deleteUsers"),
         ("POST", "/v1/destinations/hs/proxy"),
-        ("GET", "/transformation/sha?id=1"),
+        ("GET", "/test-router/v0/health?id=1"),
     ],
 )
 def test_every_other_transformer_request_reaches_the_upstream(

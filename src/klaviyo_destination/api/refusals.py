@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 API_VERSION: Final = {"apiVersion": "2"}
 #: the state key a protocol route sets: its error answers carry ``apiVersion`` too
 PROTOCOL: Final = "protocol"
+#: what a routing refusal is about: no route at this path, or not with this method
+_HTTP_FIELDS: Final = {404: "path", 405: "method"}
 _DISCONNECTED: Final = "the client closed the connection before the whole body arrived"
 
 
@@ -40,8 +42,9 @@ def refusal(scope: Scope, error: BaseException) -> Answer | None:
         detail = {"code": "invalid_request", "message": str(first.get("msg")), "field": field}
         fields, status, protocol = {"field": field}, 400, False
     elif isinstance(error, HTTPException):
-        detail = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": None}
-        fields, status, protocol = {}, error.status_code, False
+        about = _HTTP_FIELDS.get(error.status_code)
+        detail = {"code": f"http_{error.status_code}", "message": str(error.detail), "field": about}
+        fields, status, protocol = {"field": about}, error.status_code, False
     elif isinstance(error, ClientDisconnect):
         # An ordinary event (a sender timed out or was stopped): its log line, no traceback.
         # 499 is nginx's "client closed request"; nobody receives this answer.

@@ -20,6 +20,7 @@ from ..protocol import route
 from ..protocol.bodies import COMPACTED, processor_body, router_body
 from ..protocol.features import merged_features
 from ..protocol.front import Front
+from ..protocol.passthrough import upstream_path
 from ..settings import Settings
 from . import webhook
 from .auth import check_token
@@ -293,6 +294,7 @@ _post(
 async def pass_through(call: Call, *, body: bytes | bytearray | None = None) -> Served:
     """A request this service does not serve: to the upstream transformer, or a clear error."""
     front = _protocol_front(call)
+    path = upstream_path(call.scope)
     if front.upstream is None:
         message = (
             f"{call.method} {call.path} is not served by this service (it serves "
@@ -305,19 +307,24 @@ async def pass_through(call: Call, *, body: bytes | bytearray | None = None) -> 
     try:
         return await front.upstream.forward(
             call.method,
-            call.path,
+            path,
             call.query,
             call.raw_headers,
             body if body is not None else call.stream(),
+            broken=lambda exc: _annotate_failure(call, exc),
         )
     except UpstreamError as exc:
         return _upstream_failed(call, exc)
 
 
+def _annotate_failure(call: Call, exc: UpstreamError) -> None:
+    call.annotate(error=exc.code, reason=exc.message)
+
+
 def _upstream_failed(call: Call, exc: UpstreamError) -> Answer:
     """rudder-server retries a 5xx, so nothing it sent is lost while the upstream is away."""
-    call.annotate(error="upstream_unavailable", reason=exc.message)
-    error = {"code": "upstream_unavailable", "message": exc.message, "field": None}
+    _annotate_failure(call, exc)
+    error = {"code": exc.code, "message": exc.message, "field": None}
     return Answer.json(error_body(error), exc.status, API_VERSION)
 
 
