@@ -61,15 +61,16 @@ def dry_run(
 
 
 def _rejection(event: PlannedEvent) -> DestinationError | None:
-    """The mapping's error, or the refusal delivery meets before merging its list jobs."""
+    """The mapping's error, the refusal delivery meets before merging its list jobs, or
+    Klaviyo's 400 that delivery would relay."""
     if event.error is not None:
         return event.error
     for request in event.requests:
         if request.endpoint in LIST_JOBS and (refused := refusal(request)):
             return refused
     for request in event.requests:
-        if (refused := _klaviyo_refuses(request)) is not None:
-            return refused
+        if (answered := _klaviyo_refuses(request)) is not None:
+            return answered
     return None
 
 
