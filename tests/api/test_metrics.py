@@ -89,3 +89,18 @@ async def test_the_limiter_budget_and_waits(build: Build) -> None:
         assert after[(("endpoint", "/api/events"), ("window", "steady"))] == 48
         waits = await samples(c, "klaviyo_rate_limiter_wait_seconds_count")
         assert waits[(("endpoint", "/api/events"),)] == 2
+
+
+async def test_no_created_series(client: httpx.AsyncClient) -> None:
+    """prometheus-client adds a ``<name>_created`` gauge (a start timestamp) to every counter
+    and histogram by default: twice the series, and nothing an alert reads. They are off
+    (``disable_created_metrics()`` in ``klaviyo/metrics.py``; issue 27, first contact 7)."""
+    await client.post("/v1/events", json=[TRACK, {"type": "page", "userId": "u"}])
+    text = (await client.get("/metrics")).text
+    names = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    assert "klaviyo_destination_events_total" in names
+    assert "klaviyo_destination_http_request_duration_seconds_count" in names
+    assert not [name for name in names if name.endswith("_created")]
+    assert "_created" not in text
