@@ -37,7 +37,7 @@ class DeliveryMetrics:
         # twice the series for nothing an alert reads. prometheus-client's switch is
         # process-wide (as PROMETHEUS_DISABLE_CREATED_SERIES is); every registry the service
         # renders starts here, so it is thrown before anything is collected.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter(
             "klaviyo_requests",
