@@ -23,8 +23,9 @@ from typing import Final
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from pydantic import SecretStr, ValidationError
 
-from klaviyo_destination.settings import Settings
+from klaviyo_destination.settings import EMULATOR_PLACEHOLDER_KEY, Settings
 from support.compose import (
     COMPOSE_FILE,
     CONSOLE_SCRIPT,
@@ -179,6 +180,26 @@ def test_service_command_serves_with_compose_environment() -> None:
     assert environment["WEBHOOK_TOKEN"].startswith("${WEBHOOK_TOKEN:?")
     env = _env()
     assert (env["HOST"], env["PORT"]) == ("0.0.0.0", "8080")  # noqa: S104 -- in its container
+
+
+def _compose_default(value: str) -> str:
+    """The default of a compose ``${NAME:-default}``."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    assert match, value
+    return match.group(1)
+
+
+def test_compose_placeholder_key_cannot_reach_a_real_klaviyo() -> None:
+    """Compose defaults the key to its emulator's placeholder; the service refuses it with
+    any KLAVIYO_BASE_URL but the plain-http emulator (``settings.py``), so overriding only
+    the URL fails start-up instead of sending the placeholder to Klaviyo."""
+    environment = compose_service(DESTINATION_SERVICE)["environment"]
+    key = _compose_default(environment["KLAVIYO_PRIVATE_API_KEY"])
+    assert key == EMULATOR_PLACEHOLDER_KEY
+    emulator_url = _compose_default(environment["KLAVIYO_BASE_URL"])
+    Settings(klaviyo_private_api_key=SecretStr(key), klaviyo_base_url=emulator_url)
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(klaviyo_private_api_key=SecretStr(key), klaviyo_base_url="https://a.klaviyo.com")
 
 
 def test_healthchecks_poll_what_the_loopback_fixtures_poll() -> None:
