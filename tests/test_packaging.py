@@ -141,6 +141,15 @@ def test_compose_lets_the_service_drain_on_stop() -> None:
 # --- (c) compose runs what the loopback tests run ---------------------------------------------
 
 
+def test_the_readme_names_the_command_where_make_installs_it() -> None:
+    """Outside an activated venv, ``klaviyo-destination`` is not on PATH: the README gives
+    its path in .venv and how to activate (issue 27, first contact 5)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (BIN / CONSOLE_SCRIPT).exists()  # where `make` installs it (this venv)
+    assert f"`.venv/bin/{CONSOLE_SCRIPT}`" in readme
+    assert "`. .venv/bin/activate`" in readme
+
+
 def test_console_script_is_what_python_dash_m_runs() -> None:
     [script] = entry_points(group="console_scripts", name=CONSOLE_SCRIPT)
     assert script.value == "klaviyo_destination.__main__:main"
