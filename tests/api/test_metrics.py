@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from klaviyo_destination.api.metrics import OTHER_REASON, EventMetrics, error_codes
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
 from tests.helpers.apps import Build, served
@@ -104,3 +106,24 @@ async def test_no_created_series(client: httpx.AsyncClient) -> None:
     assert "klaviyo_destination_http_request_duration_seconds_count" in names
     assert not [name for name in names if name.endswith("_created")]
     assert "_created" not in text
+
+
+def test_the_reason_label_is_bounded_by_the_error_tree() -> None:
+    """A code outside the error tree (none is, today) is counted as ``other``: the label never
+    takes a value from a caller or from Klaviyo."""
+    metrics = EventMetrics(CollectorRegistry())
+    metrics.count("track", "rejected", "invalid_event")
+    metrics.count("track", "failed", "klaviyo_unavailable")
+    metrics.count("track", "rejected", "anything a caller wrote")
+    metrics.count("track", "delivered", None)
+    counted = {
+        (sample.labels["outcome"], sample.labels["reason"]): sample.value
+        for family in metrics.not_delivered.collect()
+        for sample in family.samples
+    }
+    assert counted == {
+        ("rejected", "invalid_event"): 1.0,
+        ("failed", "klaviyo_unavailable"): 1.0,
+        ("rejected", OTHER_REASON): 1.0,
+    }
+    assert {"invalid_event", "klaviyo_rejected", "klaviyo_unavailable"} <= error_codes()
