@@ -23,8 +23,9 @@ from typing import Final
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from pydantic import SecretStr, ValidationError
 
-from klaviyo_destination.settings import Settings
+from klaviyo_destination.settings import EMULATOR_PLACEHOLDER_KEY, Settings
 from support.compose import (
     COMPOSE_FILE,
     CONSOLE_SCRIPT,
@@ -140,6 +141,15 @@ def test_compose_lets_the_service_drain_on_stop() -> None:
 # --- (c) compose runs what the loopback tests run ---------------------------------------------
 
 
+def test_the_readme_names_the_command_where_make_installs_it() -> None:
+    """Outside an activated venv, ``klaviyo-destination`` is not on PATH: the README gives
+    its path in .venv and how to activate (issue 27, first contact 5)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (BIN / CONSOLE_SCRIPT).exists()  # where `make` installs it (this venv)
+    assert f"`.venv/bin/{CONSOLE_SCRIPT}`" in readme
+    assert "`. .venv/bin/activate`" in readme
+
+
 def test_console_script_is_what_python_dash_m_runs() -> None:
     [script] = entry_points(group="console_scripts", name=CONSOLE_SCRIPT)
     assert script.value == "klaviyo_destination.__main__:main"
@@ -179,6 +189,26 @@ def test_service_command_serves_with_compose_environment() -> None:
     assert environment["WEBHOOK_TOKEN"].startswith("${WEBHOOK_TOKEN:?")
     env = _env()
     assert (env["HOST"], env["PORT"]) == ("0.0.0.0", "8080")  # noqa: S104 -- in its container
+
+
+def _compose_default(value: str) -> str:
+    """The default of a compose ``${NAME:-default}``."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    assert match, value
+    return match.group(1)
+
+
+def test_compose_placeholder_key_cannot_reach_a_real_klaviyo() -> None:
+    """Compose defaults the key to its emulator's placeholder; the service refuses it with
+    any KLAVIYO_BASE_URL but the plain-http emulator (``settings.py``), so overriding only
+    the URL fails start-up instead of sending the placeholder to Klaviyo."""
+    environment = compose_service(DESTINATION_SERVICE)["environment"]
+    key = _compose_default(environment["KLAVIYO_PRIVATE_API_KEY"])
+    assert key == EMULATOR_PLACEHOLDER_KEY
+    emulator_url = _compose_default(environment["KLAVIYO_BASE_URL"])
+    Settings(klaviyo_private_api_key=SecretStr(key), klaviyo_base_url=emulator_url)
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(klaviyo_private_api_key=SecretStr(key), klaviyo_base_url="https://a.klaviyo.com")
 
 
 def test_healthchecks_poll_what_the_loopback_fixtures_poll() -> None:

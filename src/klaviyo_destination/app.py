@@ -12,7 +12,6 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
-from prometheus_client import Counter
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,7 +20,7 @@ from . import __version__
 from .api import routes
 from .api.edge import Edge
 from .api.exchange import Call
-from .api.metrics import HttpMetrics
+from .api.metrics import EventMetrics, HttpMetrics
 from .api.openapi import document_events
 from .api.refusals import REFUSED, refused, unexpected
 from .api.request_log import RequestLog
@@ -54,12 +53,7 @@ def create_app(
     settings = settings or Settings()
     config = from_settings(settings)
     metrics = DeliveryMetrics()
-    events = Counter(
-        "klaviyo_destination_events",
-        "Events handled by /v1/events, by event type and outcome.",
-        ["type", "outcome"],
-        registry=metrics.registry,
-    )
+    events = EventMetrics(metrics.registry)
 
     # Without a token the service is on loopback only; the edge keeps web pages out too.
     loopback_only = settings.webhook_token is None

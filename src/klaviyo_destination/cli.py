@@ -15,6 +15,7 @@ import stamina
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs, serving
@@ -40,6 +41,7 @@ WORKER_APP: Final = "klaviyo_destination.cli:worker_app"
 #: gen-0 threshold raised from CPython's 700: a 100-event request allocates many short-lived
 #: containers, and collections were the p99 tail (bench/optimisations.md, the gc.freeze row).
 GC_THRESHOLDS: Final = (50_000, 20, 20)
+MAX_PORT: Final = 65535
 
 
 def main(argv: Sequence[str] | None = None, *, handlers: serving.Handlers | None = None) -> int:
@@ -52,13 +54,40 @@ def main(argv: Sequence[str] | None = None, *, handlers: serving.Handlers | None
     except ValidationError as exc:
         # Field and reason only: an input value could be a secret.
         reasons = "; ".join(
-            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
+            _reason(error) for error in exc.errors(include_input=False, include_url=False)
         )
         print(f"klaviyo-destination: invalid settings: {reasons}", file=sys.stderr)  # noqa: T201
         return 2
     result: int = args.run(args, settings)
     return result
+
+
+def _reason(error: ErrorDetails) -> str:
+    """``NAME: reason`` for a setting, the reason alone for a rule across settings."""
+    name = ".".join(map(str, error["loc"])).upper()
+    return f"{name}: {error['msg']}" if name else error["msg"]
+
+
+def _port(text: str) -> int:
+    """A TCP port, as ``--port`` takes it: uvicorn would bind another for one out of range."""
+    port = _count(text)
+    if not 1 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1 to {MAX_PORT})")
+    return port
+
+
+def _workers(text: str) -> int:
+    workers = _count(text)
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1 worker")
+    return workers
+
+
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service (embedded emulator without a key)")
     serve.add_argument("--host", default=None, help="bind address (env HOST)")
-    serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8080)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--port", type=_port, default=None, help="port (env PORT, default 8080)")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
     serve.add_argument(
         "--log-level",
         type=str.upper,
@@ -84,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="run the Klaviyo emulator")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8081, help="port (default 8081)")
+    emulator.add_argument("--port", type=_port, default=8081, help="port (default 8081)")
     emulator.set_defaults(run=_emulator)
     return parser
 

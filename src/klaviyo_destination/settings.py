@@ -1,21 +1,39 @@
-"""Service settings, read once from the environment by ``create_app`` (never at import)."""
+"""Service settings, read once from the environment by ``create_app`` (never at import).
+
+Where a value comes from, first found wins: arguments to ``Settings(...)``, then the process's
+environment, then a ``.env`` file in the working directory, then the defaults below
+(pydantic-settings' order). A value that cannot work (a Klaviyo URL that is not http(s), the
+compose file's placeholder key aimed at a real Klaviyo) fails start-up, not every event.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, Self
+from urllib.parse import urlsplit
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .klaviyo.facts import DEFAULT_BASE_URL, REVISIONS, ApiVersion, Revision
 
+#: ``KLAVIYO_BASE_URL``'s word for the in-process emulator.
+EMBEDDED: Final = "embedded"
+#: docker-compose.yml's stand-in key for its emulator: never to be sent anywhere else.
+EMULATOR_PLACEHOLDER_KEY: Final = "emulator-key"
+
 
 class Settings(BaseSettings):
     """Every knob of the service. Names are the environment variables, upper-cased."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        env_file=".env",
+        env_file_encoding="utf-8",
+    )
 
     # --- destination config for /v1/events and /v1/transform (RudderStack dashboard names) ---
     klaviyo_private_api_key: SecretStr | None = None
@@ -118,7 +136,7 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         """Deliver to the in-process emulator: nothing names a Klaviyo to reach."""
-        if self.klaviyo_base_url == "embedded":
+        if self.klaviyo_base_url == EMBEDDED:
             return True
         return self.klaviyo_private_api_key is None and "klaviyo_base_url" not in (
             self.model_fields_set
@@ -135,6 +153,42 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("klaviyo_base_url", mode="after")
+    @classmethod
+    def _klaviyo_url(cls, value: str) -> str:
+        # A URL that cannot be reached would start "ready" and fail every event with a
+        # retryable 503, for ever. The reason never quotes the value: it may hold credentials.
+        value = value.strip()
+        if value == EMBEDDED:
+            return value
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+            parts.port  # noqa: B018 -- raises ValueError for a port out of range
+        except ValueError:
+            host = None
+        if parts.scheme not in ("http", "https") or not host:
+            reason = "must be an http:// or https:// URL with a host (or 'embedded')"
+            raise PydanticCustomError("klaviyo_base_url", reason)
+        return value
+
+    @model_validator(mode="after")
+    def _placeholder_key_stays_with_the_emulator(self) -> Self:
+        # docker-compose.yml defaults the key to its emulator's placeholder: overriding only
+        # KLAVIYO_BASE_URL would send it to a real Klaviyo (or a proxy to one), which is
+        # HTTPS. The emulator is plain HTTP, so that is the only scheme the placeholder may use.
+        key = self.klaviyo_private_api_key
+        if key is None or key.get_secret_value() != EMULATOR_PLACEHOLDER_KEY:
+            return self
+        if self.klaviyo_base_url == EMBEDDED or urlsplit(self.klaviyo_base_url).scheme == "http":
+            return self
+        reason = (
+            f"KLAVIYO_PRIVATE_API_KEY is the emulator's placeholder ({EMULATOR_PLACEHOLDER_KEY}) "
+            "but KLAVIYO_BASE_URL is not a plain-http emulator: set your Klaviyo private key "
+            "too, or leave KLAVIYO_BASE_URL to the emulator"
+        )
+        raise PydanticCustomError("placeholder_key", reason)
 
     @field_validator("default_phone_region", mode="before")
     @classmethod

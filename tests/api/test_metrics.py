@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from klaviyo_destination.api.metrics import OTHER_REASON, EventMetrics, error_codes
 from klaviyo_destination.emulator import create_emulator
 from klaviyo_destination.settings import Settings
 from tests.helpers.apps import Build, served
@@ -89,3 +91,39 @@ async def test_the_limiter_budget_and_waits(build: Build) -> None:
         assert after[(("endpoint", "/api/events"), ("window", "steady"))] == 48
         waits = await samples(c, "klaviyo_rate_limiter_wait_seconds_count")
         assert waits[(("endpoint", "/api/events"),)] == 2
+
+
+async def test_no_created_series(client: httpx.AsyncClient) -> None:
+    """prometheus-client adds a ``<name>_created`` gauge (a start timestamp) to every counter
+    and histogram by default: twice the series, and nothing an alert reads. They are off
+    (``disable_created_metrics()`` in ``klaviyo/metrics.py``; issue 27, first contact 7)."""
+    await client.post("/v1/events", json=[TRACK, {"type": "page", "userId": "u"}])
+    text = (await client.get("/metrics")).text
+    names = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    assert "klaviyo_destination_events_total" in names
+    assert "klaviyo_destination_http_request_duration_seconds_count" in names
+    assert not [name for name in names if name.endswith("_created")]
+    assert "_created" not in text
+
+
+def test_the_reason_label_is_bounded_by_the_error_tree() -> None:
+    """A code outside the error tree (none is, today) is counted as ``other``: the label never
+    takes a value from a caller or from Klaviyo."""
+    metrics = EventMetrics(CollectorRegistry())
+    metrics.count("track", "rejected", "invalid_event")
+    metrics.count("track", "failed", "klaviyo_unavailable")
+    metrics.count("track", "rejected", "anything a caller wrote")
+    metrics.count("track", "delivered", None)
+    counted = {
+        (sample.labels["outcome"], sample.labels["reason"]): sample.value
+        for family in metrics.not_delivered.collect()
+        for sample in family.samples
+    }
+    assert counted == {
+        ("rejected", "invalid_event"): 1.0,
+        ("failed", "klaviyo_unavailable"): 1.0,
+        ("rejected", OTHER_REASON): 1.0,
+    }
+    assert {"invalid_event", "klaviyo_rejected", "klaviyo_unavailable"} <= error_codes()

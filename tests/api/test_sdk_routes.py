@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import logging
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
@@ -79,6 +80,76 @@ async def test_a_batch_with_permanent_rejections_is_not_resent(
     assert results[1]["error"]["message"] == "Event type page is not supported"
     metrics = (await client.get("/metrics")).text
     assert 'klaviyo_destination_events_total{outcome="rejected",type="page"} 1.0' in metrics
+
+
+EMAIL = "ada.private@example.com"
+PHONE = "+14155550123"
+NOT_DELIVERED = "klaviyo_destination_events_not_delivered_total"
+
+
+def _undelivered(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.endswith("webhook") and r.msg == "event %s: %s"]
+
+
+async def test_each_event_an_sdk_batch_rejects_or_fails_is_logged_once_and_counted(
+    client: httpx.AsyncClient, klaviyo: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDKs log "uploaded successfully" on the 200 of a batch with rejections: the log
+    and the metrics are where they show (issue 27, first contact 2). No value of the event
+    (its email, phone, properties) and no error message reaches the line."""
+    caplog.set_level(logging.DEBUG)
+    klaviyo.post("/api/profiles").respond(
+        400, json={"errors": [{"code": "invalid", "detail": f"bad {EMAIL}", "status": 400}]}
+    )
+    traits = {"email": EMAIL, "phone": PHONE}
+    batch = [
+        TRACK,
+        {"type": "page", "userId": "u1", "messageId": "p1", "context": {"traits": traits}},
+        {"type": "identify", "userId": "u2", "messageId": "i1", "traits": traits},
+        {"type": "track", "userId": "u3", "messageId": "t1", "event": "", "properties": traits},
+    ]
+
+    response = await client.post("/v1/batch", json={"batch": batch}, headers=SDK_AUTH)
+
+    assert response.status_code == 200
+    records = _undelivered(caplog)
+    assert [(r.levelno, vars(r)["message_id"]) for r in records] == [
+        (logging.WARNING, "p1"),
+        (logging.WARNING, "i1"),
+        (logging.WARNING, "t1"),
+    ]
+    said = [(vars(r)["type"], vars(r)["error"], vars(r)["field"]) for r in records]
+    assert said == [
+        ("page", "unsupported_event", "type"),
+        ("identify", "klaviyo_rejected", None),
+        ("track", "invalid_event", "event"),
+    ]
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert EMAIL not in text
+        assert PHONE not in text
+    metrics = (await client.get("/metrics")).text
+    for reason in ("unsupported_event", "klaviyo_rejected", "invalid_event"):
+        labels = f'{{outcome="rejected",reason="{reason}"}}'
+        assert f"{NOT_DELIVERED}{labels} 1.0" in metrics
+
+
+async def test_a_failed_event_is_logged_and_counted_by_its_reason(
+    client: httpx.AsyncClient, klaviyo: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    klaviyo.post("/api/events").respond(503)
+    response = await client.post("/v1/batch", json={"batch": [TRACK]}, headers=SDK_AUTH)
+
+    assert response.status_code == 503
+    [record] = _undelivered(caplog)
+    assert record.levelno == logging.WARNING
+    assert (record.getMessage(), vars(record)["message_id"]) == (
+        "event failed: klaviyo_unavailable",
+        TRACK["messageId"],
+    )
+    metrics = (await client.get("/metrics")).text
+    labels = '{outcome="failed",reason="klaviyo_unavailable"}'
+    assert f"{NOT_DELIVERED}{labels} 1.0" in metrics
 
 
 async def test_a_retryable_failure_asks_for_a_resend_in_the_sdks_terms(

@@ -299,6 +299,9 @@ async def test_secrets_never_reach_logs_answers_or_metrics(
     assert any(r.name.startswith("uvicorn") for r in records)
     assert any(r.name.startswith("httpcore") for r in records)
     assert any(r.name.startswith("klaviyo_destination") for r in records)
+    # the WARNING line of each rejected or failed event (webhook.record) is among them
+    undelivered = {vars(r).get("error") for r in records if r.msg == "event %s: %s"}
+    assert {"klaviyo_rejected", "klaviyo_auth_rejected", "klaviyo_unavailable"} <= undelivered
     for record in records:
         assert_no_secret(rendered(record), f"log record of {record.name}")
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
-from prometheus_client import Counter
-
 from ..ingest.config import DestinationConfig
 from ..klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
 from ..protocol.front import Front
 from ..settings import Settings
-from .metrics import HttpMetrics
+from .metrics import EventMetrics, HttpMetrics
 
 
 class State(TypedDict):
@@ -29,7 +27,8 @@ class State(TypedDict):
     #: in embedded mode, where the emulator is mounted (protocol answers point there)
     emulator_prefix: str | None
     metrics: DeliveryMetrics
-    events: Counter
+    #: the events of /v1/events and the SDK routes, by outcome and reason
+    events: EventMetrics
     #: the HTTP routes' metrics: the request log counts with them, and so do the lanes
     http_metrics: HttpMetrics
     #: set on a request's own copy by a protocol route: its error answers carry apiVersion too

@@ -10,14 +10,13 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from prometheus_client import Counter
-
 from ..ingest.config import DestinationConfig
 from ..js import JsonObject
 from ..klaviyo import KlaviyoSession, Outcome
 from ..phones import PhoneRule
 from ..pipeline import plan_events
 from ..planned import PlannedEvent
+from .metrics import EventMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +39,19 @@ async def deliver_events(
     return list(zip(planned, outcomes, strict=True))
 
 
-def record(delivered: Delivered, counter: Counter) -> dict[str, int]:
-    """Count outcomes per event type (the metric) and in total (the request's log line);
-    a line per warning (which never holds the phone number itself); one line per event at
-    debug only."""
+def record(delivered: Delivered, metrics: EventMetrics) -> dict[str, int]:
+    """Count outcomes per event type and reason (the metrics) and in total (the request's log
+    line); a WARNING line per rejected or failed event and per warning, naming the event, its
+    code and field and never a value from it (no email, no phone, no message); one line per
+    delivered event at debug only.
+
+    The SDK routes answer 200 for a batch whose events were rejected (docs/clients.md): these
+    lines and ``klaviyo_destination_events_not_delivered_total`` are where an SDK's operator
+    sees them."""
     tally = {"delivered": 0, "rejected": 0, "failed": 0}
     for planned, outcome in delivered:
-        counter.labels(type=str(planned.type).lower(), outcome=outcome.status).inc()
+        error = outcome.error or {}
+        metrics.count(str(planned.type).lower(), outcome.status, error.get("code"))
         tally[outcome.status] += 1
         for warning in planned.warnings:
             logger.warning(
@@ -58,12 +63,23 @@ def record(delivered: Delivered, counter: Counter) -> dict[str, int]:
                     "field": warning["field"],
                 },
             )
-        if logger.isEnabledFor(logging.DEBUG):
-            code = (outcome.error or {}).get("code")
-            logger.debug(
-                "event %s",
+        if outcome.status != "delivered":
+            logger.warning(
+                "event %s: %s",
                 outcome.status,
-                extra={"message_id": planned.message_id, "type": planned.type, "error": code},
+                error.get("code"),
+                extra={
+                    "message_id": planned.message_id,
+                    "type": planned.type,
+                    "error": error.get("code"),
+                    "field": error.get("field"),
+                    "klaviyo_status": error.get("klaviyo_status"),
+                },
+            )
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "event delivered",
+                extra={"message_id": planned.message_id, "type": planned.type},
             )
     return tally
 
@@ -86,9 +102,10 @@ def webhook_answer(delivered: Delivered, *, single: bool) -> tuple[JsonObject, i
 def sdk_answer(delivered: Delivered) -> tuple[JsonObject, int, dict[str, str]]:
     """Body, status and headers for the SDK routes (``/v1/batch``, ``/v1/<type>``).
 
-    The SDKs resend a batch on any answer but 2xx, so a batch whose events were all delivered
-    or permanently rejected is a 200 (the rejections are in the body, the log and the
-    metrics). A retryable failure is a 503 or 429 with ``Retry-After``, and the body carries
+    The Python SDKs drop a batch on a 4xx other than 429 and rudder-sdk-python resends on
+    anything but 200 (docs/clients.md, "Answers"), so a batch whose events were all delivered
+    or permanently rejected is a 200 (the rejections are in the body, a WARNING line each and
+    the metrics). A retryable failure is a 503 or 429 with ``Retry-After``, and the body carries
     the top-level ``code`` and ``message`` the SDKs read from an error answer.
     """
     body, status, headers = webhook_answer(delivered, single=False)

@@ -11,7 +11,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -27,6 +33,11 @@ class DeliveryMetrics:
     """Counters, latency and in-flight gauge of the requests sent to Klaviyo."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No ``<name>_created`` series (a start timestamp per counter and histogram child):
+        # twice the series for nothing an alert reads. prometheus-client's switch is
+        # process-wide (as PROMETHEUS_DISABLE_CREATED_SERIES is); every registry the service
+        # renders starts here, so it is thrown before anything is collected.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter(
             "klaviyo_requests",
