@@ -33,9 +33,10 @@ run: $(RUNTIME)
 # keeps the versions of the lock it rewrites unless pyproject.toml rules them out (add
 # `--upgrade-package NAME` to move one), and its hashes too: so it is handed a copy without
 # them, and writes them all anew. The dev lock is constrained by the runtime lock, so the two
-# agree on every package they share.
+# agree on every package they share. The patch level is the oldest the project runs on (this
+# machine's 3.11.7; the image has 3.11.16): redis-py wants async-timeout only below 3.11.3.
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
-	--python-version 3.11 --python-platform linux --custom-compile-command 'make lock'
+	--python-version 3.11.7 --python-platform linux --custom-compile-command 'make lock'
 UNHASHED := sed -e '/--hash=/d' -e 's/ \\$$//'
 lock: $(STAMP)
 	$(UNHASHED) requirements.lock > $(VENV)/requirements.lock

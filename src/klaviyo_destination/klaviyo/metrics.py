@@ -132,3 +132,9 @@ class _LimiterBudget(Collector):
             for window, free in limiter.available().items():
                 family.add_metric([endpoint.value, window], free)
         yield family
+        yield GaugeMetricFamily(
+            "klaviyo_rate_limits_shared",
+            "1 while the rate limits are shared with other processes through Redis (REDIS_URL), "
+            "0 while each process keeps its own.",
+            value=int(self._limits.shared),
+        )
