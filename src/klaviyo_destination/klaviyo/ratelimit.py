@@ -213,6 +213,9 @@ class _Slot:
 class RateLimiter:
     """One :class:`EndpointLimiter` per :class:`Endpoint`; each endpoint has its own quota."""
 
+    #: Whether :meth:`of` tells accounts apart (a session then hashes its key once for it).
+    per_account: bool = False
+
     def __init__(self, limits: Mapping[Endpoint, EndpointLimiter]) -> None:
         self._limits = dict(limits)
 

@@ -40,7 +40,8 @@ class KlaviyoSession:
     def __init__(self, client: KlaviyoClient, api_key: SecretStr) -> None:
         self.client = client
         self._key = api_key
-        self._account = account_of(api_key)
+        # Hashed only for shared limits: the protocol binds a session per job's destination.
+        self._account = account_of(api_key) if client.limits.per_account else ""
         # One set per revision, built on first use: each request carries its own revision.
         self._headers: dict[str, RequestHeaders] = {}
 

@@ -217,6 +217,8 @@ class SharedRateLimiter(RateLimiter):
     """:class:`.ratelimit.RateLimiter` whose budgets live in Redis, one per account; the
     process's own limiters (``REPLICAS`` share) stand in while Redis cannot be reached."""
 
+    per_account = True
+
     def __init__(self, settings: Settings, local: RateLimiter, tiers: Mapping[Endpoint, RateLimit]):
         if settings.redis_url is None:
             raise ValueError("SharedRateLimiter needs REDIS_URL")
@@ -248,7 +250,7 @@ class SharedRateLimiter(RateLimiter):
         if found is None:
             tier = self._tiers[endpoint]
             periods = [round(BURST_PERIOD * 1000), round(STEADY_PERIOD * 1000)]
-            base = f"klaviyo-destination:{{{account}:{endpoint.value}}}:"
+            base = f"klaviyo-destination:{{{account}:{endpoint.name.lower()}}}:"
             keys = (base + "f", base + "d", base + "h")
             poll = max(1, round(IN_FLIGHT_POLL * 1000))
             args = [tier.burst, tier.steady, *periods, self._lease_ms, poll]
