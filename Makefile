@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
+.PHONY: run test lint typecheck pytest bench bench-replicas fuzz clean reliability soak edge lock
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# 1-3 serve processes on one account, with and without REDIS_URL (~4 min); rewrites only its
+# own section of docs/benchmarks.md, which `make bench` keeps.
+bench-replicas: $(STAMP)
+	$(BIN)/python bench/bench_replicas.py
 
 # Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
 reliability: $(STAMP)
