@@ -29,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import orjson
@@ -48,7 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 BURST, STEADY = 40, 600
 EVENTS, PER_REQUEST = 600, 20
-COST_EVENTS, COST_PER_REQUEST, COST_ROUNDS = 2000, 100, 3
+#: The key of ``cost()``'s Redis round trips per event.
+CALLS: Final = 2
+COST_EVENTS, COST_PER_REQUEST, COST_ROUNDS = 2000, 100, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +158,17 @@ def _at(recorded: dict[str, Any]) -> tuple[float, int]:
     return datetime.fromisoformat(recorded["time"]).timestamp(), recorded["status"]
 
 
-def cost(emulator: EmulatorControl, redis: RedisServer, logs: Path) -> dict[bool, list[float]]:
-    """CPU seconds per delivered event, per round, with REDIS_URL (True) and without."""
-    found: dict[bool, list[float]] = {False: [], True: []}
+def _redis_calls(server: Server) -> float:
+    metrics = httpx.get(server.url + "/metrics").text
+    lines = [x for x in metrics.splitlines() if x.startswith("klaviyo_rate_limit_redis_calls_")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def cost(emulator: EmulatorControl, redis: RedisServer, logs: Path) -> dict[int, list[float]]:
+    """CPU seconds per delivered event, per round, with REDIS_URL (True) and without; Redis
+    round trips per delivered event under ``CALLS``."""
+    found: dict[int, list[float]] = {False: [], True: []}
+    calls: list[float] = []
     for round_ in range(COST_ROUNDS):
         for shared in (False, True):
             _say(f"cost: round {round_ + 1}, REDIS_URL {'set' if shared else 'unset'} ...")
@@ -173,13 +183,16 @@ def cost(emulator: EmulatorControl, redis: RedisServer, logs: Path) -> dict[bool
             bodies = _bodies(COST_EVENTS, COST_PER_REQUEST)
             with _services(1, env, logs) as servers:
                 asyncio.run(_send(servers, bodies[:2]))  # warm-up: connections, caches
-                before = _cpu(servers)
+                before, called = _cpu(servers), _redis_calls(servers[0])
                 _, delivered = asyncio.run(_send(servers, bodies))
                 found[shared].append((_cpu(servers) - before) / delivered)
+                if shared:
+                    calls.append((_redis_calls(servers[0]) - called) / delivered)
+    found[CALLS] = calls
     return found
 
 
-def table(rows: list[Sharing], costs: dict[bool, list[float]]) -> str:
+def table(rows: list[Sharing], costs: dict[int, list[float]]) -> str:
     lines = [
         f"### (a) {EVENTS} track events at once, account limit {BURST}/s and {STEADY}/min "
         "(the processes' and the emulator's)",
@@ -206,7 +219,8 @@ def table(rows: list[Sharing], costs: dict[bool, list[float]]) -> str:
         f"| unset | {local:.0f} | {', '.join(f'{c * 1e6:.0f}' for c in costs[False])} |",
         f"| set | {shared:.0f} | {', '.join(f'{c * 1e6:.0f}' for c in costs[True])} |",
         "",
-        f"Shared over local: {shared / local - 1:+.1%} CPU per event.",
+        f"Shared over local: {shared / local - 1:+.1%} CPU per event; Redis round trips per "
+        f"delivered event: {', '.join(f'{c:.3f}' for c in costs[CALLS])}.",
     ]
     return "\n".join(lines)
 

@@ -62,6 +62,9 @@ async def test_deliveries_draw_on_the_accounts_budget_in_redis(
         assert answer.json()["results"][0]["status"] == "delivered"
         assert (await client.get("/ready")).json()["rate_limits"] == "shared"
         assert await shared_gauge(client) == "1.0"
+        metrics = (await client.get("/metrics")).text
+        [calls] = [x for x in metrics.splitlines() if x.startswith("klaviyo_rate_limit_redis_")]
+        assert float(calls.split()[1]) >= 1  # its slot (its answer may wait to ride along)
     store = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
     try:
         keys = sorted(str(key) for key in await store.keys("*"))

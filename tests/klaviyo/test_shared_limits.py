@@ -17,7 +17,7 @@ from klaviyo_destination.klaviyo.client import _limiter
 from klaviyo_destination.klaviyo.facts import Endpoint
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter, account_of
 from klaviyo_destination.klaviyo.redis_link import PROBE_INTERVAL
-from klaviyo_destination.klaviyo.shared_limits import SharedRateLimiter
+from klaviyo_destination.klaviyo.shared_limits import LINGER, SPARE, SharedRateLimiter
 from klaviyo_destination.settings import Settings
 from support.redis_server import RedisServer
 from tests.helpers.redis import NEEDS_REDIS
@@ -164,7 +164,7 @@ async def test_redis_stopped_mid_run_deliveries_go_on_locally(
         held = limits.of(EVENTS, ACCOUNT).slot(max_wait=1)
         await held.__aenter__()  # granted by Redis, answered after it went away
         redis_server.stop()
-        for _ in range(5):
+        for _ in range(SPARE + 5):  # past the slots taken ahead: Redis is asked, and fails
             async with limits.of(EVENTS, ACCOUNT).slot(max_wait=1):
                 pass
         await held.__aexit__(None, None, None)
@@ -210,3 +210,28 @@ def test_without_redis_url_the_process_keeps_its_own_limiter() -> None:
     assert type(limits) is RateLimiter
     assert not limits.shared
     assert limits.of(EVENTS, ACCOUNT) is limits[EVENTS]
+
+
+async def test_slots_taken_ahead_with_room_and_given_back_when_idle(
+    redis_server: RedisServer,
+) -> None:
+    """With room in the budget one round trip takes SPARE more slots for the next requests
+    (they count in Redis from then on); idle, they go back unused."""
+    store = redis.asyncio.Redis.from_url(redis_server.url)
+    in_flight = f"klaviyo-destination:{{{ACCOUNT}:events}}:f"
+    try:
+        async with process(redis_server.url) as limits:
+            limiter = limits.of(EVENTS, ACCOUNT)
+            async with limiter.slot(max_wait=1):
+                assert await store.zcard(in_flight) == 1 + SPARE
+                calls = limits.redis_calls
+                async with limiter.slot(max_wait=1):
+                    assert limits.redis_calls == calls  # a spare: no round trip
+            for _ in range(100):
+                if await store.zcard(in_flight) == 0:
+                    break
+                await asyncio.sleep(LINGER)
+            assert await store.zcard(in_flight) == 0
+            assert await store.zcard(in_flight.removesuffix("f") + "d") == 2  # the two used
+    finally:
+        await store.aclose()

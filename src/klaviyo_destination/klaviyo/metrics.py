@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .ratelimit import RateLimiter
@@ -138,3 +138,10 @@ class _LimiterBudget(Collector):
             "0 while each process keeps its own.",
             value=int(self._limits.shared),
         )
+        if self._limits.per_account:
+            yield CounterMetricFamily(
+                "klaviyo_rate_limit_redis_calls",
+                "Round trips to Redis for the shared rate limits (each takes the slots asked "
+                "for since the last one and records the answers).",
+                value=self._limits.redis_calls,
+            )

@@ -247,6 +247,11 @@ class RateLimiter:
         """Whether the budget is shared with other processes now (``shared_limits``)."""
         return False
 
+    @property
+    def redis_calls(self) -> int:
+        """Round trips to Redis so far (``shared_limits``); none here."""
+        return 0
+
     async def start(self) -> None:
         """Called by the client's ``__aenter__``; nothing to open for the process's own."""
 

@@ -31,7 +31,8 @@ LOST: Final = (RedisError, OSError, TimeoutError)
 
 # KEYS: in flight, answered, hold. ARGV: slots wanted, burst, steady, burst period, steady
 # period, lease, poll (a wait when every slot is in flight), hold asked for (0: none), all in
-# ms; id prefix, first id number, then the ids of the slots answered since the last call.
+# ms; id prefix, first id number, how many answered ids follow, the ids of the slots answered
+# since the last call, then those given back unused (no request went out on them).
 # Returns the slots granted, the wait for the next one (ms) and the slots left per window.
 _SCRIPT: Final = """
 local t = redis.call('TIME')
@@ -40,9 +41,11 @@ local f, d, h = KEYS[1], KEYS[2], KEYS[3]
 local wanted, burst, steady = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local bp, sp, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local poll, hold = tonumber(ARGV[7]), tonumber(ARGV[8])
-for i = 11, #ARGV do
+local answers = tonumber(ARGV[11])
+for i = 12, 11 + answers do
   if redis.call('ZREM', f, ARGV[i]) == 1 then redis.call('ZADD', d, now, ARGV[i]) end
 end
+for i = 12 + answers, #ARGV do redis.call('ZREM', f, ARGV[i]) end
 local lapsed = redis.call('ZRANGEBYSCORE', f, '-inf', now, 'WITHSCORES')
 for i = 1, #lapsed, 2 do redis.call('ZADD', d, lapsed[i + 1], lapsed[i]) end
 if #lapsed > 0 then redis.call('ZREMRANGEBYSCORE', f, '-inf', now) end
@@ -110,6 +113,8 @@ class RedisLink:
         #: ``True`` while Redis answers; ``None`` before the first try.
         self._shared: bool | None = None
         self._probe: asyncio.Task[None] | None = None
+        #: script calls sent (``klaviyo_rate_limit_redis_calls`` in /metrics)
+        self.calls = 0
 
     @property
     def shared(self) -> bool:
@@ -135,7 +140,8 @@ class RedisLink:
             self._sha = await self._redis.script_load(_SCRIPT)
 
     async def run(self, keys: tuple[str, str, str], args: list[int | float | str]) -> list[int]:
-        """One call of the script, bounded by the timeout; raises one of ``_LOST``."""
+        """One call of the script, bounded by the timeout; raises one of :data:`LOST`."""
+        self.calls += 1
         async with asyncio.timeout(self.timeout):
             try:
                 answer = await self._redis.evalsha(self._sha, 3, *keys, *args)

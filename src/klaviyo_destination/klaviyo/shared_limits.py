@@ -35,6 +35,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import RateLimited
 from ..settings import Settings
@@ -48,6 +49,11 @@ from .ratelimit import (
     steady_hint,
 )
 from .redis_link import LOST, RedisLink
+
+#: Seconds answers wait for a request to share a round trip (see ``SharedLimiter._linger``).
+LINGER: Final = IN_FLIGHT_POLL
+#: Slots taken ahead for the next requests when the budget has room (see ``_round_trip``).
+SPARE: Final = 16
 
 
 class SharedLimiter:
@@ -64,9 +70,11 @@ class SharedLimiter:
         self._count = 0
         self._waiters: deque[tuple[asyncio.Future[str | None], float]] = deque()
         self._answered: list[str] = []
+        self._spare: list[str] = []
         self._hold_ms = 0.0
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._lingering = False
         self._wait = 0.0
         self._free = (args[0], args[1])
 
@@ -103,10 +111,14 @@ class SharedLimiter:
     async def _admit(self, max_wait: float | None) -> str | None:
         """A slot's id in Redis, or ``None`` for one of the local limiter's."""
         if self._link.shared:
+            if self._spare:
+                return self._spare.pop()
             future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             give_up = math.inf if max_wait is None else time.monotonic() + max_wait
             self._waiters.append((future, give_up))
             self._kick()
+            if self._lingering:
+                self._wake.set()
             try:
                 ticket = await future
             except asyncio.CancelledError:
@@ -126,7 +138,8 @@ class SharedLimiter:
             return
         self._answered.append(ticket)
         self._kick()
-        self._wake.set()
+        if self._waiters:  # they sleep for a slot: an answer recorded may bring it sooner
+            self._wake.set()
 
     def _kick(self) -> None:
         if self._runner is None:
@@ -134,7 +147,9 @@ class SharedLimiter:
 
     async def _run(self) -> None:
         try:
-            while self._waiters or self._answered or self._hold_ms:
+            while self._waiters or self._answered or self._hold_ms or self._spare:
+                if not self._waiters and not self._hold_ms:
+                    await self._linger()
                 refused = await self._round_trip()
                 if refused is None:
                     return
@@ -149,21 +164,47 @@ class SharedLimiter:
         finally:
             self._runner = None
 
+    async def _linger(self) -> None:
+        """Only answers to record and spare slots to give back: they wait up to :data:`LINGER`
+        for a request to ride with (most do under load). Recorded late, a slot counts a little
+        longer, never shorter."""
+        self._lingering = True
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(LINGER):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._lingering = False
+
     async def _round_trip(self) -> bool | None:
-        """Ask for a slot for every waiter, hand back the answered ones. Returns whether
-        some waiter got none, or ``None`` when the limits turned local (the waiters go to the
-        local limiter)."""
+        """Ask for a slot for every waiter, record the answers. Returns whether some waiter
+        got none, or ``None`` when the limits turned local (the waiters go to the local
+        limiter).
+
+        With waiters and room in the budget (the last call's free slots), :data:`SPARE` more
+        are asked for and kept for the next requests, which then need no round trip: under
+        load one call serves many requests. A spare slot counts from when Redis granted it,
+        earlier than its request leaves: longer, never shorter. Without waiters, the spares go
+        back unused."""
         self._waiters = deque(w for w in self._waiters if not w[0].done())
-        wanted, first = len(self._waiters), self._count
+        asked = len(self._waiters)
+        roomy = min(self._free) >= 4 * SPARE
+        wanted, first = asked + (SPARE if asked and roomy else 0), self._count
         self._count += wanted
         answered, self._answered = self._answered, []
+        unused: list[str] = []
+        if not asked:
+            unused, self._spare = self._spare, []
         hold, self._hold_ms = self._hold_ms, 0.0
         args: list[int | float | str] = [wanted, *self._args, hold, self._prefix, first]
-        args += answered
+        args += [len(answered), *answered, *unused]
         try:
             granted, wait_ms, burst, steady = await self._link.run(self._keys, args)
         except LOST as exc:
             self._link.lost(exc)
+            self._spare.clear()  # they lapse with their lease
             while self._waiters:
                 future, _ = self._waiters.popleft()
                 if not future.done():
@@ -172,13 +213,18 @@ class SharedLimiter:
         self._free = (burst, steady)
         self._wait = max(wait_ms / 1000, IN_FLIGHT_POLL)
         for number in range(first, first + granted):
-            future, _ = self._waiters.popleft()
-            if future.done():  # cancelled during the round trip: the slot goes back
-                self._answered.append(f"{self._prefix}{number}")
-            else:
-                future.set_result(f"{self._prefix}{number}")
+            self._hand_out(f"{self._prefix}{number}")
         self._refuse_beyond(self._wait)
-        return granted < wanted
+        return granted < asked
+
+    def _hand_out(self, ticket: str) -> None:
+        """A granted slot to the first waiter still waiting, else to the spares."""
+        while self._waiters:
+            future, _ = self._waiters.popleft()
+            if not future.done():  # not cancelled during the round trip
+                future.set_result(ticket)
+                return
+        self._spare.append(ticket)
 
     def _refuse_beyond(self, wait: float) -> None:
         """Waiters whose time runs out before the next slot fail now, as locally."""
@@ -235,6 +281,10 @@ class SharedRateLimiter(RateLimiter):
     def shared(self) -> bool:
         return self._link.shared
 
+    @property
+    def redis_calls(self) -> int:
+        return self._link.calls
+
     async def start(self) -> None:
         await self._link.start()
 
@@ -243,6 +293,9 @@ class SharedRateLimiter(RateLimiter):
         for runner in runners:
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
+        for limiter in self._shared.values():
+            if (limiter._answered or limiter._spare) and self._link.shared:
+                await limiter._round_trip()  # else they count until their lease ends
         await self._link.aclose()
 
     def of(self, endpoint: Endpoint, account: str) -> SharedLimiter:
