@@ -13,11 +13,13 @@ key (:func:`.ratelimit.account_of`), never the key.
 * ``…:h`` (string, expiring): until when Klaviyo asked the account to wait (``Retry-After``,
   ``RateLimit-Remaining: 0``): a 429 one process sees holds all of them.
 
-Time is Redis's own (``TIME`` in the script), so the processes' clocks need not agree.
+Time is Redis's own (``TIME`` in the script, ``redis_link.py``), so the processes' clocks need
+not agree.
 
 The hot path is one round trip per burst of requests, not per request: each limiter (account
 and endpoint class) sends at most one script call at a time, and that call takes every slot
-asked for and gives back every answer recorded since the last one.
+asked for (and :data:`SPARE` more ahead when the budget has room) and records every answer
+since the last one; answers alone wait :data:`LINGER` for a request to ride with.
 
 When Redis is slow (no answer within ``REDIS_TIMEOUT``), down, restarted without its data or
 never reachable, the process goes on with its own limiter (:class:`.ratelimit.EndpointLimiter`,
@@ -265,7 +267,9 @@ class SharedRateLimiter(RateLimiter):
 
     per_account = True
 
-    def __init__(self, settings: Settings, local: RateLimiter, tiers: Mapping[Endpoint, RateLimit]):
+    def __init__(
+        self, settings: Settings, local: RateLimiter, tiers: Mapping[Endpoint, RateLimit]
+    ) -> None:
         if settings.redis_url is None:
             raise ValueError("SharedRateLimiter needs REDIS_URL")
         super().__init__(dict(local.items()))
