@@ -235,3 +235,15 @@ async def test_slots_taken_ahead_with_room_and_given_back_when_idle(
             assert await store.zcard(in_flight.removesuffix("f") + "d") == 2  # the two used
     finally:
         await store.aclose()
+
+
+async def test_klaviyos_hold_sends_the_slots_taken_ahead_back(redis_server: RedisServer) -> None:
+    async with process(redis_server.url) as limits:
+        limiter = limits.of(EVENTS, ACCOUNT)
+        async with limiter.slot(max_wait=1):
+            pass  # with room in the budget: SPARE more taken ahead
+        limiter.hold(30)  # Klaviyo's 429: none of them may go now
+        with pytest.raises(RateLimited) as refused:
+            async with limiter.slot(max_wait=1):
+                pass
+        assert 25 < refused.value.wait <= 30

@@ -54,8 +54,10 @@ from .redis_link import LOST, RedisLink
 
 #: Seconds answers wait for a request to share a round trip (see ``SharedLimiter._linger``).
 LINGER: Final = IN_FLIGHT_POLL
-#: Slots taken ahead for the next requests when the budget has room (see ``_round_trip``).
+#: Slots taken ahead for the next requests when the budget has room (see ``_round_trip``),
+#: and the seconds they may be used for: past that (or on Klaviyo's hold) they go back.
 SPARE: Final = 16
+SPARE_AGE: Final = 0.05
 
 
 class SharedLimiter:
@@ -73,6 +75,8 @@ class SharedLimiter:
         self._waiters: deque[tuple[asyncio.Future[str | None], float]] = deque()
         self._answered: list[str] = []
         self._spare: list[str] = []
+        self._spare_until = 0.0
+        self._give_back: list[str] = []
         self._hold_ms = 0.0
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -93,6 +97,8 @@ class SharedLimiter:
         held = self._local.held_for()
         if held > 0:
             self._hold_ms = max(self._hold_ms, held * 1000)
+            self._give_back += self._spare  # taken before the hold: not to be used in it
+            self._spare = []
             self._kick()
             self._wake.set()
 
@@ -113,7 +119,7 @@ class SharedLimiter:
     async def _admit(self, max_wait: float | None) -> str | None:
         """A slot's id in Redis, or ``None`` for one of the local limiter's."""
         if self._link.shared:
-            if self._spare:
+            if self._spare and time.monotonic() < self._spare_until:
                 return self._spare.pop()
             future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             give_up = math.inf if max_wait is None else time.monotonic() + max_wait
@@ -149,7 +155,7 @@ class SharedLimiter:
 
     async def _run(self) -> None:
         try:
-            while self._waiters or self._answered or self._hold_ms or self._spare:
+            while self._has_work():
                 if not self._waiters and not self._hold_ms:
                     await self._linger()
                 refused = await self._round_trip()
@@ -165,6 +171,12 @@ class SharedLimiter:
                         pass
         finally:
             self._runner = None
+
+    def _has_work(self) -> bool:
+        """Anything for Redis: waiters, answers, a hold, spare slots to keep or give back."""
+        return bool(
+            self._waiters or self._answered or self._hold_ms or self._spare or self._give_back
+        )
 
     async def _linger(self) -> None:
         """Only answers to record and spare slots to give back: they wait up to :data:`LINGER`
@@ -188,17 +200,19 @@ class SharedLimiter:
         With waiters and room in the budget (the last call's free slots), :data:`SPARE` more
         are asked for and kept for the next requests, which then need no round trip: under
         load one call serves many requests. A spare slot counts from when Redis granted it,
-        earlier than its request leaves: longer, never shorter. Without waiters, the spares go
-        back unused."""
+        earlier than its request leaves: longer, never shorter. Without waiters, past
+        :data:`SPARE_AGE` (another process may have seen a 429 since) or on a hold, the spares
+        go back unused."""
         self._waiters = deque(w for w in self._waiters if not w[0].done())
         asked = len(self._waiters)
         roomy = min(self._free) >= 4 * SPARE
         wanted, first = asked + (SPARE if asked and roomy else 0), self._count
         self._count += wanted
         answered, self._answered = self._answered, []
-        unused: list[str] = []
-        if not asked:
-            unused, self._spare = self._spare, []
+        if not asked or time.monotonic() >= self._spare_until:
+            self._give_back += self._spare
+            self._spare = []
+        unused, self._give_back = self._give_back, []
         hold, self._hold_ms = self._hold_ms, 0.0
         args: list[int | float | str] = [wanted, *self._args, hold, self._prefix, first]
         args += [len(answered), *answered, *unused]
@@ -207,6 +221,7 @@ class SharedLimiter:
         except LOST as exc:
             self._link.lost(exc)
             self._spare.clear()  # they lapse with their lease
+            self._give_back.clear()
             while self._waiters:
                 future, _ = self._waiters.popleft()
                 if not future.done():
@@ -214,6 +229,7 @@ class SharedLimiter:
             return None
         self._free = (burst, steady)
         self._wait = max(wait_ms / 1000, IN_FLIGHT_POLL)
+        self._spare_until = time.monotonic() + SPARE_AGE
         for number in range(first, first + granted):
             self._hand_out(f"{self._prefix}{number}")
         self._refuse_beyond(self._wait)
@@ -298,8 +314,8 @@ class SharedRateLimiter(RateLimiter):
             runner.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
         for limiter in self._shared.values():
-            if (limiter._answered or limiter._spare) and self._link.shared:
-                await limiter._round_trip()  # else they count until their lease ends
+            if limiter._has_work() and self._link.shared:
+                await limiter._round_trip()  # else answers and spares count until their lease
         await self._link.aclose()
 
     def of(self, endpoint: Endpoint, account: str) -> SharedLimiter:
