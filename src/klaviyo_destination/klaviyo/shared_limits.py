@@ -18,7 +18,7 @@ not agree.
 
 The hot path is one round trip per burst of requests, not per request: each limiter (account
 and endpoint class) sends at most one script call at a time, and that call takes every slot
-asked for (and :data:`SPARE` more ahead when the budget has room) and records every answer
+asked for (and up to :data:`SPARE` more ahead when the budget has room) and records every answer
 since the last one; answers alone wait :data:`LINGER` for a request to ride with.
 
 When Redis is slow (no answer within ``REDIS_TIMEOUT``), down, restarted without its data or
@@ -52,11 +52,14 @@ from .ratelimit import (
 )
 from .redis_link import LOST, RedisLink
 
-#: Seconds answers wait for a request to share a round trip (see ``SharedLimiter._linger``).
+#: Seconds answers wait for a request to share a round trip (see ``SharedLimiter._linger``);
+#: longer while the budget has room (a quarter of it free), where recording late costs nothing.
 LINGER: Final = IN_FLIGHT_POLL
-#: Slots taken ahead for the next requests when the budget has room (see ``_round_trip``),
-#: and the seconds they may be used for: past that (or on Klaviyo's hold) they go back.
-SPARE: Final = 16
+LINGER_ROOMY: Final = 0.05
+#: The most slots taken ahead for the next requests, a quarter of the free ones at most (see
+#: ``_round_trip``), and the seconds they may be used for: past that (or on Klaviyo's hold)
+#: they go back.
+SPARE: Final = 64
 SPARE_AGE: Final = 0.05
 
 
@@ -81,6 +84,7 @@ class SharedLimiter:
         self._runner: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._lingering = False
+        self._roomy = False
         self._wait = 0.0
         self._free = (args[0], args[1])
 
@@ -180,12 +184,12 @@ class SharedLimiter:
 
     async def _linger(self) -> None:
         """Only answers to record and spare slots to give back: they wait up to :data:`LINGER`
-        for a request to ride with (most do under load). Recorded late, a slot counts a little
-        longer, never shorter."""
+        (:data:`LINGER_ROOMY` while a quarter of the budget is free) for a request to ride with
+        (most do under load). Recorded late, a slot counts a little longer, never shorter."""
         self._lingering = True
         self._wake.clear()
         try:
-            async with asyncio.timeout(LINGER):
+            async with asyncio.timeout(LINGER_ROOMY if self._roomy else LINGER):
                 await self._wake.wait()
         except TimeoutError:
             pass
@@ -197,7 +201,8 @@ class SharedLimiter:
         got none, or ``None`` when the limits turned local (the waiters go to the local
         limiter).
 
-        With waiters and room in the budget (the last call's free slots), :data:`SPARE` more
+        With waiters and room in the budget (a quarter of the last call's free slots, at most
+        :data:`SPARE`), more
         are asked for and kept for the next requests, which then need no round trip: under
         load one call serves many requests. A spare slot counts from when Redis granted it,
         earlier than its request leaves: longer, never shorter. Without waiters, past
@@ -205,8 +210,8 @@ class SharedLimiter:
         go back unused."""
         self._waiters = deque(w for w in self._waiters if not w[0].done())
         asked = len(self._waiters)
-        roomy = min(self._free) >= 4 * SPARE
-        wanted, first = asked + (SPARE if asked and roomy else 0), self._count
+        ahead = min(SPARE, min(self._free) // 4) if asked else 0
+        wanted, first = asked + max(0, ahead), self._count
         self._count += wanted
         answered, self._answered = self._answered, []
         if not asked or time.monotonic() >= self._spare_until:
@@ -228,6 +233,7 @@ class SharedLimiter:
                     future.set_result(None)
             return None
         self._free = (burst, steady)
+        self._roomy = 4 * burst >= self._args[0] and 4 * steady >= self._args[1]
         self._wait = max(wait_ms / 1000, IN_FLIGHT_POLL)
         self._spare_until = time.monotonic() + SPARE_AGE
         for number in range(first, first + granted):
