@@ -19,6 +19,7 @@ from klaviyo_destination.klaviyo.ratelimit import RateLimiter, account_of
 from klaviyo_destination.klaviyo.redis_link import PROBE_INTERVAL
 from klaviyo_destination.klaviyo.shared_limits import LINGER, SPARE, SharedRateLimiter
 from klaviyo_destination.settings import Settings
+from support.processes import free_port
 from support.redis_server import RedisServer
 from tests.helpers.redis import NEEDS_REDIS
 
@@ -247,3 +248,12 @@ async def test_klaviyos_hold_sends_the_slots_taken_ahead_back(redis_server: Redi
             async with limiter.slot(max_wait=1):
                 pass
         assert 25 < refused.value.wait <= 30
+
+
+async def test_redis_password_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:s3cret-redis-pass@127.0.0.1:{free_port()}/0"
+    async with process(url) as limits:
+        assert not limits.shared
+    assert "rate limits local: Redis unreachable" in caplog.text
+    assert "s3cret-redis-pass" not in caplog.text
