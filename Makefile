@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench fuzz clean reliability soak edge lock
+.PHONY: run test lint typecheck pytest bench bench-replicas fuzz clean reliability soak edge lock
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,10 @@ run: $(RUNTIME)
 # keeps the versions of the lock it rewrites unless pyproject.toml rules them out (add
 # `--upgrade-package NAME` to move one), and its hashes too: so it is handed a copy without
 # them, and writes them all anew. The dev lock is constrained by the runtime lock, so the two
-# agree on every package they share.
+# agree on every package they share. The patch level is the oldest the project runs on (this
+# machine's 3.11.7; the image has 3.11.16): redis-py wants async-timeout only below 3.11.3.
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
-	--python-version 3.11 --python-platform linux --custom-compile-command 'make lock'
+	--python-version 3.11.7 --python-platform linux --custom-compile-command 'make lock'
 UNHASHED := sed -e '/--hash=/d' -e 's/ \\$$//'
 lock: $(STAMP)
 	$(UNHASHED) requirements.lock > $(VENV)/requirements.lock
@@ -66,6 +67,11 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# 1-3 serve processes on one account, with and without REDIS_URL (~4 min); rewrites only its
+# own section of docs/benchmarks.md, which `make bench` keeps.
+bench-replicas: $(STAMP)
+	$(BIN)/python bench/bench_replicas.py
 
 # Fault matrix: 2,000 mixed events per fault kind through the real servers (docs/reliability.md).
 reliability: $(STAMP)

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_delivery, bench_mapping, bench_service
+from bench import sections as kept_sections
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -141,7 +142,7 @@ def main() -> None:
     ]
     if OPTIMISATIONS.exists():
         sections.append(OPTIMISATIONS.read_text(encoding="utf-8").strip())
-    text = document(sections, args.rounds)
+    text = document(sections, args.rounds) + kept_sections.kept(DOC)
     _say("")
     _say(text)
     if not args.no_write:

@@ -21,6 +21,8 @@ DOCKERFILE: Final = ROOT / "Dockerfile"
 CONSOLE_SCRIPT: Final = "klaviyo-destination"
 EMULATOR_SERVICE: Final = "emulator"
 DESTINATION_SERVICE: Final = "klaviyo-destination"
+#: Started with ``--profile replicas`` only: the shared rate limits' store.
+REDIS_SERVICE: Final = "redis"
 
 #: The paths the servers are polled on; compose's and the Dockerfile's healthchecks use the same.
 EMULATOR_HEALTH: Final = "/__emulator/health"
@@ -110,6 +112,8 @@ def local_service_env(emulator_url: str) -> dict[str, str]:
         "KLAVIYO_API_VERSION": "v1",  # compose's default
         "KLAVIYO_CONSENT": "email,sms",
         "RUDDER_TRANSFORMER_URL": "",  # compose's default: no upstream transformer
+        "REDIS_URL": "",  # compose's default: limits per process (one replica)
+        "REPLICAS": "",
         "DELIVERY_DEADLINE": str(DELIVERY_DEADLINE),
         "BACKOFF_INITIAL": "0.05",
         "BACKOFF_MAX": "0.2",

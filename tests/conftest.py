@@ -11,6 +11,9 @@ import stamina
 
 from tests.helpers.apps import WAYS, Build, built
 
+#: The real redis-server fixture (``redis_server``) for the shared rate-limit tests.
+pytest_plugins = ["tests.helpers.redis"]
+
 #: user_properties key marking a report that _contract_skips_fail_in_ci turned into a failure.
 CONTRACT_SKIP: str = "contract-skip"
 

@@ -34,6 +34,7 @@ from support.compose import (
     EMULATOR_COMMAND,
     EMULATOR_HEALTH,
     EMULATOR_SERVICE,
+    REDIS_SERVICE,
     ROOT,
     SERVICE_COMMAND,
     SERVICE_HEALTH,
@@ -102,19 +103,41 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 def test_compose_services_are_healthy_before_use_and_on_loopback_only() -> None:
     services = load_compose()["services"]
-    assert set(services) == {EMULATOR_SERVICE, DESTINATION_SERVICE}
+    assert set(services) == {EMULATOR_SERVICE, REDIS_SERVICE, DESTINATION_SERVICE}
     # One build, shared: the service builds the image the emulator runs (never pulled).
     assert services[DESTINATION_SERVICE]["build"] == "."
     assert "build" not in services[EMULATOR_SERVICE]
     assert services[EMULATOR_SERVICE]["pull_policy"] == "never"
-    for service in services.values():
-        assert service["image"] == services[EMULATOR_SERVICE]["image"]  # one image
+    for name, service in services.items():
+        if name != REDIS_SERVICE:
+            assert service["image"] == services[EMULATOR_SERVICE]["image"]  # one image
         assert service["healthcheck"]["test"][0] == "CMD"
-        assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+        assert all(port.startswith("127.0.0.1:") for port in service.get("ports", []))
     destination = services[DESTINATION_SERVICE]
-    assert destination["depends_on"] == {EMULATOR_SERVICE: {"condition": "service_healthy"}}
-    assert destination["ports"] == ["127.0.0.1:8080:8080"]
+    assert destination["depends_on"] == {
+        EMULATOR_SERVICE: {"condition": "service_healthy"},
+        REDIS_SERVICE: {"condition": "service_healthy", "required": False},
+    }
+    # One replica on 8080; scaled, each replica takes a free port of the range.
+    assert destination["ports"] == ["127.0.0.1:8080-8083:8080"]
     assert services[EMULATOR_SERVICE]["ports"] == ["127.0.0.1:8081:8081"]
+
+
+def test_compose_runs_replicas_sharing_limits_through_redis_on_request() -> None:
+    """Redis only with ``--profile replicas`` (plain ``up`` stays one process, limits in it);
+    the replicas reach it by the URL the header comment gives, and publish nothing of it."""
+    services = load_compose()["services"]
+    redis = services[REDIS_SERVICE]
+    assert redis["profiles"] == ["replicas"]
+    assert "ports" not in redis  # the counters stay inside compose's network
+    assert redis["command"][0] == "redis-server"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    environment = services[DESTINATION_SERVICE]["environment"]
+    assert environment["REDIS_URL"] == "${REDIS_URL:-}"
+    assert environment["REPLICAS"] == "${REPLICAS:-}"
+    header = COMPOSE_FILE.read_text(encoding="utf-8").split("\nname:")[0]
+    assert "REDIS_URL=redis://redis:6379/0 REPLICAS=3" in header
+    assert f"--profile replicas up --build --scale {DESTINATION_SERVICE}=3" in header
 
 
 def _duration(text: str) -> float:

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     #: seconds in-flight requests get to finish after SIGTERM (> BODY_TIMEOUT + DELIVERY_DEADLINE)
     shutdown_timeout: int = Field(default=40, ge=1)
 
-    @field_validator("webhook_token", mode="after")
+    @field_validator("webhook_token", "redis_url", mode="after")
     @classmethod
     def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # "WEBHOOK_TOKEN=" would otherwise let "Authorization: Bearer " in on every interface.
@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     profiles_rate_steady: int | None = Field(default=None, ge=1)
     events_rate_burst: int | None = Field(default=None, ge=1)
     events_rate_steady: int | None = Field(default=None, ge=1)
+    # --- delivery: several processes on one Klaviyo account (klaviyo/shared_limits.py) ---
+    #: redis://[:password@]host:port/db: every process given the same URL draws on one budget
+    #: per account and endpoint class; unset: each process has its own (klaviyo/ratelimit.py)
+    redis_url: SecretStr | None = None
+    #: seconds one Redis round trip may take; past it (or Redis down) limits turn local
+    redis_timeout: float = Field(default=0.25, gt=0)
+    #: processes delivering for the account; when the limits are local (no REDIS_URL, or Redis
+    #: unreachable) each process takes this share of the budget. Unset: the whole budget
+    replicas: int | None = Field(default=None, ge=1)
     # --- delivery: odd answers from Klaviyo ---
     #: An answer body longer than this is not read on: a retryable failure.
     max_answer_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -148,6 +157,7 @@ class Settings(BaseSettings):
         "profiles_rate_steady",
         "events_rate_burst",
         "events_rate_steady",
+        "replicas",
         mode="before",
     )
     @classmethod

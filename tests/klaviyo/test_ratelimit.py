@@ -146,6 +146,23 @@ async def test_one_limiter_per_endpoint_from_settings() -> None:
     assert clock.sleeps == [pytest.approx(1.0)]
 
 
+@pytest.mark.parametrize(
+    ("replicas", "events", "profiles"),
+    [
+        (None, {"burst": 40, "steady": 3500}, {"burst": 75, "steady": 700}),  # the whole
+        (1, {"burst": 40, "steady": 3500}, {"burst": 75, "steady": 700}),
+        (3, {"burst": 13, "steady": 1166}, {"burst": 25, "steady": 233}),  # a third, rounded down
+        (100, {"burst": 1, "steady": 35}, {"burst": 1, "steady": 7}),  # never below one
+    ],
+)
+def test_replicas_gives_each_process_its_share(
+    replicas: int | None, events: dict[str, int], profiles: dict[str, int]
+) -> None:
+    limits = RateLimiter.from_settings(Settings(replicas=replicas, events_rate_burst=40))
+    assert limits[Endpoint.EVENTS].available() == events
+    assert limits[Endpoint.PROFILES].available() == profiles
+
+
 def test_retry_after_header_in_seconds() -> None:
     assert retry_after(httpx.Headers({"Retry-After": "3"}), "") == 3.0
 

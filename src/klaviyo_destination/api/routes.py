@@ -376,6 +376,9 @@ async def ready(request: Request, klaviyo: KlaviyoDep) -> Response:
         "api_version": settings.revision.api_version.value,
         "upstream_transformer": upstream,
     }
+    if settings.redis_url is not None:
+        # "local" while Redis cannot be reached: each process keeps its own (REPLICAS share)
+        body["rate_limits"] = "shared" if klaviyo.limits.shared else "local"
     if warning is not None:
         body["warning"] = warning
     return JsonResponse(body)

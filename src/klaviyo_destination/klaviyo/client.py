@@ -34,7 +34,7 @@ from .answers import KlaviyoAnswer
 from .exchange import AiohttpExchange, Exchange, HttpxExchange, RequestHeaders
 from .facts import Endpoint
 from .metrics import DeliveryMetrics
-from .ratelimit import RateLimiter, retry_after
+from .ratelimit import RateLimiter, limits_of, retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,7 @@ class KlaviyoClient:
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else DeliveryMetrics()
-        self.limits = (
-            rate_limiter if rate_limiter is not None else RateLimiter.from_settings(settings)
-        )
+        self.limits = rate_limiter if rate_limiter is not None else _limiter(settings)
         self.metrics.watch(self.limits)
         self._injected = transport
         self._exchange: Exchange | None = None
@@ -79,6 +77,7 @@ class KlaviyoClient:
             if injected is None
             else HttpxExchange(injected, self.settings)
         )
+        await self.limits.start()
         return self
 
     async def __aexit__(
@@ -91,14 +90,16 @@ class KlaviyoClient:
             # As httpx.AsyncClient did: closing the client closes its transport.
             exchange, self._exchange = self._exchange, None
             await exchange.aclose()
+        await self.limits.aclose()
 
     @property
     def is_open(self) -> bool:
         """Between ``__aenter__`` and ``__aexit__`` (the readiness check reads it)."""
         return self._exchange is not None
 
-    def slot(self, endpoint: Endpoint, max_wait: float) -> _Slot:
-        """A rate-limit slot and a connection for one exchange (raises ``RateLimited``).
+    def slot(self, endpoint: Endpoint, max_wait: float, account: str = "") -> _Slot:
+        """A rate-limit slot of ``account`` (:func:`.ratelimit.account_of`; shared limits are
+        per account) and a connection for one exchange (raises ``RateLimited``).
 
         The slot spans the whole exchange, so a late departure cannot crowd one of Klaviyo's
         windows; the connection semaphore keeps requests from queueing inside the transport's pool,
@@ -107,7 +108,7 @@ class KlaviyoClient:
         fails at once, with that wait as ``retry_after`` (a throttle the caller can time),
         where the delivery's ``asyncio.timeout`` would only cut it off at the deadline.
         """
-        return _Slot(self, endpoint, max_wait)
+        return _Slot(self, endpoint, max_wait, account)
 
     def request_headers(self, headers: Mapping[str, str]) -> RequestHeaders:
         """``headers`` over httpx's defaults, encoded once: a session keeps one set per
@@ -115,7 +116,9 @@ class KlaviyoClient:
         merged = httpx.Headers({**_DEFAULT_HEADERS, **headers})
         return ((b"Host", self._host), *merged.raw)
 
-    async def call(self, request: PlannedRequest, headers: RequestHeaders) -> KlaviyoAnswer:
+    async def call(
+        self, request: PlannedRequest, headers: RequestHeaders, account: str = ""
+    ) -> KlaviyoAnswer:
         """One HTTP exchange, measured, its answer read once; no retries (the session's).
 
         Raises ``httpx.TransportError``; an answer that cannot be used (its body over
@@ -136,7 +139,7 @@ class KlaviyoClient:
                 self.metrics.answered(endpoint.value, type(exc).__name__)
                 raise
         self.metrics.answered(endpoint.value, answer.status)
-        limiter = self.limits[endpoint]
+        limiter = self.limits.of(endpoint, account)
         limiter.observe(answer.headers)
         logger.debug("klaviyo %s %s -> %d", request.method, request.path, answer.status)
         if answer.status == 429 and (wait := retry_after(answer.headers, answer.body)) is not None:
@@ -150,11 +153,13 @@ class _Slot:
 
     __slots__ = ("_client", "_endpoint", "_limit", "_max_wait")
 
-    def __init__(self, client: KlaviyoClient, endpoint: Endpoint, max_wait: float) -> None:
+    def __init__(
+        self, client: KlaviyoClient, endpoint: Endpoint, max_wait: float, account: str
+    ) -> None:
         self._client = client
         self._endpoint = endpoint
         self._max_wait = max_wait
-        self._limit = client.limits[endpoint].slot(max_wait=max_wait)
+        self._limit = client.limits.of(endpoint, account).slot(max_wait=max_wait)
 
     async def __aenter__(self) -> None:
         client = self._client
@@ -169,7 +174,18 @@ class _Slot:
 
     async def __aexit__(self, *exc: object) -> None:
         self._client._connections.release()
-        await self._limit.__aexit__(*exc)
+        await self._limit.__aexit__(None, None, None)
+
+
+def _limiter(settings: Settings) -> RateLimiter:
+    """The process's own limiter; with ``REDIS_URL``, the shared one in front of it (imported
+    only then: without Redis, redis-py is never loaded)."""
+    local = RateLimiter.from_settings(settings)
+    if settings.redis_url is None:
+        return local
+    from .shared_limits import SharedRateLimiter
+
+    return SharedRateLimiter(settings, local, limits_of(settings))
 
 
 def _url_maker(base_url: str) -> Callable[[str], str]:

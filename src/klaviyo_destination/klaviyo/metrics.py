@@ -18,7 +18,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .ratelimit import RateLimiter
@@ -143,3 +143,16 @@ class _LimiterBudget(Collector):
             for window, free in limiter.available().items():
                 family.add_metric([endpoint.value, window], free)
         yield family
+        yield GaugeMetricFamily(
+            "klaviyo_rate_limits_shared",
+            "1 while the rate limits are shared with other processes through Redis (REDIS_URL), "
+            "0 while each process keeps its own.",
+            value=int(self._limits.shared),
+        )
+        if self._limits.per_account:
+            yield CounterMetricFamily(
+                "klaviyo_rate_limit_redis_calls",
+                "Round trips to Redis for the shared rate limits (each takes the slots asked "
+                "for since the last one and records the answers).",
+                value=self._limits.redis_calls,
+            )

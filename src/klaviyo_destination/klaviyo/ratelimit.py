@@ -21,14 +21,18 @@ The log below is a deque of at most ``limit`` timestamps per window, so memory i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import SecretStr
 
 from ..errors import RateLimited
 from ..settings import Settings
@@ -43,6 +47,17 @@ BURST_PERIOD = 1.0
 STEADY_PERIOD = 60.0
 #: How soon to look again when all of a window's slots are taken by unanswered requests.
 IN_FLIGHT_POLL = 0.01
+
+
+class Limiter(Protocol):
+    """What a delivery uses of an endpoint's limiter: this module's :class:`EndpointLimiter`,
+    or ``shared_limits.SharedLimiter`` (one account's budget, in Redis)."""
+
+    def slot(self, max_wait: float | None = None) -> AbstractAsyncContextManager[None]: ...
+
+    def observe(self, headers: Mapping[str, str]) -> None: ...
+
+    def hold(self, seconds: float) -> None: ...
 
 
 class _Window:
@@ -163,15 +178,17 @@ class EndpointLimiter:
             until = self._held_at + min(seconds, self._max_hold)
             self._hold_until = max(self._hold_until, until)
 
+    def held_for(self) -> float:
+        """Seconds the hold set by :meth:`hold` still lasts (0 when none)."""
+        return max(0.0, self._hold_until - self._clock())
+
     def held_within(self, seconds: float) -> bool:
         """Whether Klaviyo asked this endpoint to wait during the last ``seconds``."""
         return self._clock() - self._held_at <= seconds
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Honour ``RateLimit-Remaining``/``RateLimit-Reset`` (steady window) of a response."""
-        remaining = _number(headers.get("ratelimit-remaining"))
-        reset = _number(headers.get("ratelimit-reset"))
-        if remaining is not None and reset is not None and remaining <= 0:
+        if (reset := steady_hint(headers)) is not None:
             self.hold(reset)
 
 
@@ -196,6 +213,9 @@ class _Slot:
 class RateLimiter:
     """One :class:`EndpointLimiter` per :class:`Endpoint`; each endpoint has its own quota."""
 
+    #: Whether :meth:`of` tells accounts apart (a session then hashes its key once for it).
+    per_account: bool = False
+
     def __init__(self, limits: Mapping[Endpoint, EndpointLimiter]) -> None:
         self._limits = dict(limits)
 
@@ -203,16 +223,40 @@ class RateLimiter:
     def from_settings(
         cls, settings: Settings, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
     ) -> RateLimiter:
-        """Every endpoint class at the tier :func:`limits_of` gives it."""
+        """Every endpoint class at the tier :func:`limits_of` gives it; with ``REPLICAS`` set,
+        this process's even share of it (at least one request per window)."""
+        replicas = settings.replicas or 1
 
         def limiter(limit: RateLimit) -> EndpointLimiter:
             hold = settings.max_retry_after
-            return EndpointLimiter(*limit, clock=clock, sleep=sleep, max_hold=hold)
+            burst, steady = (max(1, n // replicas) for n in limit)
+            return EndpointLimiter(burst, steady, clock=clock, sleep=sleep, max_hold=hold)
 
         return cls({endpoint: limiter(limit) for endpoint, limit in limits_of(settings).items()})
 
     def __getitem__(self, endpoint: Endpoint) -> EndpointLimiter:
         return self._limits[endpoint]
+
+    def of(self, endpoint: Endpoint, account: str) -> Limiter:  # noqa: ARG002 -- see below
+        """The limiter a delivery for ``account`` (a hash of its key) draws on: here the
+        process's own, whatever the account (``shared_limits`` keys Redis by it)."""
+        return self._limits[endpoint]
+
+    @property
+    def shared(self) -> bool:
+        """Whether the budget is shared with other processes now (``shared_limits``)."""
+        return False
+
+    @property
+    def redis_calls(self) -> int:
+        """Round trips to Redis so far (``shared_limits``); none here."""
+        return 0
+
+    async def start(self) -> None:
+        """Called by the client's ``__aenter__``; nothing to open for the process's own."""
+
+    async def aclose(self) -> None:
+        """Called by the client's ``__aexit__``."""
 
     def items(self) -> list[tuple[Endpoint, EndpointLimiter]]:
         return list(self._limits.items())
@@ -243,6 +287,20 @@ def limits_of(settings: Settings) -> dict[Endpoint, RateLimit]:
             tier.burst if burst is None else burst, tier.steady if steady is None else steady
         )
     return limits
+
+
+def steady_hint(headers: Mapping[str, str]) -> float | None:
+    """Seconds to hold an endpoint for, from ``RateLimit-Remaining: 0`` and its reset."""
+    remaining = _number(headers.get("ratelimit-remaining"))
+    reset = _number(headers.get("ratelimit-reset"))
+    if remaining is not None and reset is not None and remaining <= 0:
+        return reset
+    return None
+
+
+def account_of(key: SecretStr) -> str:
+    """What names an account in shared state: a hash of its private key, never the key."""
+    return hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:32]
 
 
 def _number(value: str | None) -> float | None:

@@ -30,6 +30,7 @@ from .answers import KlaviyoAnswer, SentRequest, redirect, rejection, transient,
 from .batch import Batch, Outcome
 from .client import KlaviyoClient, RequestHeaders
 from .facts import Revision, klaviyo_headers
+from .ratelimit import account_of
 from .retry import RetryHook, out_of_time
 
 
@@ -39,6 +40,8 @@ class KlaviyoSession:
     def __init__(self, client: KlaviyoClient, api_key: SecretStr) -> None:
         self.client = client
         self._key = api_key
+        # Hashed only for shared limits: the protocol binds a session per job's destination.
+        self._account = account_of(api_key) if client.limits.per_account else ""
         # One set per revision, built on first use: each request carries its own revision.
         self._headers: dict[str, RequestHeaders] = {}
 
@@ -78,8 +81,9 @@ class KlaviyoSession:
         rudder-server retries the whole job). Raises ``RateLimited`` or ``httpx.TransportError``.
         """
         request = create_profile(body)
-        async with self.client.slot(request.endpoint, self.client.settings.delivery_deadline):
-            answer = await self.client.call(request, self._headers_for(request.revision))
+        client, account = self.client, self._account
+        async with client.slot(request.endpoint, client.settings.delivery_deadline, account):
+            answer = await client.call(request, self._headers_for(request.revision), account)
         if redirected := redirect(answer):
             # rudder-server drops a job answered 3xx but retries a transport error's 500.
             raise UnusableAnswer(redact(redirected.message, self._key))
@@ -126,10 +130,11 @@ class KlaviyoSession:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        client = self.client
+        client, account = self.client, self._account
+        slot = client.slot(request.endpoint, remaining, account)
         try:
-            async with asyncio.timeout(remaining), client.slot(request.endpoint, remaining):
-                answer = await client.call(request, self._headers_for(request.revision))
+            async with asyncio.timeout(remaining), slot:
+                answer = await client.call(request, self._headers_for(request.revision), account)
         except RateLimited as exc:
             raise KlaviyoUnavailable(
                 f"client-side rate limit for {request.endpoint.value}",
