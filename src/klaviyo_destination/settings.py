@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_protocol_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     #: One event larger than this (Klaviyo's ingestion limit) gets its own error output.
     max_event_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: A gzip or deflate protocol body is refused once it decodes past this: rudder-server
+    #: sends plain JSON, so only other callers compress, and a few KB must not become 200 MB.
+    max_protocol_decoded_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     # --- delivery ---
     connect_timeout: float = Field(default=3.0, gt=0)
