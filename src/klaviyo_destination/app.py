@@ -66,7 +66,12 @@ def create_app(
         async with KlaviyoClient(settings, transport=transport, metrics=metrics) as klaviyo:
             key = config.private_api_key or SecretStr("")
             upstream = _upstream(settings, upstream_transport)
-            limits = Limits(settings.max_json_depth, settings.max_event_bytes)
+            limits = Limits(
+                settings.max_json_depth,
+                settings.max_event_bytes,
+                settings.max_protocol_jobs,
+                settings.max_echoed_destination_bytes,
+            )
             try:
                 yield {
                     "settings": settings,

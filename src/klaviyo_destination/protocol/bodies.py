@@ -4,7 +4,9 @@ Plain bodies carry each job's ``destination``; compacted ones (``X-Content-Forma
 json+compactedv1``, which rudder-server sends when ``/features`` allows it) carry
 ``{"input": [{message, metadata}], "destinations": {id: destination}, "connections":
 {"sourceId:destinationId": connection}}``, and the router adds ``destType``. Either way one event
-that is too deep or too large becomes that job's own error, never the whole request's.
+that is too deep or too large becomes that job's own error, never the whole request's. A
+request's jobs are counted before any is read: rudder-server sends
+at most its batch size, and each job costs an output.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import BadRequest, EventTooLarge, InvalidEvent
+from ..errors import BadRequest, EventTooLarge, InvalidEvent, PayloadTooLarge
 from ..ingest.body import parsed_nests_within, too_deep
 from .jobs import Job
+from .router import ECHO_LIMIT
 
 COMPACTED: Final = "json+compactedv1"
 
@@ -25,6 +28,9 @@ COMPACTED: Final = "json+compactedv1"
 class Limits:
     max_depth: int
     max_event_bytes: int
+    #: ``MAX_PROTOCOL_JOBS`` and ``MAX_ECHOED_DESTINATION_BYTES`` (settings.py)
+    max_jobs: int = 1000
+    max_echoed_destination_bytes: int = ECHO_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +48,9 @@ def processor_body(
     if not compacted:
         if not isinstance(body, list):
             raise BadRequest("the processor protocol takes a JSON array of jobs", field="body")
-        parsed = ProtocolBody([Job.parse(raw) for raw in body], False)
+        parsed = ProtocolBody([Job.parse(raw) for raw in _counted(body, limits, "body")], False)
         return _checked(parsed, size, limits, raw)
-    items, destinations = _compacted_parts(body)
+    items, destinations = _compacted_parts(body, limits)
     parsed = ProtocolBody([Job.parse(raw, destinations) for raw in items], True)
     return _checked(parsed, size, limits, raw)
 
@@ -57,13 +63,23 @@ def router_body(
     if not isinstance(items, list):
         return ProtocolBody([], compacted)
     if not compacted:
-        return _checked(ProtocolBody([Job.parse(raw) for raw in items], False), size, limits, raw)
-    _, destinations = _compacted_parts(body)
+        jobs = [Job.parse(raw) for raw in _counted(items, limits, "input")]
+        return _checked(ProtocolBody(jobs, False), size, limits, raw)
+    _, destinations = _compacted_parts(body, limits)
     parsed = ProtocolBody([Job.parse(raw, destinations) for raw in items], True)
     return _checked(parsed, size, limits, raw)
 
 
-def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any]]:
+def _counted(items: list[Any], limits: Limits, field: str) -> list[Any]:
+    if len(items) > limits.max_jobs:
+        msg = (
+            f"a request holds at most {limits.max_jobs} jobs (MAX_PROTOCOL_JOBS), not {len(items)}"
+        )
+        raise PayloadTooLarge(msg, field=field)
+    return items
+
+
+def _compacted_parts(body: Any, limits: Limits) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("input"), list):
         msg = f"a {COMPACTED} body is an object with an input array"
         raise BadRequest(msg, field="input")
@@ -71,7 +87,7 @@ def _compacted_parts(body: Any) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(destinations, dict):
         msg = f"a {COMPACTED} body maps destination ids to destinations"
         raise BadRequest(msg, field="destinations")
-    return body["input"], destinations
+    return _counted(body["input"], limits, "input"), destinations
 
 
 def _checked(

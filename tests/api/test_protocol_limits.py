@@ -1,0 +1,179 @@
+"""What one protocol request may cost (issue 27 A1).
+
+A1: a request's jobs are counted before any is read (``MAX_PROTOCOL_JOBS``), and a router
+destination larger than ``MAX_ECHOED_DESTINATION_BYTES`` is echoed with only what rudder-server
+reads from an output, so that a destination shared by many compacted jobs does not multiply
+into the answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from klaviyo_destination.settings import Settings
+from support.events import signed_up
+from tests.helpers.apps import Build, served
+
+KEY = "pk_limits"
+PROCESSOR = "/v0/destinations/klaviyo"
+ROUTER = "/routerTransform"
+JSON = {"Content-Type": "application/json"}
+COMPACTED = {**JSON, "X-Content-Format": "json+compactedv1"}
+DESTINATION: dict[str, Any] = {
+    "ID": "d1",
+    "Name": "klaviyo prod",
+    "WorkspaceID": "w1",
+    "Enabled": True,
+    "DestinationDefinition": {"ID": "def1", "Name": "KLAVIYO", "DisplayName": "Klaviyo"},
+    "Config": {"privateApiKey": KEY},
+}
+
+pytestmark = pytest.mark.anyio
+
+
+def _metadata(n: int, destination_id: str = "d1") -> dict[str, Any]:
+    return {"jobId": n, "destinationId": destination_id, "userId": f"u{n}"}
+
+
+def _job(n: int, destination: dict[str, Any] = DESTINATION, **metadata: Any) -> dict[str, Any]:
+    return {
+        "message": signed_up(f"m{n}"),
+        "metadata": _metadata(n, destination["ID"]) | metadata,
+        "destination": destination,
+    }
+
+
+def _compacted(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    destinations = {job["destination"]["ID"]: job["destination"] for job in jobs}
+    inputs = [{"message": job["message"], "metadata": job["metadata"]} for job in jobs]
+    return {"input": inputs, "destinations": destinations, "connections": {}}
+
+
+#: (route, headers, the body of ``jobs``) for every shape a protocol body comes in
+SHAPES: dict[str, tuple[str, dict[str, str], Any]] = {
+    "processor": (PROCESSOR, JSON, lambda jobs: jobs),
+    "processor, compacted": (PROCESSOR, COMPACTED, _compacted),
+    "router": (ROUTER, JSON, lambda jobs: {"destType": "klaviyo", "input": jobs}),
+    "router, compacted": (
+        ROUTER,
+        COMPACTED,
+        lambda jobs: {"destType": "KLAVIYO", **_compacted(jobs)},
+    ),
+}
+
+
+def _statuses(path: str, answer: Any) -> dict[int, int]:
+    """Each job's status in an answer (a job in several processor items has one status)."""
+    if path == PROCESSOR:
+        return {item["metadata"]["jobId"]: item["statusCode"] for item in answer}
+    return {
+        metadata["jobId"]: output["statusCode"]
+        for output in answer["output"]
+        for metadata in output["metadata"]
+    }
+
+
+@pytest.fixture
+async def client(build: Build) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        klaviyo_private_api_key=SecretStr(KEY),
+        max_protocol_jobs=5,
+        max_echoed_destination_bytes=2048,
+    )
+    async with served(build(settings), "http://localhost") as c:
+        yield c
+
+
+# --- A1: jobs per request -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_request_holds_at_most_max_protocol_jobs(
+    client: httpx.AsyncClient, shape: str
+) -> None:
+    path, headers, body = SHAPES[shape]
+    jobs = [_job(n) for n in range(6)]
+    response = await client.post(path, content=orjson.dumps(body(jobs[:5])), headers=headers)
+    assert response.status_code == 200, response.text
+    assert _statuses(path, response.json()) == dict.fromkeys(range(5), 200)
+
+    response = await client.post(path, content=orjson.dumps(body(jobs)), headers=headers)
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert "at most 5 jobs (MAX_PROTOCOL_JOBS), not 6" in error["message"]
+    assert error["field"] == ("body" if shape == "processor" else "input")
+
+
+@pytest.mark.parametrize("path", [PROCESSOR, ROUTER])
+async def test_the_issues_million_zeros_cost_a_small_413(build: Build, path: str) -> None:
+    """The issue's 1,979-byte gzip body: a JSON array of a million ``0``s (283 MB answered)."""
+    body = gzip.compress(b"[" + b",".join([b"0"] * 1_000_000) + b"]", 9)
+    if path == ROUTER:
+        body = gzip.compress(b'{"input":[' + b",".join([b"0"] * 1_000_000) + b"]}", 9)
+    assert len(body) < 4096
+    headers = {**JSON, "Content-Encoding": "gzip"}
+    async with served(build(Settings(klaviyo_private_api_key=SecretStr(KEY)))) as client:
+        response = await client.post(path, content=body, headers=headers)
+    assert response.status_code == 413
+    assert "at most 1000 jobs (MAX_PROTOCOL_JOBS), not 1000000" in response.text
+    assert len(response.content) < 1000
+
+
+# --- A1: the destination echoed in router outputs ---------------------------------------------
+
+#: What rudder-server reads from an output's destination, all an oversized one keeps.
+IDS = {key: value for key, value in DESTINATION.items() if key != "Config"}
+
+
+def _padded(size: int) -> dict[str, Any]:
+    """DESTINATION, its Config padded to about ``size`` bytes of JSON."""
+    return DESTINATION | {"Config": DESTINATION["Config"] | {"pad": "x" * size}}
+
+
+#: (the destination, how outputs echo it); the limit is 2,048 bytes
+ECHOES = {
+    "small: whole": (DESTINATION, DESTINATION),
+    "just under the limit: whole": (_padded(1700), _padded(1700)),
+    "over the limit: ids and names": (_padded(200_000), IDS),
+    "a huge name too: nothing": (_padded(9000) | {"Name": "n" * 3000}, {}),
+}
+
+
+@pytest.mark.parametrize("case", ECHOES)
+@pytest.mark.parametrize("compacted", [False, True], ids=["plain", "compacted"])
+async def test_router_outputs_echo_a_large_destination_by_its_ids(
+    client: httpx.AsyncClient, case: str, compacted: bool
+) -> None:
+    """Successes and failures alike; each job still in exactly one output."""
+    destination, echoed = ECHOES[case]
+    jobs = [_job(n, destination) for n in range(5)]
+    jobs[2]["message"] = {"type": "page", "messageId": "m2"}  # refused: an error output
+    body = _compacted(jobs) if compacted else {"input": jobs}
+    raw = orjson.dumps({"destType": "klaviyo", **body})
+    response = await client.post(ROUTER, content=raw, headers=COMPACTED if compacted else JSON)
+    assert response.status_code == 200, response.text
+    outputs = response.json()["output"]
+    assert _statuses(ROUTER, response.json()) == {0: 200, 1: 200, 2: 400, 3: 200, 4: 200}
+    assert all(output["destination"] == echoed for output in outputs)
+    if compacted:  # the destination once in, once per output out: bounded by the limit
+        assert len(response.content) < len(raw) + 5 * 2048 + 5 * 1024
+
+
+async def test_a_group_with_a_bad_config_echoes_a_large_destination_by_its_ids(
+    client: httpx.AsyncClient,
+) -> None:
+    destination = _padded(200_000)
+    destination["Config"]["apiVersion"] = "v9"  # served by no revision: the group's 400
+    body = {"destType": "klaviyo", **_compacted([_job(n, destination) for n in range(5)])}
+    response = await client.post(ROUTER, content=orjson.dumps(body), headers=COMPACTED)
+    assert response.status_code == 200, response.text
+    [output] = response.json()["output"]
+    assert output["statusCode"] == 400
+    assert output["destination"] == IDS
