@@ -1,14 +1,16 @@
-"""What one protocol request may cost (issue 27 A1).
+"""What one protocol request may cost (issue 27 A1) and what a job too deep to echo gets (A4).
 
 A1: a request's jobs are counted before any is read (``MAX_PROTOCOL_JOBS``), and a router
 destination larger than ``MAX_ECHOED_DESTINATION_BYTES`` is echoed with only what rudder-server
 reads from an output, so that a destination shared by many compacted jobs does not multiply
-into the answer.
+into the answer. A4: a job whose metadata or destination nests too deep to echo (orjson writes
+at most 255 levels) gets its own 400; its neighbours their normal outputs.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,3 +179,50 @@ async def test_a_group_with_a_bad_config_echoes_a_large_destination_by_its_ids(
     [output] = response.json()["output"]
     assert output["statusCode"] == 400
     assert output["destination"] == IDS
+
+
+# --- A4: metadata or a destination too deep to echo --------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+#: (the part made deep, its depth, the job's error); json writes them (orjson stops at 255)
+DEEP = {
+    "metadata 254 levels": ("metadata", 254, "metadata is nested deeper than 64 levels"),
+    "metadata 300 levels": ("metadata", 300, "metadata is nested deeper than 64 levels"),
+    "metadata 65 levels": ("metadata", 65, "metadata is nested deeper than 64 levels"),
+    "destination Config 255 levels": (
+        "destination",
+        255,
+        "destination is nested deeper than 64 levels",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DEEP)
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_job_too_deep_to_echo_gets_its_own_400(
+    client: httpx.AsyncClient, shape: str, case: str
+) -> None:
+    part, depth, reason = DEEP[case]
+    path, headers, body = SHAPES[shape]
+    if part == "metadata":
+        deep = _job(2, trace=_nested(depth))
+    else:
+        config = DESTINATION["Config"] | {"deep": _nested(depth)}
+        deep = _job(2, DESTINATION | {"ID": "d2", "Config": config})
+    jobs = [_job(1), deep, _job(3)]
+    response = await client.post(path, content=json.dumps(body(jobs)), headers=headers)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert _statuses(path, answer) == {1: 200, 2: 400, 3: 200}
+    items = answer if path == PROCESSOR else answer["output"]
+    [failed] = [item for item in items if item["statusCode"] == 400]
+    assert failed["error"] == reason
+    metadata = failed["metadata"] if path == PROCESSOR else failed["metadata"][0]
+    assert metadata == _metadata(2, deep["destination"]["ID"])  # all but the deep part

@@ -4,8 +4,9 @@ Plain bodies carry each job's ``destination``; compacted ones (``X-Content-Forma
 json+compactedv1``, which rudder-server sends when ``/features`` allows it) carry
 ``{"input": [{message, metadata}], "destinations": {id: destination}, "connections":
 {"sourceId:destinationId": connection}}``, and the router adds ``destType``. Either way one event
-that is too deep or too large becomes that job's own error, never the whole request's. A
-request's jobs are counted before any is read: rudder-server sends
+that is too deep or too large becomes that job's own error, never the whole request's, and so
+does a job whose metadata or destination nests too deep: an answer echoes those, and orjson
+writes at most 255 levels. A request's jobs are counted before any is read: rudder-server sends
 at most its batch size, and each job costs an output.
 """
 
@@ -102,11 +103,49 @@ def _checked(
     if not (measure or walk):
         return parsed
     jobs = list(parsed.jobs)
+    deep: dict[int, bool] = {}  # by destination: a compacted body's jobs share a few
     for index, job in enumerate(jobs):
+        if walk:
+            job = jobs[index] = _echoable(job, limits.max_depth, deep)
+        if job.error is not None:
+            continue
         error = _event_error(job.message, limits, measure=measure, walk=walk)
         if error is not None:
             jobs[index] = replace(job, error=error)
     return replace(parsed, jobs=jobs)
+
+
+def _echoable(job: Job, limit: int, deep: dict[int, bool]) -> Job:
+    """``job``, or when its destination or metadata nests deeper than ``limit`` the job with
+    that part's error and the part cut to its entries that do not (metadata still carries the
+    jobId rudder-server matches the answer by)."""
+    destination = job.destination
+    too_deep_destination = deep.get(id(destination))
+    if too_deep_destination is None:
+        too_deep_destination = deep[id(destination)] = too_deep(destination, limit)
+    if too_deep_destination:
+        message = f"destination is nested deeper than {limit} levels"
+        error = InvalidEvent(message, field="destination")
+        return replace(
+            job,
+            destination=_cut(destination, limit),
+            metadata=_cut(job.metadata, limit),
+            error=error,
+        )
+    if too_deep(job.metadata, limit):
+        error = InvalidEvent(f"metadata is nested deeper than {limit} levels", field="metadata")
+        return replace(job, metadata=_cut(job.metadata, limit), error=error)
+    return job
+
+
+def _cut(value: Any, limit: int) -> Any:
+    """A JSON object's entries that nest within ``limit`` with it; anything else whole if it
+    does, else ``None``."""
+    if not too_deep(value, limit):
+        return value
+    if isinstance(value, dict):
+        return {key: item for key, item in value.items() if not too_deep(item, limit - 1)}
+    return None
 
 
 def _event_error(message: Any, limits: Limits, *, measure: bool, walk: bool) -> InvalidEvent | None:

@@ -97,7 +97,15 @@ async def _route_group(
     try:
         flow = flow_of(revision_of(parse_config(jobs[0].config)))
     except DestinationError as error:
-        return [router_error(error, [job.metadata for job in jobs], echo)]
+        # Jobs that failed on their own keep their own reason (a destination too deep to
+        # read is cut to what can be echoed, and so fails its config check too).
+        outputs, rest = [], []
+        for job in jobs:
+            if job.error is None:
+                rest.append(job.metadata)
+            else:
+                outputs.append(router_error(job.error, [job.metadata], echo))
+        return outputs + ([router_error(error, rest, echo)] if rest else [])
     jobs = [Job(job.message, job.metadata, destination, job.error) for job in jobs]
     successes: list[JsonObject] = []
     errors: list[JsonObject] = []
