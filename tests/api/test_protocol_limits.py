@@ -226,3 +226,17 @@ async def test_a_job_too_deep_to_echo_gets_its_own_400(
     assert failed["error"] == reason
     metadata = failed["metadata"] if path == PROCESSOR else failed["metadata"][0]
     assert metadata == _metadata(2, deep["destination"]["ID"])  # all but the deep part
+
+
+@pytest.mark.parametrize("path", [PROCESSOR, ROUTER])
+async def test_a_max_json_depth_past_what_orjson_writes_is_not_a_500(
+    build: Build, path: str
+) -> None:
+    """MAX_JSON_DEPTH=1000: the protocol routes still hold a job's parts to 250 levels."""
+    settings = Settings(klaviyo_private_api_key=SecretStr(KEY), max_json_depth=1000)
+    jobs = [_job(1), _job(2, trace=_nested(254)), _job(3)]
+    _, _, body = SHAPES["processor" if path == PROCESSOR else "router"]
+    async with served(build(settings)) as client:
+        response = await client.post(path, content=json.dumps(body(jobs)), headers=JSON)
+    assert response.status_code == 200, response.text
+    assert _statuses(path, response.json()) == {1: 200, 2: 400, 3: 200}

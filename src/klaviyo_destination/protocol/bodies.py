@@ -23,6 +23,9 @@ from .jobs import Job
 from .router import ECHO_LIMIT
 
 COMPACTED: Final = "json+compactedv1"
+#: The deepest a job's parts may nest whatever MAX_JSON_DEPTH says: orjson writes at most 255
+#: levels, and an answer puts a job's metadata, destination or message up to 4 levels down.
+MAX_ECHO_DEPTH: Final = 250
 
 
 @dataclass(frozen=True, slots=True)
