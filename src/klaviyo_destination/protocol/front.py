@@ -45,4 +45,5 @@ class Front:
             filter_code=filter_code,
             base_url=base_url,
             echo_limit=self.limits.max_echoed_destination_bytes,
+            compacted=body.compacted,
         )
