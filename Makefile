@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-replicas fuzz clean reliability soak edge lock
+.PHONY: run test lint typecheck pytest bench bench-replicas fuzz clean reliability soak edge amplify lock
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ soak: $(STAMP)
 # Hostile connections: a 128 MB header, 19,000 half-sent requests, stalled bodies (~35 s).
 edge: $(STAMP)
 	$(BIN)/python -m reliability.edge
+
+# Small protocol requests with large answers, before and after (docs/reliability.md).
+amplify: $(STAMP)
+	$(BIN)/python -m reliability.amplify
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -30,7 +30,7 @@ from .api.state import State
 from .ingest.config import from_settings
 from .klaviyo import DeliveryMetrics, KlaviyoClient, KlaviyoSession
 from .protocol import klaviyo_lookup
-from .protocol.bodies import Limits
+from .protocol.bodies import MAX_ECHO_DEPTH, Limits
 from .protocol.front import Front
 from .protocol.passthrough import is_transformer_route, upstream_path
 from .protocol.upstream import Upstream
@@ -64,7 +64,12 @@ def create_app(
         async with KlaviyoClient(settings, transport=transport, metrics=metrics) as klaviyo:
             key = config.private_api_key or SecretStr("")
             upstream = _upstream(settings, upstream_transport)
-            limits = Limits(settings.max_json_depth, settings.max_event_bytes)
+            limits = Limits(
+                min(settings.max_json_depth, MAX_ECHO_DEPTH),
+                settings.max_event_bytes,
+                settings.max_protocol_jobs,
+                settings.max_echoed_destination_bytes,
+            )
             try:
                 yield {
                     "settings": settings,

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     max_protocol_body_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     #: One event larger than this (Klaviyo's ingestion limit) gets its own error output.
     max_event_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    #: A gzip or deflate protocol body is refused once it decodes past this: rudder-server
+    #: sends plain JSON, so only other callers compress, and a few KB must not become 200 MB.
+    max_protocol_decoded_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    #: Jobs in one processor or router request. rudder-server sends at most its batch size:
+    #: Processor.transformBatchSize (100) and Router.noOfJobsToBatchInAWorker (20) by default.
+    max_protocol_jobs: int = Field(default=1000, gt=0)
+    #: A router job's destination larger than this (as JSON) is echoed in its outputs without
+    #: its Config: rudder-server reads only its ids and names there (docs/mapping.md §12).
+    max_echoed_destination_bytes: int = Field(default=16 * 1024, gt=0)
 
     # --- delivery ---
     connect_timeout: float = Field(default=3.0, gt=0)

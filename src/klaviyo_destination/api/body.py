@@ -21,9 +21,17 @@ async def read_json(
     return parse_json(body, max_depth=max_depth)
 
 
-async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> bytearray:
+async def read_bytes(
+    call: Call,
+    *,
+    max_bytes: int,
+    drain_bytes: int = 0,
+    max_decoded_bytes: int | None = None,
+    decoded_setting: str = "",
+) -> bytearray:
     """The request's body in one buffer (no list of chunks joined into a second copy),
-    decoded when it is gzip or deflate, and refused past ``max_bytes``.
+    decoded when it is gzip or deflate, and refused past ``max_bytes``; decoded, it is refused
+    past ``max_decoded_bytes`` (the setting ``decoded_setting``) when that is lower.
 
     An oversize body of up to ``max_bytes + drain_bytes`` is read to its end and discarded
     before the 413, as web servers' lingering close does: a sender that writes its whole body
@@ -31,7 +39,9 @@ async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> byt
     the answer. Anything larger is refused at once (and the connection closed, see ``edge``).
     """
     too_large = PayloadTooLarge(f"body is larger than {max_bytes} bytes", field="body")
-    decoder = decoder_for(call.headers.get("content-encoding"), max_bytes)
+    decoded = max_bytes if max_decoded_bytes is None else min(max_bytes, max_decoded_bytes)
+    setting = decoded_setting if decoded < max_bytes else ""
+    decoder = decoder_for(call.headers.get("content-encoding"), decoded, setting)
     declared = declared_length(call.headers.get("content-length"))
     if declared is not None and declared > max_bytes + drain_bytes:
         raise too_large
@@ -55,7 +65,7 @@ async def read_bytes(call: Call, *, max_bytes: int, drain_bytes: int = 0) -> byt
         if size > max_bytes:
             continue  # draining: read on to the end, keep nothing
         if decoder is not None:
-            body += decoder.feed(chunk)  # which enforces max_bytes on the decoded size
+            body += decoder.feed(chunk)  # which enforces the limit on the decoded size
         else:
             body += chunk
     if size > max_bytes:

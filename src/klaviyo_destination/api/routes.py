@@ -104,7 +104,11 @@ async def protocol_bytes(call: Call) -> bytearray:
     """A protocol route's body, read as the route reads it (bench/without_handler.py too)."""
     settings = call.state["settings"]
     return await read_bytes(
-        call, max_bytes=settings.max_protocol_body_bytes, drain_bytes=settings.max_drain_bytes
+        call,
+        max_bytes=settings.max_protocol_body_bytes,
+        drain_bytes=settings.max_drain_bytes,
+        max_decoded_bytes=settings.max_protocol_decoded_bytes,
+        decoded_setting="MAX_PROTOCOL_DECODED_BYTES",
     )
 
 

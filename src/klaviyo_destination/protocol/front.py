@@ -39,4 +39,11 @@ class Front:
         self, body: ProtocolBody, *, filter_code: bool, base_url: str
     ) -> list[JsonObject]:
         """Every job in exactly one output (rudder-server checks that)."""
-        return await route_jobs(body.jobs, self.lookup, filter_code=filter_code, base_url=base_url)
+        return await route_jobs(
+            body.jobs,
+            self.lookup,
+            filter_code=filter_code,
+            base_url=base_url,
+            echo_limit=self.limits.max_echoed_destination_bytes,
+            compacted=body.compacted,
+        )

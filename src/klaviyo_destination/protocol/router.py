@@ -8,7 +8,8 @@ merged (≤ 100 profiles), each with the requests of its own events (Q1 fixed at
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 
@@ -19,8 +20,14 @@ from ..klaviyo.facts import DEFAULT_BASE_URL
 from ..mapping import Flow, flow_of
 from ..planned import PlannedEvent
 from .envelopes import Envelopes, router_error
-from .jobs import Job, plan_jobs
+from .jobs import Job, Pacer, plan_jobs
 from .lookup import ProfileLookup
+
+#: ``MAX_ECHOED_DESTINATION_BYTES``' default (settings.py).
+ECHO_LIMIT: Final = 16 * 1024
+#: What rudder-server reads from an output's destination (``DestinationT``'s fields).
+_ECHOED_KEYS: Final = ("ID", "Name", "WorkspaceID", "Enabled", "IsProcessorEnabled", "RevisionID")
+_ECHOED_DEFINITION_KEYS: Final = ("ID", "Name", "DisplayName")
 
 INVALID_EVENT_ARRAY = {
     "metadata": [{"destType": "klaviyo"}],
@@ -49,46 +56,98 @@ async def route(
 
 
 async def route_jobs(
-    jobs: list[Job], lookup: ProfileLookup, *, filter_code: bool, base_url: str
+    jobs: list[Job],
+    lookup: ProfileLookup,
+    *,
+    filter_code: bool,
+    base_url: str,
+    echo_limit: int = ECHO_LIMIT,
+    compacted: bool = False,
 ) -> list[JsonObject]:
-    """Every job in exactly one output (rudder-server checks that)."""
+    """Every job in exactly one output (rudder-server checks that); a destination larger
+    than ``echo_limit`` bytes is echoed as :func:`echoed` says. ``compacted``: the jobs share
+    their destinations' objects."""
     outputs: list[JsonObject] = []
     envelopes = Envelopes(processor=False, base_url=base_url)
-    for group in _destination_groups(jobs):
-        outputs.extend(await _route_group(group, lookup, filter_code, envelopes))
+    pacer = Pacer()
+    for group in _destination_groups(jobs, compacted=compacted):
+        outputs.extend(await _route_group(group, lookup, filter_code, envelopes, echo_limit, pacer))
     return outputs
 
 
-def _destination_groups(jobs: list[Job]) -> list[list[Job]]:
+def _destination_groups(jobs: list[Job], *, compacted: bool) -> list[list[Job]]:
     groups: dict[tuple[Any, bytes], list[Job]] = {}
+    # A compacted body's jobs share their destination's one Config object: written once, not
+    # once a job (an 8 MB one shared by 50 jobs was 400 MB of writing). A plain body's jobs
+    # each carry their own copy: writing it costs what sending it did, and a memo only adds.
+    written: dict[int, tuple[Any, bytes]] = {}
     for job in jobs:
-        dynamic = job.destination.get("hasDynamicConfig") is not False
-        config = orjson.dumps(job.config, option=orjson.OPT_SORT_KEYS) if dynamic else b""
+        config = b""
+        if job.destination.get("hasDynamicConfig") is not False:
+            raw = job.config
+            if not compacted:
+                config = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+            else:
+                seen = written.get(id(raw))
+                if seen is None or seen[0] is not raw:
+                    seen = written[id(raw)] = (raw, orjson.dumps(raw, option=orjson.OPT_SORT_KEYS))
+                config = seen[1]
         groups.setdefault((str(job.destination.get("ID")), config), []).append(job)
     return list(groups.values())
 
 
 async def _route_group(
-    jobs: list[Job], lookup: ProfileLookup, filter_code: bool, envelopes: Envelopes
+    jobs: list[Job],
+    lookup: ProfileLookup,
+    filter_code: bool,
+    envelopes: Envelopes,
+    echo_limit: int,
+    pacer: Pacer,
 ) -> list[JsonObject]:
     destination = jobs[0].destination
     # The first event's destination serves the whole group, as in the reference, and every
     # output echoes it: written once, as orjson writes it (the same bytes), then copied.
-    echoed = orjson.Fragment(orjson.dumps(destination))
+    echo = echoed(destination, echo_limit)
     try:
         flow = flow_of(revision_of(parse_config(jobs[0].config)))
     except DestinationError as error:
-        return [router_error(error, [job.metadata for job in jobs], echoed)]
+        # Jobs that failed on their own keep their own reason (a destination too deep to
+        # read is cut to what can be echoed, and so fails its config check too).
+        outputs, rest = [], []
+        for job in jobs:
+            if job.error is None:
+                rest.append(job.metadata)
+            else:
+                outputs.append(router_error(job.error, [job.metadata], echo))
+        return outputs + ([router_error(error, rest, echo)] if rest else [])
     jobs = [Job(job.message, job.metadata, destination, job.error) for job in jobs]
     successes: list[JsonObject] = []
     errors: list[JsonObject] = []
     for chunk in _type_chunks(jobs):
         if flow.pass_through:
-            chunk = _pass_through(chunk, echoed, successes)
-        done, failed = await _transform_chunk(chunk, lookup, filter_code, echoed)
-        successes.extend(_chunk_outputs(done, flow, echoed, envelopes))
+            chunk = _pass_through(chunk, echo, successes)
+        done, failed = await _transform_chunk(chunk, lookup, filter_code, echo, pacer)
+        successes.extend(_chunk_outputs(done, flow, echo, envelopes))
         errors.extend(failed)
     return successes + errors
+
+
+def echoed(destination: Mapping[str, Any], limit: int) -> orjson.Fragment:
+    """``destination`` as every output of its group echoes it: whole, as the reference does,
+    when it is at most ``limit`` bytes of JSON; else only what rudder-server reads from an
+    output (ids, names, the definition's name: router/worker.go's stats and throttling), so
+    that a large destination shared by many jobs does not multiply into the answer."""
+    written = orjson.dumps(destination)
+    if len(written) <= limit:
+        return orjson.Fragment(written)
+    kept = {key: destination[key] for key in _ECHOED_KEYS if key in destination}
+    definition = destination.get("DestinationDefinition")
+    if isinstance(definition, dict):
+        kept["DestinationDefinition"] = {
+            key: definition[key] for key in _ECHOED_DEFINITION_KEYS if key in definition
+        }
+    written = orjson.dumps(kept)
+    return orjson.Fragment(written if len(written) <= limit else b"{}")
 
 
 def _type_chunks(jobs: list[Job]) -> list[list[Job]]:
@@ -126,13 +185,12 @@ def _pass_through(chunk: list[Job], destination: Any, outputs: list[JsonObject])
 
 
 async def _transform_chunk(
-    chunk: list[Job], lookup: ProfileLookup, filter_code: bool, destination: Any
+    chunk: list[Job], lookup: ProfileLookup, filter_code: bool, destination: Any, pacer: Pacer
 ) -> tuple[list[_Done], list[JsonObject]]:
     done: list[_Done] = []
     failed: list[JsonObject] = []
-    for job, event in zip(
-        chunk, await plan_jobs(chunk, lookup, filter_code=filter_code), strict=True
-    ):
+    planned = await plan_jobs(chunk, lookup, filter_code=filter_code, pacer=pacer)
+    for job, event in zip(chunk, planned, strict=True):
         if event.error is not None:
             failed.append(router_error(event.error, [job.metadata], destination))
         else:
