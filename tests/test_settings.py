@@ -7,6 +7,7 @@ environment.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,17 @@ def test_a_bad_value_in_dotenv_fails_start_up_too(
     (tmp_path / ".env").write_text("KLAVIYO_BASE_URL=notaurl\n", encoding="utf-8")
     assert main(CHECK) == 2
     assert "KLAVIYO_BASE_URL" in capsys.readouterr().err
+
+
+def test_every_setting_is_in_the_readmes_table() -> None:
+    """The README's settings table is where users look a knob up: one missing there is one
+    nobody finds (the table's first column names one or more variables, in backticks)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    listed = {
+        name
+        for line in readme.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1])
+    }
+    missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in listed)
+    assert missing == [], f"not in the README's settings table: {missing}"
