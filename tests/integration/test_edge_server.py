@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import psutil
@@ -50,7 +50,7 @@ def connect(server: Server, timeout: float = 5) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
 
 
-def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
+def status_and_body(answer: bytes) -> tuple[int, dict[str, Any]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)
 
@@ -210,6 +210,23 @@ def test_an_oversized_pipelined_head_is_refused_after_the_answer_before_it(edge:
     assert status_and_body(first)[0] == 200
     assert closed
     assert status_and_body(answers.buffer + rest)[0] == 431
+
+
+def test_a_websocket_handshake_gets_a_404_and_no_traceback(edge: Server) -> None:
+    """Issue 27 C2, on the real ``serve`` (tests/api/test_edge.py: every way of serving)."""
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-ID: ws-c2\r\n\r\n"
+    )
+    with connect(edge) as sock:
+        sock.sendall(get_head(edge, upgrade))
+        answer, closed = read_until_closed(sock, 5)
+    assert closed
+    status, body = status_and_body(answer)
+    assert (status, body["error"]["field"]) == (404, "Upgrade")
+    lines = [line for line in edge.output().splitlines() if "ws-c2" in line]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in edge.output()
 
 
 def test_a_stalled_body_is_cut_after_body_timeout(edge: Server) -> None:

@@ -32,6 +32,7 @@ from typing import Any, Final
 import uvicorn
 
 from ..settings import Settings
+from .refusals import NoWebSockets
 
 #: The uvicorn minor whose ``HttpToolsProtocol`` internals :mod:`.edge_protocol` uses.
 UVICORN_MINOR: Final = "0.54"
@@ -53,6 +54,7 @@ def serve_options(
     """``uvicorn.run`` arguments for the edge's limits, and a warning when some are not
     enforced (the installed uvicorn is not the minor :mod:`.edge_protocol` extends)."""
     options: dict[str, Any] = {
+        "ws": NoWebSockets,
         "timeout_keep_alive": settings.keepalive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }

@@ -1,8 +1,9 @@
 """:class:`EdgeProtocol`: uvicorn's httptools protocol with the connection limits it lacks.
 
-It subclasses uvicorn's private ``HttpToolsProtocol`` and writes its refusals with uvicorn's
-``STATUS_LINE``: :mod:`.connection` imports this module only when the installed uvicorn is the
-minor it was written against (``connection.UVICORN_MINOR``), which says what the limits are for.
+It subclasses uvicorn's private ``HttpToolsProtocol`` (and uses its per-request state: the
+parser's callbacks, ``cycle``, ``pipeline``): :mod:`.connection` imports this module only when
+the installed uvicorn is the minor it was written against (``connection.UVICORN_MINOR``), which
+says what the limits are for. Its refusals are :func:`.refusals.closing_answer`'s.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import asyncio
 import logging
 from typing import Any, Final
 
-import orjson
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from ..api.exchange import JSON
 from ..errors import DestinationError, HeadersTooLarge, RequestTimeout, TooManyConnections
 from ..settings import Settings
+from .refusals import closing_answer
 
 logger = logging.getLogger("klaviyo_destination.edge")
 
@@ -235,20 +235,5 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _answer(self, error: DestinationError) -> None:
         self.refusal = None
-        body = orjson.dumps({"error": error.to_dict()})
-        headers = [(b"content-type", JSON), (b"content-length", b"%d" % len(body))]
-        default = self.server_state.default_headers
-        self.transport.write(_http_answer(error.status, default, headers, body))
+        self.transport.write(closing_answer(error, self.server_state.default_headers))
         self.transport.close()
-
-
-def _http_answer(
-    status: int, default: list[tuple[bytes, bytes]], headers: list[tuple[bytes, bytes]], body: bytes
-) -> bytes:
-    """A whole HTTP/1.1 answer that closes the connection, as uvicorn writes one: its default
-    headers (``date``, ``server``) first."""
-    head = [STATUS_LINE[status]]
-    head += [name + b": " + value + b"\r\n" for name, value in (*default, *headers)]
-    head.append(b"connection: close\r\n\r\n")
-    head.append(body)
-    return b"".join(head)
