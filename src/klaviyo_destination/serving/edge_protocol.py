@@ -48,6 +48,10 @@ class EdgeProtocol(HttpToolsProtocol):
         #: the bytes of the reads that began inside the head under way: while it is unfinished,
         #: at most its size (so never more than the client sent), as is :meth:`_head_size`
         self.head_read = 0
+        #: the size of the read the head began in, and of the read under way: with
+        #: ``head_read``, the most the head can be (below the limit, nothing to count)
+        self.head_first = 0
+        self.read_size = 0
         self.header_timer: asyncio.TimerHandle | None = None
         #: when the headers under way are due (None: none under way); the timer may be older
         self.header_deadline: float | None = None
@@ -76,11 +80,12 @@ class EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
+        self.read_size = len(data)
         if self.in_head:
             # Counted before parsing: httptools keeps a header it has not finished in memory.
-            self.head_read += len(data)
+            self.head_read += self.read_size
         super().data_received(data)
-        if self.in_head and max(self.head_read, self._head_size()) > self.max_header_bytes:
+        if self.in_head and (self.head_read > self.max_header_bytes or self._over_limit()):
             self._too_large()
 
     # --- httptools callbacks (after a refusal the rest of the read is parsed, and ignored) ---
@@ -91,6 +96,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.in_head = True
         self.head_read = 0
+        self.head_first = self.read_size
         self._arm_header_timer()
 
     def on_headers_complete(self) -> None:
@@ -99,7 +105,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.in_head = False
         self._disarm_header_timer()
         # Checked here too: a head that arrives in one read is never seen unfinished.
-        if self._head_size() > self.max_header_bytes:
+        if self._over_limit():
             self._too_large()
             return
         super().on_headers_complete()
@@ -176,6 +182,12 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         message = "the request headers did not arrive in time (HEADER_TIMEOUT)"
         self._refuse(RequestTimeout(message, field="headers"))
+
+    def _over_limit(self) -> bool:
+        limit = self.max_header_bytes
+        if self.head_first + self.head_read <= limit:
+            return False  # all the bytes since it began are within the limit
+        return self._head_size() > limit
 
     def _head_size(self) -> int:
         """The head as parsed so far: its target, and each finished header with ": " and CRLF
