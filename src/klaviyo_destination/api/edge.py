@@ -20,12 +20,7 @@ from typing import Any, Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ..errors import (
-    DestinationError,
-    MisdirectedRequest,
-    RequestTimeout,
-    UnsupportedMediaType,
-)
+from ..errors import DestinationError, MisdirectedRequest, RequestTimeout, UnsupportedMediaType
 from .request_log import annotate_scope
 from .responses import JsonResponse, error_body
 
