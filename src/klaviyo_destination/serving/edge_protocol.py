@@ -120,7 +120,9 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.owes_an_answer or self.transport.is_closing():
+        if (self.refusal is None and not self.head_waiting) or self.owes_an_answer:
+            return  # (the first test is every request's: nothing waits for the answer)
+        if self.transport.is_closing():
             return
         if self.refusal is not None:
             self._answer(self.refusal)
