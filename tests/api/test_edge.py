@@ -28,6 +28,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
+from klaviyo_destination.serving.connection import UVICORN_MINOR, serve_options
 from klaviyo_destination.settings import Settings
 from support.asgi import post_scope
 from support.events import signed_up
@@ -260,9 +261,10 @@ async def test_with_a_token_neither_host_nor_content_type_is_restricted(
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    """``app`` under uvicorn on 127.0.0.1 in this event loop; yields the port."""
-    config = uvicorn.Config(app, host=LOOPBACK, port=0, log_config=None, lifespan="on")
+async def serving(app: Any, **options: Any) -> AsyncIterator[int]:
+    """``app`` under uvicorn (with ``options``) on 127.0.0.1 in this event loop; yields the
+    port."""
+    config = uvicorn.Config(app, host=LOOPBACK, port=0, log_config=None, lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
@@ -318,6 +320,53 @@ async def test_a_client_that_disconnects_mid_body_is_one_info_line(
     for record in caplog.records:
         assert record.exc_info is None, f"{record.name}: {record.getMessage()}"
         assert "unexpected error" not in record.getMessage()
+        assert record.levelno < logging.WARNING, f"{record.name}: {record.getMessage()}"
+
+
+# --- issue 27 C2: a WebSocket handshake -------------------------------------------------------
+
+#: How a server may run the app: as ``serve`` does with the uvicorn its protocol was written for
+#: and with any other (uvicorn's own protocol), and as uvicorn does by default.
+SERVERS: Final = {
+    "serve, EdgeProtocol": serve_options(settings(), uvicorn_version=f"{UVICORN_MINOR}.0")[0],
+    "serve, fallback protocol": serve_options(settings(), uvicorn_version="9.99.0")[0],
+    "uvicorn's defaults": {},
+}
+UPGRADE: Final = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server", list(SERVERS))
+@pytest.mark.parametrize("path", ["/health", "/v1/events", "/nowhere", "/emulator/api/profiles"])
+async def test_a_websocket_handshake_is_a_4xx_and_one_info_line(
+    build: Build, server: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = build(settings(), transport=httpx.MockTransport(klaviyo))
+    async with serving(app, **SERVERS[server]) as port:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{UPGRADE}".encode())
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the close
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    if server.startswith("serve"):
+        assert status == 404
+        assert orjson.loads(body)["error"] == {
+            "code": "not_found",
+            "message": "this service serves no WebSocket endpoints: send its requests as plain "
+            "HTTP",
+            "field": "Upgrade",
+        }
+    else:  # the handshake closed by the app, as Starlette closes one with no route
+        assert status == 403
+    [line] = [r for r in caplog.records if r.name == "klaviyo_destination.requests"]
+    assert (line.__dict__["path"], line.__dict__["status"]) == (path, status)
+    for record in caplog.records:
+        assert record.exc_info is None, f"{record.name}: {record.getMessage()}"
         assert record.levelno < logging.WARNING, f"{record.name}: {record.getMessage()}"
 
 

@@ -244,6 +244,100 @@ def test_token_comparison_is_constant_time() -> None:
     assert "==" not in source.replace("presented is None", "")
 
 
+# --- issue 27 C5 and C6: a non-ASCII token, two Authorization headers --------------------------
+
+#: Not ASCII, and not Latin-1 either: the header carries it in UTF-8.
+WIDE_TOKEN = "hoök-tøken-日本-42"
+WIDE = WIDE_TOKEN.encode()
+
+
+def _basic(credentials: bytes) -> bytes:
+    return b"Basic " + base64.b64encode(credentials)
+
+
+#: An ``Authorization`` value with the non-ASCII token set, and whether it presents the token.
+WIDE_CASES = {
+    "Bearer, UTF-8": (b"Bearer " + WIDE, True),
+    "Basic username, UTF-8": (_basic(WIDE + b":"), True),
+    "Basic password, UTF-8": (_basic(b"any:" + WIDE), True),
+    "Bearer, the UTF-8 read as Latin-1 and sent as UTF-8": (
+        b"Bearer " + WIDE.decode("latin-1").encode(),
+        False,
+    ),
+    "Bearer, a prefix": (b"Bearer " + WIDE[:-1], False),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("header", "presents"), WIDE_CASES.values(), ids=list(WIDE_CASES))
+async def test_a_non_ascii_token_works_as_bearer_and_basic(
+    build: Build, header: bytes, presents: bool
+) -> None:
+    """Over a real socket, so the bytes are uvicorn's; accepted means parsed (and refused as
+    not JSON), refused means 401 before that."""
+    app = build(settings(webhook_token=SecretStr(WIDE_TOKEN)), transport=_no_klaviyo())
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for path in ("/v1/events", "/v1/batch", "/v1/transform"):
+            response = await client.post(
+                path, content=b"{not json", headers=[(b"authorization", header)]
+            )
+            assert response.status_code == (400 if presents else 401), (path, response.text)
+
+
+def _no_klaviyo() -> httpx.MockTransport:
+    return httpx.MockTransport(lambda _: httpx.Response(500))
+
+
+#: Two ``Authorization`` headers, in either order, the token in one or both.
+TWO_HEADERS = {
+    "right, right": (bearer()["Authorization"], bearer()["Authorization"]),
+    "right, wrong": (bearer()["Authorization"], "Bearer wrong"),
+    "wrong, right": ("Bearer wrong", bearer()["Authorization"]),
+    "Basic, Bearer": (
+        "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode(),
+        bearer()["Authorization"],
+    ),
+}
+AUTHENTICATED = ["/v1/events", "/v1/batch", "/v1/track", "/v1/transform"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pair", TWO_HEADERS.values(), ids=list(TWO_HEADERS))
+async def test_two_authorization_headers_are_refused_on_every_authenticated_route(
+    build: Build, pair: tuple[str, str]
+) -> None:
+    app = build(settings(), transport=_no_klaviyo())
+    headers = [("Authorization", value) for value in pair]
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for path in AUTHENTICATED:
+            response = await client.post(path, json=event("ok", 1), headers=headers)
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["error"] == {
+                "code": "invalid_request",
+                "message": "more than one Authorization header: send the credentials once",
+                "field": "Authorization",
+            }
+            assert_no_secret(response.text, "the refusal")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pair", TWO_HEADERS.values(), ids=list(TWO_HEADERS))
+async def test_two_authorization_headers_are_refused_by_the_embedded_emulator(
+    way: str, pair: tuple[str, str]
+) -> None:
+    values: dict[str, Any] = {"webhook_token": SecretStr(TOKEN)}
+    with contextlib.redirect_stdout(io.StringIO()):  # the start-up banner
+        app = _embedded_app(Settings(**values), "127.0.0.1", 8080)
+    served_app = served_way(way, app, Settings(**values))
+    headers = [("Authorization", value) for value in pair]
+    async with serving(served_app) as url, httpx.AsyncClient(base_url=url) as client:
+        one = await client.get("/emulator/__emulator/state", headers=bearer())
+        two = await client.get("/emulator/__emulator/state", headers=headers)
+    assert one.status_code == 200, one.text
+    assert two.status_code == 400, two.text
+    assert two.json()["error"]["field"] == "Authorization"
+
+
 # --- 2. secrets never shown ----------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import psutil
@@ -27,7 +27,7 @@ from support.emulator_control import EmulatorControl
 from support.events import signed_up
 from support.servers import TOKEN_AUTH, Server, start_service
 
-from .raw_http import read_answer, read_until_closed
+from .raw_http import Answers, read_answer, read_until_closed
 
 #: Short limits, so that each is reached within a test.
 EDGE_ENV: Final = {
@@ -50,7 +50,7 @@ def connect(server: Server, timeout: float = 5) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
 
 
-def status_and_body(answer: bytes) -> tuple[int, dict[str, object]]:
+def status_and_body(answer: bytes) -> tuple[int, dict[str, Any]]:
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)
 
@@ -132,6 +132,101 @@ def test_each_request_on_a_connection_gets_its_own_header_timeout(edge: Server) 
     assert closed
     assert 0.8 < time.monotonic() - started < 3, "not HEADER_TIMEOUT from this request's start"
     assert status_and_body(answer)[0] == 408
+
+
+def get_head(server: Server, extra: str = "") -> bytes:
+    return f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{extra}".encode()
+
+
+def post_track(server: Server, message_id: str) -> bytes:
+    body = json.dumps(signed_up(message_id)).encode()
+    return post_head(server, len(body)) + body
+
+
+#: What a pipelining client sends after a request that waits on Klaviyo: the next request's
+#: first bytes, or a whole request and the first bytes of a third.
+PIPELINED: Final = {
+    "next request begun": [],
+    "a whole request, then a third begun": ["GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"],
+}
+
+
+@pytest.mark.parametrize("between", list(PIPELINED.values()), ids=list(PIPELINED))
+def test_pipelined_headers_do_not_cost_the_answers_before_them(
+    edge: Server, emulator: EmulatorControl, between: list[str]
+) -> None:
+    """Issue 27 A5: the header clock of a request waiting behind an answer owed starts when
+    that answer is written; uvicorn reads no further meanwhile, so the client could not finish
+    those headers (plain uvicorn answers the earlier requests too)."""
+    emulator.fault(latency_ms=1500)  # longer than HEADER_TIMEOUT (1 s)
+    with connect(edge) as sock:
+        sock.sendall(
+            post_track(edge, "a5") + "".join(between).encode() + get_head(edge, "X-Slow: ")
+        )
+        answers = Answers(sock)
+        delivered = answers.next()
+        others = [answers.next() for _ in between]
+        rest, closed = read_until_closed(sock, 5)
+    assert status_and_body(delivered)[0] == 200, delivered
+    assert [status_and_body(a)[0] for a in others] == [200] * len(others)
+    assert closed
+    assert status_and_body(answers.buffer + rest)[0] == 408  # the unfinished one, afterwards
+    assert len(emulator.requests()) == 1
+
+
+def test_a_408_for_headers_begun_in_the_same_read_as_the_request_before(edge: Server) -> None:
+    """Issue 27 K1: the next request's first bytes came with the previous request."""
+    with connect(edge) as sock:
+        sock.sendall(get_head(edge, "\r\n") + get_head(edge, "X-Slow: "))
+        answers = Answers(sock)
+        first = answers.next()
+        rest, closed = read_until_closed(sock, 5)
+    assert status_and_body(first)[0] == 200
+    assert closed
+    status, body = status_and_body(answers.buffer + rest)
+    assert status == 408
+    assert body["error"]["field"] == "headers"
+
+
+@pytest.mark.parametrize("kib", [33, 64, 100])
+def test_headers_over_max_header_bytes_in_one_write_get_a_431(edge: Server, kib: int) -> None:
+    """Issue 27 C1: a head that arrives whole in one read is never seen unfinished."""
+    with connect(edge) as sock:
+        sock.sendall(get_head(edge, f"X-Big: {'a' * (kib * 1024)}\r\n\r\n"))
+        answer, closed = read_until_closed(sock, 5)
+    assert closed
+    status, body = status_and_body(answer)
+    assert status == 431
+    assert body["error"]["code"] == "headers_too_large"
+
+
+def test_an_oversized_pipelined_head_is_refused_after_the_answer_before_it(edge: Server) -> None:
+    big = get_head(edge, f"X-Big: {'a' * 40_000}\r\n\r\n")
+    with connect(edge) as sock:
+        sock.sendall(get_head(edge, "\r\n") + big)
+        answers = Answers(sock)
+        first = answers.next()
+        rest, closed = read_until_closed(sock, 5)
+    assert status_and_body(first)[0] == 200
+    assert closed
+    assert status_and_body(answers.buffer + rest)[0] == 431
+
+
+def test_a_websocket_handshake_gets_a_404_and_no_traceback(edge: Server) -> None:
+    """Issue 27 C2, on the real ``serve`` (tests/api/test_edge.py: every way of serving)."""
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-ID: ws-c2\r\n\r\n"
+    )
+    with connect(edge) as sock:
+        sock.sendall(get_head(edge, upgrade))
+        answer, closed = read_until_closed(sock, 5)
+    assert closed
+    status, body = status_and_body(answer)
+    assert (status, body["error"]["field"]) == (404, "Upgrade")
+    lines = [line for line in edge.output().splitlines() if "ws-c2" in line]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in edge.output()
 
 
 def test_a_stalled_body_is_cut_after_body_timeout(edge: Server) -> None:

@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from klaviyo_destination.app import create_app
 from klaviyo_destination.serving.connection import UNENFORCED, UVICORN_MINOR, serve_options
+from klaviyo_destination.serving.refusals import NoWebSockets
 from klaviyo_destination.settings import Settings
 from support.events import signed_up
 from tests.helpers.apps import WAYS, served, served_way
@@ -229,6 +230,7 @@ def test_the_installed_uvicorn_gets_the_edge_protocol() -> None:
     options, warning = serve_options(service, uvicorn_version=f"{UVICORN_MINOR}.9")
     assert options == {
         "http": EdgeProtocol,
+        "ws": NoWebSockets,
         "timeout_keep_alive": 7,
         "timeout_graceful_shutdown": 41,
     }
@@ -240,6 +242,7 @@ def test_the_installed_uvicorn_gets_the_edge_protocol() -> None:
 def test_another_uvicorn_gets_its_own_protocol_and_a_warning(version: str) -> None:
     options, warning = serve_options(Settings(), uvicorn_version=version)
     assert options["http"] == "auto"
+    assert options["ws"] is NoWebSockets  # upgrades are refused either way
     assert warning is not None
     assert version in warning
     assert f"{UNENFORCED} are not enforced" in warning

@@ -5,26 +5,46 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
 
 import orjson
 from pydantic import SecretStr
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Unauthorized
+from ..errors import BadRequest, Unauthorized
 from ..settings import Settings
+from .exchange import Headers
 from .responses import error_body
 
 
-def token_presented(header: str, expected: bytes, *, klaviyo_key: bool = False) -> bool:
+def token_presented(header: bytes, expected: bytes, *, klaviyo_key: bool = False) -> bool:
     """Whether an ``Authorization`` value presents the token (constant-time per candidate);
-    ``klaviyo_key`` also accepts ``Klaviyo-API-Key <token>``, as Klaviyo's clients send it."""
+    ``klaviyo_key`` also accepts ``Klaviyo-API-Key <token>``, as Klaviyo's clients send it.
+
+    The header's bytes are compared as sent, with ``expected`` (the token in UTF-8): a Bearer
+    token as Basic's decoded bytes always were, so a non-ASCII token works both ways. Header
+    bytes are Latin-1 in an ASGI server's hands; re-encoding them as text would garble it."""
     candidates = _presented(header, klaviyo_key=klaviyo_key)
     # Every candidate is compared, so the time taken does not tell which one was close.
     matches = [hmac.compare_digest(c, expected) for c in candidates]
     return any(matches)
+
+
+def authorization_of(headers: Headers) -> bytes:
+    """The request's one ``Authorization`` value (empty when it has none).
+
+    HTTP allows one. With two, whichever one a check took, a proxy or the app behind it may
+    take the other, so two are refused (400) rather than the first believed."""
+    found: bytes | None = None
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            if found is not None:
+                raise BadRequest(
+                    "more than one Authorization header: send the credentials once",
+                    field="Authorization",
+                )
+            found = value
+    return found or b""
 
 
 def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
@@ -50,10 +70,14 @@ def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
 
     async def guard(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            header = Headers(scope=scope).get("authorization", "")
+            try:
+                header = authorization_of(scope["headers"])
+            except BadRequest as error:
+                refused = orjson.dumps(error_body(error.to_dict()))
+                await _answer(refused, error.status, scope, receive, send)
+                return
             if not token_presented(header, expected, klaviyo_key=True):
-                response = Response(body, status_code=401, media_type="application/json")
-                await response(scope, receive, send)
+                await _answer(body, 401, scope, receive, send)
                 return
             kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
             scope = {**scope, "headers": [*kept, as_key]}
@@ -62,9 +86,15 @@ def guarded(app: ASGIApp, token: SecretStr) -> ASGIApp:
     return guard
 
 
-def check_token(headers: Mapping[str, str], settings: Settings) -> None:
+async def _answer(body: bytes, status: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = Response(body, status_code=status, media_type="application/json")
+    await response(scope, receive, send)
+
+
+def check_token(headers: Headers, settings: Settings) -> None:
     """Accept ``Bearer <token>``, or Basic auth with the token as username or password; nothing
-    when no token is set.
+    when no token is set. ``headers`` are the request's raw ones (the ASGI scope's), so that two
+    ``Authorization`` headers are seen (and refused).
 
     Runs before the body is read. Comparison is constant-time, and the presented value is never
     echoed back.
@@ -72,7 +102,7 @@ def check_token(headers: Mapping[str, str], settings: Settings) -> None:
     if settings.webhook_token is None:
         return
     expected = settings.webhook_token.get_secret_value().encode()
-    if not token_presented(headers.get("authorization", ""), expected):
+    if not token_presented(authorization_of(headers), expected):
         raise Unauthorized(
             "missing or wrong credentials: send Authorization: Bearer <WEBHOOK_TOKEN>, or Basic "
             "auth with the token as username (an SDK's write key) or as password",
@@ -80,14 +110,15 @@ def check_token(headers: Mapping[str, str], settings: Settings) -> None:
         )
 
 
-def _presented(header: str, *, klaviyo_key: bool = False) -> list[bytes]:
+def _presented(header: bytes, *, klaviyo_key: bool = False) -> list[bytes]:
     """The values a header offers as the token: Bearer's, or Basic's username (how RudderStack
     and Segment SDKs send their write key, with an empty password) and its password; with
     ``klaviyo_key``, Klaviyo's ``Klaviyo-API-Key <key>`` too."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" or (klaviyo_key and scheme.lower() == "klaviyo-api-key"):
-        return [value.strip().encode()]
-    if scheme.lower() == "basic":
+    scheme, _, value = header.partition(b" ")
+    scheme = scheme.lower()
+    if scheme == b"bearer" or (klaviyo_key and scheme == b"klaviyo-api-key"):
+        return [value.strip()]
+    if scheme == b"basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):

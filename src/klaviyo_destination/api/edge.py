@@ -18,12 +18,17 @@ import ipaddress
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..errors import DestinationError, MisdirectedRequest, RequestTimeout, UnsupportedMediaType
 from .request_log import annotate_scope
 from .responses import JsonResponse, error_body
 
 _CLOSE: Final = (b"connection", b"close")
+#: Why a WebSocket handshake is refused (``serving/refusals.py`` says the same).
+NO_WEBSOCKETS: Final = "this service serves no WebSocket endpoints: send its requests as plain HTTP"
+#: RFC 6455's close code for a message that violates the endpoint's policy.
+_POLICY_VIOLATION: Final = 1008
 _JSON_TYPES: Final = "application/json or application/<type>+json"
 #: How often the body deadlines are checked: a body may take this much longer than BODY_TIMEOUT.
 _TICK: Final = 0.25
@@ -38,7 +43,10 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         refusal, has_body = screen(scope, loopback_only=self.loopback_only)
         if has_body:
@@ -51,6 +59,15 @@ class Edge:
         annotate_scope(scope, error=refusal.code, reason=refusal.message, field=refusal.field)
         answer = JsonResponse(error_body(refusal.to_dict()), status_code=refusal.status)
         await answer(scope, receive, send)
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """This service has no WebSocket endpoint. ``serve`` refuses upgrades before the app
+    (``serving/refusals.py``); served some other way, the app closes the handshake, which the
+    server answers 403, as Starlette does for a path with no WebSocket route. (Not the ASGI
+    denial response: uvicorn 0.54's default WebSocket protocol logs an ERROR after one.)"""
+    annotate_scope(scope, error="websocket_refused", reason=NO_WEBSOCKETS)
+    await WebSocket(scope, receive, send).close(code=_POLICY_VIOLATION)
 
 
 def screen(scope: Scope, *, loopback_only: bool) -> tuple[DestinationError | None, bool]:

@@ -22,6 +22,9 @@ logger = logging.getLogger("klaviyo_destination.requests")
 REQUEST_ID: Final = b"x-request-id"
 _FIELDS: Final = "log_fields"
 _MAX_ID: Final = 128
+#: A WebSocket handshake is an HTTP request too (the service refuses each, api/edge.py).
+_LOGGED: Final = frozenset(("http", "websocket"))
+_STARTS: Final = frozenset(("http.response.start", "websocket.http.response.start"))
 #: A version-4 UUID's version and variant bits, kept and set on 128 random bits.
 _UUID4_KEEP: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
@@ -70,7 +73,7 @@ class RequestLog:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in _LOGGED:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -94,9 +97,11 @@ class StampedSend:
         self.status = 500
 
     async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] in _STARTS:
             self.status = message["status"]
             message = {**message, "headers": [*message.get("headers", ()), self._header]}
+        elif message["type"] == "websocket.close" and self.status == 500:
+            self.status = 403  # a handshake closed before it was accepted: the server's answer
         await self._send(message)
 
 
@@ -104,10 +109,11 @@ def logged(
     scope: Scope, status: int, seconds: float, request_id: str, metrics: HttpMetrics | None
 ) -> None:
     """A finished request's metrics and its log line."""
+    method = scope.get("method", "GET")  # a WebSocket handshake's scope has none: it is a GET
     if metrics is not None:
-        metrics.observe(route_of(scope), scope["method"], status, seconds)
+        metrics.observe(route_of(scope), method, status, seconds)
     fields = {
-        "method": scope["method"],
+        "method": method,
         "path": scope["path"],
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
@@ -115,4 +121,4 @@ def logged(
         **scope.get("state", {}).get(_FIELDS, {}),
     }
     level = logging.WARNING if status >= 500 else logging.INFO
-    log_fields(logger, level, fields, "%s %s %d", scope["method"], scope["path"], status)
+    log_fields(logger, level, fields, "%s %s %d", method, scope["path"], status)

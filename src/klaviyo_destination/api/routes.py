@@ -83,7 +83,7 @@ def _protocol_front(call: Call) -> Front:
 def _authorized(call: Call) -> Settings:
     """The settings, once the request presented the token (before its body is read)."""
     settings = call.state["settings"]
-    check_token(call.headers, settings)
+    check_token(call.raw_headers, settings)
     return settings
 
 

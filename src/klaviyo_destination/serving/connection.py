@@ -6,10 +6,13 @@ memory; a connection that never finishes its headers is held for ever), and its
 connections takes ``/health`` down with it (docs/reliability.md, "Edge abuse"). The protocol
 ``serve`` runs (:class:`.edge_protocol.EdgeProtocol`) adds:
 
-* ``MAX_HEADER_BYTES``: a request line and headers longer than that are answered 431 and the
-  connection is closed, after at most one socket read more;
+* ``MAX_HEADER_BYTES``: a request's target and headers (each with its ": " and CRLF) longer
+  than that are answered 431 and the connection is closed: when the headers end, whatever
+  the reads they came in, and for headers still arriving after at most one socket read more;
 * ``HEADER_TIMEOUT``: from connecting (or a later request's first byte) to the end of the
-  headers; then 408 and close (a silent connection is closed without an answer);
+  headers; then 408 and close (a silent connection is closed without an answer). A request
+  begun while an earlier one's answer is owed (pipelining) is timed from when that answer is
+  written, and a refusal waits for the answers before it, as uvicorn alone would send them;
 * ``MAX_INBOUND_CONNECTIONS``: beyond it the oldest idle connections (no request in progress)
   are closed, so a flood of idle or half-sent connections cannot keep anyone else out; only
   when every connection is inside a request does a new one get 503.
@@ -29,6 +32,7 @@ from typing import Any, Final
 import uvicorn
 
 from ..settings import Settings
+from .refusals import NoWebSockets
 
 #: The uvicorn minor whose ``HttpToolsProtocol`` internals :mod:`.edge_protocol` uses.
 UVICORN_MINOR: Final = "0.54"
@@ -50,6 +54,7 @@ def serve_options(
     """``uvicorn.run`` arguments for the edge's limits, and a warning when some are not
     enforced (the installed uvicorn is not the minor :mod:`.edge_protocol` extends)."""
     options: dict[str, Any] = {
+        "ws": NoWebSockets,
         "timeout_keep_alive": settings.keepalive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
