@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_destination.cli import GC_THRESHOLDS, main, worker_app
+from klaviyo_destination.cli import GC_THRESHOLDS, _say_delivering, _say_upstream, main, worker_app
+from klaviyo_destination.settings import Settings
 from tests.helpers.apps import served
 
 TRACK = {
@@ -179,3 +180,28 @@ def test_a_bad_setting_fails_start_up_in_one_line(
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"klaviyo-destination: invalid settings: {name}: ")
     assert value not in line
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://a.klaviyo.com", "https://a.klaviyo.com"),
+        ("http://127.0.0.1:8081/base", "http://127.0.0.1:8081/base"),
+        ("https://user:s3cret@proxy.internal:8443/k", "https://**********@proxy.internal:8443/k"),
+        ("https://token@proxy.internal", "https://**********@proxy.internal"),
+        ("http://a:b@c@proxy.internal/", "http://**********@proxy.internal/"),
+    ],
+)
+def test_the_banner_never_shows_credentials_in_a_url(
+    url: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy in front of Klaviyo or rudder-transformer may take credentials in its URL;
+    the start-up banner names both URLs, and is printed where logs are collected."""
+    settings = Settings(klaviyo_base_url=url, rudder_transformer_url=url)
+    _say_delivering(settings, "127.0.0.1", 8080)
+    _say_upstream(settings)
+    printed = capsys.readouterr().out
+    assert f"Delivering to {shown} at" in printed
+    assert f"pass through to {shown}\n" in printed
+    for secret in ("s3cret", "token@", "a:b"):
+        assert secret not in printed

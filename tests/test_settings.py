@@ -86,6 +86,42 @@ def test_a_bad_klaviyo_url_fails_start_up_in_one_line(
     )
 
 
+# --- RUDDER_TRANSFORMER_URL and REDIS_URL: the same trap (every pass-through a 502; limits
+# quietly local for ever) ---------------------------------------------------------------------
+
+#: (setting, value, accepted)
+OTHER_URLS: Final = [
+    ("rudder_transformer_url", "http://rudder-transformer:9090", True),
+    ("rudder_transformer_url", "https://transformer.internal/base", True),
+    ("rudder_transformer_url", "", True),  # blank: unset
+    ("rudder_transformer_url", "notaurl", False),
+    ("rudder_transformer_url", "localhost:9090", False),
+    ("rudder_transformer_url", "ftp://transformer", False),
+    ("rudder_transformer_url", "http://:9090", False),
+    ("redis_url", "redis://127.0.0.1:6379/0", True),
+    ("redis_url", "rediss://user:pw@redis.internal:6380", True),
+    ("redis_url", "unix:///run/redis.sock", True),
+    ("redis_url", "", True),  # blank: unset
+    ("redis_url", "127.0.0.1:6379", False),
+    ("redis_url", "http://redis:6379", False),
+    ("redis_url", "redis://:6379", False),
+    ("redis_url", "redis://redis:99999", False),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), OTHER_URLS)
+def test_the_other_urls_are_checked_at_start_up(name: str, value: str, accepted: bool) -> None:
+    if accepted:
+        Settings.model_validate({name: value})
+        return
+    with pytest.raises(ValidationError) as raised:
+        Settings.model_validate({name: value})
+    [error] = raised.value.errors(include_input=False)
+    assert error["loc"] == (name,)
+    assert "pw" not in str(raised.value)
+    assert value not in error["msg"]
+
+
 def test_the_command_exits_non_zero_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     """The installed command as a user runs it, in a process of its own."""
     run = subprocess.run(

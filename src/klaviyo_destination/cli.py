@@ -28,6 +28,7 @@ from .ingest.body import events_of, parse_json
 from .ingest.config import from_settings
 from .klaviyo.answers import retired_there
 from .phones import PhoneRule
+from .redact import without_credentials
 from .serving.connection import raise_file_limit, serve_options
 from .settings import Settings
 
@@ -180,7 +181,9 @@ def _at(settings: Settings) -> str:
 
 
 def _say_delivering(settings: Settings, host: str, port: int) -> None:
-    _say(f"Delivering to {settings.klaviyo_base_url} at {_at(settings)} on http://{host}:{port}")
+    _say(
+        f"Delivering to {without_credentials(settings.klaviyo_base_url)} at {_at(settings)} on http://{host}:{port}"
+    )
     _warn(retired_there(settings.klaviyo_base_url, settings.revision))
     if settings.klaviyo_private_api_key is None:
         _say(
@@ -288,7 +291,10 @@ def _say_upstream(settings: Settings) -> None:
             "rudder-transformer's other routes get 501."
         )
     else:
-        _say(f"Other transformer requests pass through to {settings.rudder_transformer_url}")
+        _say(
+            "Other transformer requests pass through to "
+            + without_credentials(settings.rudder_transformer_url)
+        )
 
 
 def _transform(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
@@ -60,3 +61,16 @@ def redact_json(value: Any, secret: SecretStr | None) -> Any:
     if isinstance(value, list):
         return [redact_json(item, secret) for item in value]
     return value
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` masked, for a banner or a log line: a proxy in
+    front of Klaviyo or rudder-transformer may take its credentials in the URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{MASK}@{host}"))

@@ -181,16 +181,31 @@ class Settings(BaseSettings):
         value = value.strip()
         if value == EMBEDDED:
             return value
-        try:
-            parts = urlsplit(value)
-            host = parts.hostname
-            parts.port  # noqa: B018 -- raises ValueError for a port out of range
-        except ValueError:
-            host = None
-        if parts.scheme not in ("http", "https") or not host:
+        if not _has_host(value, ("http", "https")):
             reason = "must be an http:// or https:// URL with a host (or 'embedded')"
             raise PydanticCustomError("klaviyo_base_url", reason)
         return value
+
+    @field_validator("rudder_transformer_url", mode="after")
+    @classmethod
+    def _upstream_url(cls, value: str | None) -> str | None:
+        # The same trap as KLAVIYO_BASE_URL: every pass-through request would be a 502.
+        if value is not None and not _has_host(value.strip(), ("http", "https")):
+            reason = "must be an http:// or https:// URL with a host"
+            raise PydanticCustomError("rudder_transformer_url", reason)
+        return None if value is None else value.strip()
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Otherwise the limits would quietly stay local for ever, one warning at start-up.
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        if urlsplit(url).scheme == "unix" or _has_host(url, ("redis", "rediss")):
+            return value
+        reason = "must be a redis://, rediss:// or unix:// URL"
+        raise PydanticCustomError("redis_url", reason)
 
     @model_validator(mode="after")
     def _placeholder_key_stays_with_the_emulator(self) -> Self:
@@ -239,3 +254,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def _has_host(url: str, schemes: tuple[str, ...]) -> bool:
+    """Whether ``url`` has one of ``schemes``, a host and, if any, a port in range."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
