@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from klaviyo_destination.errors import KlaviyoUnavailable
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
 from klaviyo_destination.klaviyo.answers import transport_error
-from klaviyo_destination.klaviyo.exchange import AiohttpExchange
+from klaviyo_destination.klaviyo.exchange import UNTIMED_BODY, AiohttpExchange
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
 from klaviyo_destination.klaviyo.transport import translate_error
 from klaviyo_destination.settings import Settings
@@ -269,6 +269,22 @@ async def test_a_server_that_reads_nothing_is_a_write_timeout() -> None:
         big = b"x" * (64 * 1024 * 1024)  # more than both sockets' buffers hold
         with pytest.raises(httpx.WriteTimeout):
             await exchange(port, big, write_timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 2, UNTIMED_BODY, UNTIMED_BODY + 1, 300_000],
+    ids=["empty", "small", "largest-untimed", "smallest-timed", "large"],
+)
+async def test_a_body_arrives_whole_either_way_it_is_written(size: int) -> None:
+    """Up to ``UNTIMED_BODY`` a body goes as bytes, above it under the write timer."""
+    content = (bytes(range(256)) * (size // 256 + 1))[:size]
+    async with server(answering(ACCEPTED)) as (port, seen):
+        await exchange(port, content)
+    assert seen.bodies == [content]
+    head = seen.heads[0].decode().lower()
+    assert f"content-length: {size}\r\n" in head
+    assert "transfer-encoding" not in head
 
 
 async def test_a_full_pool_is_a_pool_timeout() -> None:

@@ -49,6 +49,13 @@ RequestHeaders = tuple[tuple[bytes, bytes], ...]
 _KEEPALIVE: Final = 5.0
 #: Headers about the body as sent, not as read (decoded, possibly of another length).
 _RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: A body up to this size goes as plain bytes, without the write timer (:class:`Written`):
+#: aiohttp hands the request's head and body to the transport in one write and waits for the
+#: socket (drains) only once a request has written more than 64 KiB (``StreamWriter.write``),
+#: so the write of such a body never waits and its timer could never fire. A quarter of the
+#: 64 KiB is left for the head (a few hundred bytes here). Every event is far below it; a
+#: bulk job of 100 profiles is near it.
+UNTIMED_BODY: Final = 48 * 1024
 
 
 class Exchange(Protocol):
@@ -133,14 +140,26 @@ class AiohttpExchange:
         body: bytes,
     ) -> aiohttp.ClientResponse:
         target, proxy = self._target(url)
+        sent = [*_latin1(headers), ("Content-Length", str(len(body)))]
+        if len(body) <= UNTIMED_BODY:
+            with mapped_errors(connecting=True):
+                return await session.request(
+                    method,
+                    target,
+                    headers=sent,
+                    data=body or None,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    timeout=self._timeout,
+                )
         written = Written(self._write)
         try:
             with mapped_errors(connecting=True):
                 return await session.request(
                     method,
                     target,
-                    headers=[*_latin1(headers), ("Content-Length", str(len(body)))],
-                    data=written.body(body) if body else None,
+                    headers=sent,
+                    data=written.body(body),
                     allow_redirects=False,
                     proxy=proxy,
                     timeout=self._timeout,
