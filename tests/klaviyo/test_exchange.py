@@ -140,6 +140,34 @@ async def test_an_answer_is_delivered_with_the_headers_httpx_sent() -> None:
     assert "transfer-encoding" not in head
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        (),
+        ((b"Accept", b"application/json"),),
+        ((b"User-Agent", b"ours"), (b"Content-Type", b"application/json")),
+        (
+            (b"Accept", b"*/*"),
+            (b"Accept-Encoding", b"gzip"),
+            (b"User-Agent", b"ours"),
+            (b"Content-Type", b"application/json"),
+        ),
+    ],
+    ids=["none", "accept", "agent-and-type", "all-four"],
+)
+async def test_aiohttp_adds_no_header_of_its_own(given: tuple[tuple[bytes, bytes], ...]) -> None:
+    """Only the request's headers go, with the Host and the length every request needs."""
+    made = AiohttpExchange(settings(0))
+    try:
+        async with server(answering(ACCEPTED)) as (port, seen):
+            await made("POST", f"http://127.0.0.1:{port}/api/events", given, b"{}")
+    finally:
+        await made.aclose()
+    lines = seen.heads[0].decode().split("\r\n")[1:]
+    sent = sorted(line.partition(":")[0].lower() for line in lines if line)
+    assert sent == sorted({"host", "content-length", *(k.decode().lower() for k, _ in given)})
+
+
 async def test_connections_are_kept_alive_and_reused() -> None:
     async with server(answering(ACCEPTED)) as (port, seen), client(settings(port)) as c:
         for _ in range(5):
