@@ -64,10 +64,13 @@ async def _requests(route: str, batch: int, count: int) -> None:
 
 
 def _counted(route: str, batch: int, count: int) -> int:
-    argv = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, __file__, "--route", route, "--batch", str(batch), "--run", str(count),
-    ]  # fmt: skip
+    return callgrind_total([__file__, "--route", route, "--batch", str(batch), "--run", str(count)])
+
+
+def callgrind_total(script: list[str]) -> int:
+    """Instructions ``python script...`` executes under callgrind, its whole run."""
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+    argv += script
     # One hash seed for every run: string hashes decide dict and set layouts, so the counts.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)  # noqa: S603

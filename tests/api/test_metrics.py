@@ -73,6 +73,16 @@ async def test_event_outcomes_and_klaviyo_requests(client: httpx.AsyncClient) ->
     assert requests[(("endpoint", "/api/events"), ("status", "202"))] == 1
 
 
+async def test_event_outcomes_count_every_event_of_a_request(client: httpx.AsyncClient) -> None:
+    """Counted per (type, outcome) once a request, by how many events had it."""
+    tracks = [{**TRACK, "messageId": f"m{i}", "userId": f"u{i}"} for i in range(3)]
+    pages = [{"type": "page", "userId": f"p{i}"} for i in range(2)]
+    await client.post("/v1/events", json=[tracks[0], pages[0], *tracks[1:], pages[1]])
+    outcomes = await samples(client, "klaviyo_destination_events_total")
+    assert outcomes[(("outcome", "delivered"), ("type", "track"))] == 3
+    assert outcomes[(("outcome", "rejected"), ("type", "page"))] == 2
+
+
 async def test_the_limiter_budget_and_waits(build: Build) -> None:
     """Free slots per endpoint and window at scrape time, and how long requests waited."""
     emulator = create_emulator()

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from klaviyo_destination.errors import KlaviyoUnavailable
 from klaviyo_destination.klaviyo import KlaviyoClient, KlaviyoSession
 from klaviyo_destination.klaviyo.answers import transport_error
-from klaviyo_destination.klaviyo.exchange import AiohttpExchange
+from klaviyo_destination.klaviyo.exchange import UNTIMED_BODY, AiohttpExchange
 from klaviyo_destination.klaviyo.ratelimit import RateLimiter
 from klaviyo_destination.klaviyo.transport import translate_error
 from klaviyo_destination.settings import Settings
@@ -138,6 +138,34 @@ async def test_an_answer_is_delivered_with_the_headers_httpx_sent() -> None:
     ):
         assert line in head
     assert "transfer-encoding" not in head
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        (),
+        ((b"Accept", b"application/json"),),
+        ((b"User-Agent", b"ours"), (b"Content-Type", b"application/json")),
+        (
+            (b"Accept", b"*/*"),
+            (b"Accept-Encoding", b"gzip"),
+            (b"User-Agent", b"ours"),
+            (b"Content-Type", b"application/json"),
+        ),
+    ],
+    ids=["none", "accept", "agent-and-type", "all-four"],
+)
+async def test_aiohttp_adds_no_header_of_its_own(given: tuple[tuple[bytes, bytes], ...]) -> None:
+    """Only the request's headers go, with the Host and the length every request needs."""
+    made = AiohttpExchange(settings(0))
+    try:
+        async with server(answering(ACCEPTED)) as (port, seen):
+            await made("POST", f"http://127.0.0.1:{port}/api/events", given, b"{}")
+    finally:
+        await made.aclose()
+    lines = seen.heads[0].decode().split("\r\n")[1:]
+    sent = sorted(line.partition(":")[0].lower() for line in lines if line)
+    assert sent == sorted({"host", "content-length", *(k.decode().lower() for k, _ in given)})
 
 
 async def test_connections_are_kept_alive_and_reused() -> None:
@@ -269,6 +297,22 @@ async def test_a_server_that_reads_nothing_is_a_write_timeout() -> None:
         big = b"x" * (64 * 1024 * 1024)  # more than both sockets' buffers hold
         with pytest.raises(httpx.WriteTimeout):
             await exchange(port, big, write_timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 2, UNTIMED_BODY, UNTIMED_BODY + 1, 300_000],
+    ids=["empty", "small", "largest-untimed", "smallest-timed", "large"],
+)
+async def test_a_body_arrives_whole_either_way_it_is_written(size: int) -> None:
+    """Up to ``UNTIMED_BODY`` a body goes as bytes, above it under the write timer."""
+    content = (bytes(range(256)) * (size // 256 + 1))[:size]
+    async with server(answering(ACCEPTED)) as (port, seen):
+        await exchange(port, content)
+    assert seen.bodies == [content]
+    head = seen.heads[0].decode().lower()
+    assert f"content-length: {size}\r\n" in head
+    assert "transfer-encoding" not in head
 
 
 async def test_a_full_pool_is_a_pool_timeout() -> None:

@@ -46,11 +46,11 @@ class EventMetrics:
         )
         self._reasons = error_codes()
 
-    def count(self, event_type: str, outcome: str, code: str | None) -> None:
-        self.events.labels(type=event_type, outcome=outcome).inc()
+    def count(self, event_type: str, outcome: str, code: str | None, events: int = 1) -> None:
+        self.events.labels(type=event_type, outcome=outcome).inc(events)
         if outcome != "delivered":
             reason = code if code in self._reasons else OTHER_REASON
-            self.not_delivered.labels(outcome=outcome, reason=reason).inc()
+            self.not_delivered.labels(outcome=outcome, reason=reason).inc(events)
 
 
 class HttpMetrics:

@@ -5,6 +5,7 @@ Independent of FastAPI; ``routes.py`` calls these.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from collections.abc import Sequence
@@ -49,9 +50,11 @@ def record(delivered: Delivered, metrics: EventMetrics) -> dict[str, int]:
     lines and ``klaviyo_destination_events_not_delivered_total`` are where an SDK's operator
     sees them."""
     tally = {"delivered": 0, "rejected": 0, "failed": 0}
+    # The metrics counted once per (type, outcome, code) of the request: ``labels()`` costs 2 us.
+    counted: collections.Counter[tuple[str, str, str | None]] = collections.Counter()
     for planned, outcome in delivered:
         error = outcome.error or {}
-        metrics.count(str(planned.type).lower(), outcome.status, error.get("code"))
+        counted[str(planned.type).lower(), outcome.status, error.get("code")] += 1
         tally[outcome.status] += 1
         for warning in planned.warnings:
             logger.warning(
@@ -81,6 +84,8 @@ def record(delivered: Delivered, metrics: EventMetrics) -> dict[str, int]:
                 "event delivered",
                 extra={"message_id": planned.message_id, "type": planned.type},
             )
+    for (kind, status, code), count in counted.items():
+        metrics.count(kind, status, code, count)
     return tally
 
 

@@ -160,10 +160,13 @@ def rejection(answer: KlaviyoAnswer, revision: Revision = V1) -> KlaviyoRejected
 
 def transient(answer: KlaviyoAnswer) -> KlaviyoUnavailable | None:
     """The retryable error for 408, 429, 5xx and a non-Klaviyo 403; ``None`` otherwise."""
-    status, errors = answer.status, klaviyo_errors(answer.body)
+    status = answer.status
+    if not (status in (408, 429) or status >= 500 or status == 403):
+        return None  # a success, above all: its body is not read for errors
+    errors = klaviyo_errors(answer.body)
     # A 403 without Klaviyo's JSON:API errors is a proxy or Cloudflare page, not a verdict.
     html_403 = status == 403 and not errors
-    if not (status in (408, 429) or status >= 500 or html_403):
+    if status == 403 and not html_403:
         return None
     detail = errors[0]["detail"] if errors and errors[0]["detail"] else None
     if detail is None:

@@ -49,6 +49,15 @@ RequestHeaders = tuple[tuple[bytes, bytes], ...]
 _KEEPALIVE: Final = 5.0
 #: Headers about the body as sent, not as read (decoded, possibly of another length).
 _RAW: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: The headers aiohttp adds to a request that lacks them; the request's headers are all its own.
+_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+#: A body up to this size goes as plain bytes, without the write timer (:class:`Written`):
+#: aiohttp hands the request's head and body to the transport in one write and waits for the
+#: socket (drains) only once a request has written more than 64 KiB (``StreamWriter.write``),
+#: so the write of such a body never waits and its timer could never fire. A quarter of the
+#: 64 KiB is left for the head (a few hundred bytes here). Every event is far below it; a
+#: bulk job of 100 profiles is near it.
+UNTIMED_BODY: Final = 48 * 1024
 
 
 class Exchange(Protocol):
@@ -102,8 +111,8 @@ class AiohttpExchange:
             trust_env=False,  # proxies: _target
             max_line_size=MAX_HEADER_LINE,
             max_field_size=MAX_HEADER_LINE,
-            # The request's headers are all its own; aiohttp adds none.
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            # No skip_auto_headers here: aiohttp would merge that set into every request's
+            # headers (1.7 us). A request that lacks one of them says so itself (_latin1).
         )
         return self._session
 
@@ -133,14 +142,29 @@ class AiohttpExchange:
         body: bytes,
     ) -> aiohttp.ClientResponse:
         target, proxy = self._target(url)
+        decoded, skipped = _latin1(headers)
+        sent = [*decoded, ("Content-Length", str(len(body)))]
+        if len(body) <= UNTIMED_BODY:
+            with mapped_errors(connecting=True):
+                return await session.request(
+                    method,
+                    target,
+                    headers=sent,
+                    skip_auto_headers=skipped,
+                    data=body or None,
+                    allow_redirects=False,
+                    proxy=proxy,
+                    timeout=self._timeout,
+                )
         written = Written(self._write)
         try:
             with mapped_errors(connecting=True):
                 return await session.request(
                     method,
                     target,
-                    headers=[*_latin1(headers), ("Content-Length", str(len(body)))],
-                    data=written.body(body) if body else None,
+                    headers=sent,
+                    skip_auto_headers=skipped,
+                    data=written.body(body),
                     allow_redirects=False,
                     proxy=proxy,
                     timeout=self._timeout,
@@ -233,9 +257,13 @@ class HttpxExchange:
 
 # A client sends to a few URLs with a few sets of headers: each worked out once.
 @functools.lru_cache(maxsize=KEPT)
-def _latin1(headers: RequestHeaders) -> list[tuple[str, str]]:
-    """The headers as aiohttp takes them (Latin-1, as HTTP has it)."""
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+def _latin1(headers: RequestHeaders) -> tuple[list[tuple[str, str]], tuple[str, ...] | None]:
+    """The headers as aiohttp takes them (Latin-1, as HTTP has it), and those of aiohttp's own
+    it must not add since they are missing (``None``: none missing, as with the client's)."""
+    decoded = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+    present = {name.lower() for name, _ in decoded}
+    missing = tuple(name for name in _AUTO_HEADERS if name.lower() not in present)
+    return decoded, missing or None
 
 
 @functools.lru_cache(maxsize=KEPT)

@@ -107,20 +107,22 @@ class KlaviyoSession:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._out_of_time(request, None, "delivery deadline reached before sending")
-        hook = RetryHook(client.settings, client.metrics, request.endpoint, deadline)
+        hook: RetryHook | None = None  # made once a try failed: most requests need none
         try:
             try:
                 return await self._attempt(request, deadline)
             except Exception as exc:  # the hook decides on it, in stamina's loop
                 first = exc  # retried outside this handler: no failure chained to the next
+            hook = RetryHook(client.settings, client.metrics, request.endpoint, deadline)
             return await hook.after_first(first, lambda: self._attempt(request, deadline))
         except UnusableAnswer as exc:
             raise KlaviyoUnavailable(f"Klaviyo's answer could not be read: {exc}") from None
         except httpx.TransportError as exc:
             raise KlaviyoUnavailable(f"Klaviyo unreachable: {transport_error(exc)[1]}") from None
         except TimeoutError:
+            last = hook.last_unavailable if hook is not None else None
             raise self._out_of_time(
-                request, hook.last_unavailable, "delivery deadline reached waiting for Klaviyo"
+                request, last, "delivery deadline reached waiting for Klaviyo"
             ) from None
 
     async def _attempt(self, request: PlannedRequest, deadline: float) -> KlaviyoAnswer:
