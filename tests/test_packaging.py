@@ -123,6 +123,15 @@ def test_compose_services_are_healthy_before_use_and_on_loopback_only() -> None:
     assert services[EMULATOR_SERVICE]["ports"] == ["127.0.0.1:8081:8081"]
 
 
+def test_every_image_compose_pulls_is_pinned_by_digest() -> None:
+    """As the Dockerfile's base: a tag alone moves (the image built here is never pulled)."""
+    for name, service in load_compose()["services"].items():
+        if service.get("pull_policy") == "never" or "build" in service:
+            continue
+        image = service["image"]
+        assert re.fullmatch(r"[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}", image), (name, image)
+
+
 def test_compose_runs_replicas_sharing_limits_through_redis_on_request() -> None:
     """Redis only with ``--profile replicas`` (plain ``up`` stays one process, limits in it);
     the replicas reach it by the URL the header comment gives, and publish nothing of it."""
