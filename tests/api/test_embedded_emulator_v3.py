@@ -78,9 +78,17 @@ async def test_what_reaches_the_mount_is_recorded_authenticated_and_rate_limited
 
         limits = {"limits": {"profile_import": {"burst": 1, "steady": 100}}}
         assert (await client.post("/emulator/__emulator/rate-limits", json=limits)).is_success
-        await client.post("/emulator/api/profile-import", json=PROFILE, headers=key)
-        throttled = await client.post("/emulator/api/profile-import", json=PROFILE, headers=key)
-        assert throttled.status_code == 429
+        # The emulator's windows start on the clock's whole seconds, as Klaviyo's may: two
+        # requests can straddle one (a loaded machine makes that likely), so the burst of 1 is
+        # shown by the first pair that shares a second, within a few tries.
+        statuses: list[int] = []
+        for _ in range(5):
+            throttled = await client.post("/emulator/api/profile-import", json=PROFILE, headers=key)
+            statuses.append(throttled.status_code)
+            if throttled.status_code == 429:
+                break
+        assert statuses[-1] == 429, statuses
+        assert set(statuses[:-1]) <= {200}, statuses  # the profile exists: updated, not created
         assert throttled.headers["Retry-After"] == "1"
 
 
