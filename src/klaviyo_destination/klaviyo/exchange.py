@@ -144,19 +144,9 @@ class AiohttpExchange:
         target, proxy = self._target(url)
         decoded, skipped = _latin1(headers)
         sent = [*decoded, ("Content-Length", str(len(body)))]
-        if len(body) <= UNTIMED_BODY:
-            with mapped_errors(connecting=True):
-                return await session.request(
-                    method,
-                    target,
-                    headers=sent,
-                    skip_auto_headers=skipped,
-                    data=body or None,
-                    allow_redirects=False,
-                    proxy=proxy,
-                    timeout=self._timeout,
-                )
-        written = Written(self._write)
+        # A small body is written in the call that sends the head: nothing waits on the
+        # socket for it, so there is no write to time (UNTIMED_BODY).
+        written = None if len(body) <= UNTIMED_BODY else Written(self._write)
         try:
             with mapped_errors(connecting=True):
                 return await session.request(
@@ -164,17 +154,18 @@ class AiohttpExchange:
                     target,
                     headers=sent,
                     skip_auto_headers=skipped,
-                    data=written.body(body),
+                    data=(body or None) if written is None else written.body(body),
                     allow_redirects=False,
                     proxy=proxy,
                     timeout=self._timeout,
                 )
         except httpx.TransportError:
-            if written.timed_out:
+            if written is not None and written.timed_out:
                 raise httpx.WriteTimeout(f"request not written within {self._write} s") from None
             raise
         finally:
-            written.cancel()
+            if written is not None:
+                written.cancel()
 
     async def _read(self, response: aiohttp.ClientResponse) -> KlaviyoAnswer:
         read = headers_of(response.raw_headers)
